@@ -1,0 +1,1 @@
+"""Attribution: score every weight for its influence on forgetting, then select a mask."""

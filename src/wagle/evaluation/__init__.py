@@ -1,0 +1,1 @@
+"""Evaluation: QA metrics, membership inference, multiple choice, text-corpus metrics."""

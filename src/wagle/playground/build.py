@@ -1,0 +1,177 @@
+"""Build and cache the playground: data → tokenizer → target model → retain model(s) → figures.
+
+Artefacts live in ``<wagle home>/playground/<key>/``, keyed by the configuration. Each one is
+written atomically and skipped when already present, so an interrupted build resumes and a
+repeated build returns in seconds; ``info.json`` is written last and marks a complete build.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import logging as hf_logging
+
+from wagle import config as cfg
+from wagle.data import playground as benchmark
+from wagle.data.load import load_qa
+from wagle.errors import WagleError
+from wagle.evaluation.generation import generate_answers
+from wagle.evaluation.rouge import rouge_l
+from wagle.io import atomic_dir, ensure_writable_dir, hash_config, wagle_home, write_json
+from wagle.playground.model import SIZES
+from wagle.playground.tokenizer import train_tokenizer
+from wagle.playground.train import save_model, train_model
+
+MAX_LENGTH = 256
+RECALL_SAMPLE = 400  # retain records scored for the build report (forget splits are scored whole)
+
+
+@dataclass
+class PlaygroundConfig:
+    size: str = cfg.field("small", f"model size, one of {', '.join(SIZES)}")
+    seed: int = cfg.field(0, "seed of the data generator and of model training")
+    n_authors: int = cfg.field(200, "fictitious authors that the target model is trained on")
+    qa_per_author: int = cfg.field(10, "QA pairs per author (at most 10)")
+    n_holdout: int = cfg.field(20, "authors no model sees, for membership inference")
+    n_world_facts: int = cfg.field(100, "records in each 'real world' set")
+    retain_splits: list[str] = cfg.field(["forget10"], "forget splits to train a retain model for")
+    epochs: int = cfg.field(0, "training epochs; 0 uses the size's default")
+    vocab_size: int = cfg.field(2048, "BPE vocabulary size")
+
+    def __post_init__(self) -> None:
+        if self.size not in SIZES:
+            raise WagleError(f"unknown size {self.size!r}; choose one of: {', '.join(SIZES)}")
+        forget_splits = [f"forget{p:02d}" for p in benchmark.FORGET_PERCENTS]
+        if bad := set(self.retain_splits) - set(forget_splits):
+            raise WagleError(f"unknown retain split(s) {sorted(bad)}; choose from {forget_splits}")
+        if self.epochs < 0 or self.vocab_size < 300:
+            raise WagleError("epochs must be ≥ 0 and vocab_size ≥ 300")
+        self.benchmark_spec()  # validates the counts
+
+    def benchmark_spec(self) -> benchmark.BenchmarkSpec:
+        return benchmark.BenchmarkSpec(
+            self.n_authors, self.qa_per_author, self.n_holdout, self.n_world_facts, self.seed
+        )
+
+    def directory(self) -> Path:
+        key = cfg.to_dict(self) | {"format": 1}
+        return wagle_home() / "playground" / f"{self.size}-seed{self.seed}-{hash_config(key)}"
+
+
+def build_playground(
+    config: PlaygroundConfig, *, force: bool = False, progress: bool = True
+) -> dict[str, Any]:
+    """Build what is missing (everything with ``force``) and return the info record."""
+    root = config.directory()
+    if force and root.exists():
+        shutil.rmtree(root)
+    ensure_writable_dir(root)
+    if (root / "info.json").exists():
+        return load_info(config)
+    hf_logging.disable_progress_bar()
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+
+    if not (root / "data").exists():
+        with atomic_dir(root / "data") as tmp:
+            benchmark.write(benchmark.generate(config.benchmark_spec()), tmp)
+    splits = {p.stem: load_qa(p, for_eval=True) for p in sorted((root / "data").glob("*.jsonl"))}
+    if not (root / "tokenizer").exists():
+        corpus = (_texts(r) for records in splits.values() for r in records)
+        with atomic_dir(root / "tokenizer") as tmp:
+            train_tokenizer(corpus, config.vocab_size, MAX_LENGTH).save_pretrained(tmp)
+    tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer")
+
+    models = {"target": None} | {f"retain-{s}": s for s in config.retain_splits}
+    report: dict[str, Any] = {}
+    for name, forget_split in models.items():
+        excluded = {forget_split} if forget_split else set()
+        records = _training_records(splits, excluded)
+        if not (root / name).exists():
+            _log(progress, f"training {name} on {len(records)} QA pairs")
+            t0 = time.perf_counter()
+            model, losses = _train(config, records, tokenizer, progress)
+            timings[f"train_{name}"] = round(time.perf_counter() - t0, 1)
+            with atomic_dir(root / name) as tmp:
+                save_model(model, tokenizer, tmp)
+                write_json(tmp / "training_log.json", {"losses": losses, "n_records": len(records)})
+        report[name] = _recall(root / name, tokenizer, splits, config.retain_splits, progress)
+    timings["total"] = round(time.perf_counter() - start, 1)
+
+    info = {
+        "config": cfg.to_dict(config),
+        "data": str(root / "data"),
+        "tokenizer": str(root / "tokenizer"),
+        "target": str(root / "target"),
+        "retain": str(root / f"retain-{config.retain_splits[0]}") if config.retain_splits else None,
+        "retain_models": {s: str(root / f"retain-{s}") for s in config.retain_splits},
+        "rouge_l_recall": report,
+        "build_seconds": timings,
+    }
+    write_json(root / "info.json", info)
+    return info
+
+
+def load_info(config: PlaygroundConfig) -> dict[str, Any]:
+    """The info record of a finished build; a user error if none exists for ``config``."""
+    path = config.directory() / "info.json"
+    if not path.exists():
+        raise WagleError(
+            f"no playground built for this configuration; run `wagle playground build` (looked in {path.parent})"
+        )
+    import json
+
+    return json.loads(path.read_text())
+
+
+def _train(config, records, tokenizer, progress):
+    size = SIZES[config.size]
+    return train_model(
+        records, tokenizer, size, seed=config.seed, epochs=config.epochs or None, progress=progress
+    )
+
+
+def _training_records(splits: dict[str, list], excluded: set[str]) -> list[dict]:
+    """Every trainable record (authors and real-world sets) minus the excluded forget split."""
+    forget = {(r["question"], r["answer"]) for s in excluded for r in splits[s]}
+    records = [r for s in benchmark.TRAIN_SPLITS for r in splits[s]]
+    return [r for r in records if (r["question"], r["answer"]) not in forget]
+
+
+def _recall(
+    model_dir: Path, tokenizer, splits, forget_splits: list[str], progress: bool
+) -> dict[str, float]:
+    """Mean greedy ROUGE-L recall on each forget split and its retain complement (sampled)."""
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    figures = {}
+    for forget in forget_splits:
+        retain = f"retain{100 - int(forget[-2:])}"
+        step = max(1, len(splits[retain]) // RECALL_SAMPLE)
+        for split, records in ((forget, splits[forget]), (retain, splits[retain][::step])):
+            answers = generate_answers(
+                model, tokenizer, [r["question"] for r in records], progress=progress
+            )
+            scores = rouge_l(answers, [r["answer"] for r in records])
+            figures[split] = round(sum(scores) / len(scores), 4)
+    return figures
+
+
+def _texts(record: dict) -> str:
+    return " ".join(
+        [
+            record["question"],
+            record["answer"],
+            record["paraphrased_answer"],
+            *record["perturbed_answer"],
+        ]
+    )
+
+
+def _log(progress: bool, message: str) -> None:
+    if progress:
+        print(f"[wagle] {message}", flush=True)

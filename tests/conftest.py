@@ -1,0 +1,48 @@
+"""Shared fixtures: a tokenizer trained on a micro playground, tiny random Llama models."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from wagle.data.playground import BenchmarkSpec, generate
+from wagle.playground.tokenizer import train_tokenizer
+
+torch.set_num_threads(1)  # tiny models: threads cost more than they give, and CI has 2 cores
+
+
+@pytest.fixture(scope="session")
+def micro_splits():
+    """All splits of a 20-author benchmark (200 author QA pairs)."""
+    return generate(BenchmarkSpec(n_authors=20, n_holdout=4, n_world_facts=10, seed=0))
+
+
+@pytest.fixture(scope="session")
+def tokenizer(micro_splits):
+    texts = [r["question"] + " " + r["answer"] for rs in micro_splits.values() for r in rs]
+    return train_tokenizer(texts, vocab_size=400, model_max_length=128)
+
+
+@pytest.fixture
+def tiny_model(tokenizer):
+    """Factory: a freshly initialised 2-layer Llama (hidden 16) for ``tokenizer``, seeded."""
+
+    def make(seed: int = 0, **overrides) -> LlamaForCausalLM:
+        torch.manual_seed(seed)
+        config = LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=128,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            **overrides,
+        )
+        return LlamaForCausalLM(config).eval()
+
+    return make

@@ -11,10 +11,10 @@ import os
 import sys
 
 from wagle import __version__
-from wagle.cli import playground
+from wagle.cli import demo, playground
 from wagle.errors import WagleError
 
-COMMANDS = [playground]
+COMMANDS = [playground, demo]
 
 DESCRIPTION = """\
 Weight attribution-guided unlearning (WAGLE) for Hugging Face causal LMs.

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +49,7 @@ def save_mask(mask: Mask, path: str | os.PathLike, metadata: dict[str, Any] | No
 
 
 def load_mask(path: str | os.PathLike, model: torch.nn.Module | None = None) -> Mask:
-    """Read a mask file (checked against ``model`` when given)."""
+    """Read a mask file; checked against ``model`` and in its parameter order when given."""
     path = Path(path)
     if not path.is_file():
         raise WagleError(f"mask file not found: {path}")
@@ -56,9 +58,10 @@ def load_mask(path: str | os.PathLike, model: torch.nn.Module | None = None) -> 
             mask = {name: handle.get_tensor(name).bool() for name in handle.keys()}  # noqa: SIM118
     except Exception as err:  # safetensors raises several types for a corrupt header
         raise WagleError(f"{path} is not a readable safetensors mask: {err}") from None
-    if model is not None:
-        check_mask(mask, model)
-    return mask
+    if model is None:
+        return mask
+    check_mask(mask, model)
+    return {name: mask[name] for name, _ in model.named_parameters() if name in mask}
 
 
 def mask_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -66,3 +69,78 @@ def mask_metadata(path: str | os.PathLike) -> dict[str, Any]:
     with safe_open(Path(path), framework="pt") as handle:
         raw = handle.metadata() or {}
     return {key: json.loads(value) for key, value in raw.items()}
+
+
+def complete_mask(mask: Mask, model: torch.nn.Module) -> Mask:
+    """``mask`` extended to every parameter of ``model``; parameters it lacks are all False."""
+    check_mask(mask, model)
+    return {
+        name: mask[name] if name in mask else torch.zeros_like(p, dtype=torch.bool)
+        for name, p in model.named_parameters()
+    }
+
+
+# ---- statistics: density per group, overlap of two masks -------------------------------------
+
+
+def layer_of(name: str) -> str:
+    """The block index in a parameter name (``model.layers.3.mlp...`` → ``3``), else ``other``."""
+    match = re.search(r"\.(\d+)\.", name)
+    return match.group(1) if match else "other"
+
+
+def module_type(name: str) -> str:
+    """The module's own name: ``...self_attn.q_proj.weight`` → ``q_proj``."""
+    parts = name.split(".")
+    return parts[-2] if len(parts) > 1 and parts[-1] in ("weight", "bias") else parts[-1]
+
+
+GROUPINGS: dict[str, Callable[[str], str]] = {"layer": layer_of, "module": module_type}
+
+
+def density(mask: Mask, by: Callable[[str], str] | None = None) -> dict[str, tuple[int, int]]:
+    """(selected, total) weights per group of parameter names (one group ``all`` without ``by``).
+
+    Groups keep their first-appearance order; layers ``0, 1, …`` stay in numeric order.
+    """
+    table: dict[str, tuple[int, int]] = {}
+    for name, selected in mask.items():
+        group = by(name) if by else "all"
+        chosen, total = table.get(group, (0, 0))
+        table[group] = (chosen + int(selected.sum()), total + selected.numel())
+    return table
+
+
+def compare_masks(
+    a: Mask, b: Mask, by: Callable[[str], str] | None = None
+) -> dict[str, dict[str, float]]:
+    """Per group: |A|, |B|, |A∩B|, Jaccard |A∩B|/|A∪B| and overlap |A∩B|/min(|A|,|B|).
+
+    A user error unless both masks name the same parameters with the same shapes.
+    """
+    if set(a) != set(b):
+        only = sorted(set(a) ^ set(b))
+        raise WagleError(f"the masks cover different parameters, e.g. {only[0]!r} is in one only")
+    counts: dict[str, list[int]] = {}
+    for name, sa in a.items():
+        sb = b[name]
+        if sa.shape != sb.shape:
+            raise WagleError(
+                f"the masks disagree on {name}: {tuple(sa.shape)} vs {tuple(sb.shape)}"
+            )
+        row = counts.setdefault(by(name) if by else "all", [0, 0, 0])
+        row[0] += int(sa.sum())
+        row[1] += int(sb.sum())
+        row[2] += int((sa & sb).sum())
+    return {group: _overlap(*row) for group, row in counts.items()}
+
+
+def _overlap(n_a: int, n_b: int, both: int) -> dict[str, float]:
+    either = n_a + n_b - both
+    return {
+        "a": n_a,
+        "b": n_b,
+        "both": both,
+        "jaccard": both / either if either else 1.0,
+        "overlap": both / min(n_a, n_b) if min(n_a, n_b) else 1.0,
+    }

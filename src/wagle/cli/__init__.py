@@ -11,10 +11,10 @@ import os
 import sys
 
 from wagle import __version__
-from wagle.cli import demo, playground
+from wagle.cli import demo, evaluate, playground, unlearn
 from wagle.errors import WagleError
 
-COMMANDS = [playground, demo]
+COMMANDS = [playground, demo, evaluate, unlearn]
 
 DESCRIPTION = """\
 Weight attribution-guided unlearning (WAGLE) for Hugging Face causal LMs.

@@ -1,0 +1,217 @@
+"""The attribution pipeline: data → one pass over forget and retain → scores → masks.
+
+    result = attribute(model, tokenizer, forget_records, retain_records, config)
+    for gamma in result.gammas:
+        scores = result.scores(gamma)
+        for ratio in config.ratio:
+            save_mask(result.select(scores, ratio), path, result.metadata(ratio, gamma))
+
+γ convention: gradients are SUMMED over samples (each sample's loss is its mean NLL over its
+labelled tokens) and the retain gradient is summed over as many retain samples as forget
+samples, drawn at random: the published setting, where γ = 1e-6 reproduces the published
+ranking. γ on mean gradients would be γ_summed / N.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from wagle import config as cfg
+from wagle.attribution.eligible import ELIGIBLE, eligible_names
+from wagle.attribution.gradients import Examples, Statistics, collect_statistics
+from wagle.attribution.masks import Mask, complete_mask
+from wagle.attribution.scores import SCORES, ScoreMethod, Scores, compute_scores
+from wagle.attribution.select import GRANULARITIES, check_ratio, select_mask
+from wagle.data.batching import encode_records
+from wagle.data.load import Record
+from wagle.data.refusals import refusal_records
+from wagle.errors import WagleError
+from wagle.registry import lookup
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+GRADIENT_CONVENTION = "sum over samples of each sample's mean NLL over its labelled tokens"
+
+
+@dataclass
+class AttributionConfig:
+    method: str = cfg.field("wagle", f"score method: {', '.join(SCORES)}")
+    ratio: list[float] = cfg.field(
+        [0.95], "fraction ρ in (0, 1] of eligible weights selected; several give one mask each"
+    )
+    gamma: list[float] = cfg.field(
+        [1e-6],
+        "γ of the wagle scores (the damping of wagle-fisher), for gradients SUMMED over samples "
+        "(published: 1e-6; on mean gradients it would be γ/N); several give one mask each",
+    )
+    granularity: str | None = cfg.field(
+        None, f"{', '.join(GRANULARITIES)}; default: the method's own (row for wanda, else global)"
+    )
+    eligible: str = cfg.field("all", f"parameters that may be selected: {', '.join(ELIGIBLE)}")
+    eligible_pattern: str | None = cfg.field(
+        None, "regular expression that eligible parameter names must also match (re.search)"
+    )
+    forget_target: str = cfg.field(
+        "answer",
+        "target of QA forget samples: 'answer', 'refusal' (the PO method) or another answer "
+        "field such as paraphrased_answer",
+    )
+    max_samples: int = cfg.field(0, "forget samples used, drawn at random; 0 = all")
+    retain_samples: int = cfg.field(
+        0, "retain samples drawn at random; 0 = as many as forget samples (published), -1 = all"
+    )
+    batch_size: int = cfg.field(8, "samples per forward+backward")
+    max_length: int = cfg.field(512, "tokens per sample (longer answers are truncated)")
+    seed: int = cfg.field(0, "seed of the sample draws, refusal answers and random scores")
+    dtype: str = cfg.field(
+        "float32", f"dtype to load the model in: {', '.join(DTYPES)} (gradients sum in fp32)"
+    )
+
+    def __post_init__(self) -> None:
+        method = lookup(SCORES, self.method, "score method")
+        for ratio in self.ratio:
+            check_ratio(ratio)
+        if not all(g > 0 for g in self.gamma):
+            raise WagleError(f"gamma must be > 0; got {self.gamma}")
+        if len(self.gamma) > 1 and not method.uses_gamma:
+            raise WagleError(f"score method {self.method!r} has no γ; give a single --gamma")
+        lookup(GRANULARITIES, self.granularity or method.granularity, "granularity")
+        lookup(ELIGIBLE, self.eligible, "eligible-parameter preset")
+        lookup(DTYPES, self.dtype, "dtype")
+        if self.max_samples < 0 or self.retain_samples < -1 or self.batch_size < 1:
+            raise WagleError("max_samples ≥ 0, retain_samples ≥ -1 and batch_size ≥ 1 are needed")
+        try:
+            re.compile(self.eligible_pattern or "")
+        except re.error as err:
+            raise WagleError(f"eligible_pattern is not a valid regex: {err}") from None
+
+    @property
+    def score_method(self) -> ScoreMethod:
+        return SCORES[self.method]
+
+
+@dataclass
+class Attribution:
+    """The statistics of one pass over the data; scores and masks for any γ and ρ from them."""
+
+    model: torch.nn.Module
+    config: AttributionConfig
+    names: list[str]  # eligible parameter names
+    stats: Statistics
+
+    @property
+    def gammas(self) -> list[float | None]:
+        return list(self.config.gamma) if self.config.score_method.uses_gamma else [None]
+
+    def scores(self, gamma: float | None = None) -> Scores:
+        gamma = self.config.gamma[0] if gamma is None else gamma
+        return compute_scores(
+            self.model,
+            self.stats,
+            self.config.method,
+            self.names,
+            gamma=gamma,
+            seed=self.config.seed,
+        )
+
+    def select(self, scores: Scores, ratio: float) -> Mask:
+        """A mask over every parameter of the model; unscored ones are never selected."""
+        granularity = self.config.granularity or self.config.score_method.granularity
+        return complete_mask(select_mask(scores, ratio, granularity), self.model)
+
+    def metadata(self, ratio: float, gamma: float | None) -> dict[str, Any]:
+        """What a mask file records about how it was made."""
+        c = self.config
+        return {
+            "method": c.method,
+            "ratio": ratio,
+            "gamma": gamma,
+            "gradient_convention": GRADIENT_CONVENTION,
+            "granularity": c.granularity or c.score_method.granularity,
+            "eligible": c.eligible,
+            "eligible_pattern": c.eligible_pattern,
+            "n_eligible": sum(dict(self.model.named_parameters())[n].numel() for n in self.names),
+            "n_forget": self.stats.n_forget,
+            "n_retain": self.stats.n_retain,
+            "forget_target": c.forget_target,
+            "seed": c.seed,
+            "dtype": c.dtype,
+        }
+
+
+def attribute(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    forget: list[Record] | list[str],
+    retain: list[Record] | list[str],
+    config: AttributionConfig,
+    *,
+    progress: bool = True,
+) -> Attribution:
+    """Collect what ``config.method`` needs in one pass over forget and one over retain data.
+
+    ``forget`` / ``retain`` are QA records (loss on answer tokens) or raw texts (all tokens).
+    """
+    method = config.score_method
+    forget_examples = encode_forget(tokenizer, forget, config)
+    needs_retain = method.uses_gamma
+    n_forget = len(forget_examples)
+    retain_examples = encode_retain(tokenizer, retain, n_forget, config) if needs_retain else []
+    names = eligible_names(model, config.eligible, config.eligible_pattern)
+    stats = collect_statistics(
+        model,
+        forget_examples,
+        retain_examples,
+        names,
+        method.needs,
+        batch_size=config.batch_size,
+        pad_token_id=tokenizer.pad_token_id,
+        progress=progress,
+    )
+    return Attribution(model, config, names, stats)
+
+
+def encode_forget(
+    tokenizer: PreTrainedTokenizerBase, records: list[Record] | list[str], config: AttributionConfig
+) -> Examples:
+    """The (capped) forget samples, targets per ``config.forget_target``, encoded."""
+    if not records:
+        raise WagleError("the forget set is empty")
+    records = draw(records, config.max_samples or len(records), config.seed)
+    key = config.forget_target
+    if isinstance(records[0], dict):
+        if key == "refusal":
+            records, key = refusal_records(records, config.seed), "answer"
+        elif not isinstance(records[0].get(key), str):
+            raise WagleError(f"forget records have no text field {key!r} to use as the target")
+    elif key != "answer":
+        raise WagleError(f"forget_target {key!r} needs QA records; the forget set is raw text")
+    return encode_records(tokenizer, records, answer_key=key, max_length=config.max_length)
+
+
+def encode_retain(
+    tokenizer: PreTrainedTokenizerBase,
+    records: list[Record] | list[str],
+    n_forget: int,
+    config: AttributionConfig,
+) -> Examples:
+    """``retain_samples`` retain samples (0: as many as forget samples; -1: all), encoded."""
+    if not records:
+        raise WagleError(
+            f"score method {config.method!r} needs retain data; the retain set is empty"
+        )
+    n = {0: n_forget, -1: len(records)}.get(config.retain_samples, config.retain_samples)
+    records = draw(records, n, config.seed + 1)
+    return encode_records(tokenizer, records, max_length=config.max_length)
+
+
+def draw(records: list, n: int, seed: int) -> list:
+    """``n`` records drawn without replacement (seeded), in their original order; all if n ≥ len."""
+    if n >= len(records):
+        return list(records)
+    return [records[i] for i in sorted(random.Random(seed).sample(range(len(records)), n))]

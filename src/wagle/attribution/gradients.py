@@ -1,0 +1,204 @@
+"""The statistics every score is computed from: one pass over the forget data, one over retain.
+
+Gradient convention (DESIGN.md §1.1): the loss of one sample is its **mean** NLL over its
+labelled tokens (answer tokens of a QA sample, every token of a text); gradients are **summed**
+over samples, ``g = Σ_i ∇ℓ_i``. That is the published convention (γ = 1e-6 on summed
+gradients ≡ γ = 1e-6 / N on mean gradients). Neither batch size nor padding changes ``g``.
+Accumulators are fp32 whatever the model's dtype; each gradient is added to them by a
+post-accumulate hook and then freed, so no second full-size ``.grad`` ever exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from wagle.data.batching import iter_batches
+from wagle.sequence import sequence_nll
+
+# What a score may need; each score method declares a subset (see scores.py).
+FORGET_GRAD = "forget_grad"
+RETAIN_GRAD = "retain_grad"
+RETAIN_FISHER = "retain_fisher"
+INPUT_NORMS = "input_norms"
+
+Examples = list[dict[str, list[int]]]
+
+
+@dataclass
+class Statistics:
+    """fp32 per-parameter statistics, keyed by parameter name; ``None`` when not collected.
+
+    forget_grad / retain_grad: ``Σ_i ∇ℓ_i`` over the forget / retain samples, shaped like θ.
+    retain_fisher: ``Σ_b (∇ℓ_b)²`` over retain batches ``b`` with ``ℓ_b = Σ_{i∈b} ℓ_i``, the
+        empirical Fisher diagonal of the retain loss (exactly per-sample with batch size 1;
+        larger batches also add the cross-sample products within a batch).
+    input_sq_norms: for the weight of each ``nn.Linear`` scored, ``Σ_tokens x_j²`` [in_features]
+        over the non-padding forget tokens of its input x (Wanda's ``‖X_j‖₂²``).
+    """
+
+    n_forget: int
+    n_retain: int
+    forget_grad: dict[str, torch.Tensor] | None = None
+    retain_grad: dict[str, torch.Tensor] | None = None
+    retain_fisher: dict[str, torch.Tensor] | None = None
+    input_sq_norms: dict[str, torch.Tensor] | None = None
+
+
+def collect_statistics(
+    model: torch.nn.Module,
+    forget: Examples,
+    retain: Examples,
+    names: list[str],
+    needs: frozenset[str],
+    *,
+    batch_size: int,
+    pad_token_id: int,
+    progress: bool = True,
+) -> Statistics:
+    """What ``needs`` asks for, for parameters ``names``, in at most one pass over each set.
+
+    ``forget`` / ``retain`` are encoded examples (``input_ids``, ``labels``). The model is put
+    in eval mode (no dropout) for the passes and returned to its previous mode, its
+    ``requires_grad`` flags restored and its ``.grad`` left empty.
+    """
+    wanted = set(names)
+    params = {n: p for n, p in model.named_parameters() if n in wanted}
+    run = _Run(batch_size, pad_token_id, progress)
+    stats = Statistics(n_forget=len(forget), n_retain=len(retain) if RETAIN_GRAD in needs else 0)
+    with _attribution_mode(model, params if needs - {INPUT_NORMS} else {}):
+        if needs & {FORGET_GRAD, INPUT_NORMS}:
+            with _input_norm_hooks(model, params if INPUT_NORMS in needs else {}) as norms:
+                grads, _ = run.pass_(model, forget, params, FORGET_GRAD in needs, False, norms)
+            stats.forget_grad = grads if FORGET_GRAD in needs else None
+            stats.input_sq_norms = norms.sums if INPUT_NORMS in needs else None
+        if RETAIN_GRAD in needs:
+            fisher = RETAIN_FISHER in needs
+            stats.retain_grad, stats.retain_fisher = run.pass_(model, retain, params, True, fisher)
+    return stats
+
+
+@dataclass(frozen=True)
+class _Run:
+    batch_size: int
+    pad_token_id: int
+    progress: bool
+
+    def pass_(
+        self,
+        model: torch.nn.Module,
+        examples: Examples,
+        params: dict[str, torch.nn.Parameter],
+        backward: bool,
+        fisher: bool,
+        norms: _InputNorms | None = None,
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+        """One pass: forward each batch; backward its summed per-sample mean NLL if asked.
+
+        Returns the fp32 gradient sums (empty without ``backward``) and, with ``fisher``, the
+        sums of squared batch gradients.
+        """
+        grads = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in params.items()}
+        grads = grads if backward else {}
+        squares = {n: torch.zeros_like(g) for n, g in grads.items()} if fisher else None
+        device = next(model.parameters()).device
+        batches = iter_batches(examples, self.batch_size, self.pad_token_id, device)
+        total = -(-len(examples) // self.batch_size)
+        desc = "forget pass" if norms is not None else "retain pass"
+        with _accumulate_into(params, grads, squares), torch.set_grad_enabled(backward):
+            for batch in tqdm(batches, total=total, desc=desc, disable=not self.progress):
+                if norms is not None:
+                    norms.attention_mask = batch["attention_mask"]
+                nll_sum, n_tokens = sequence_nll(model, batch)
+                if backward:
+                    (nll_sum / n_tokens.clamp(min=1)).sum().backward()
+        return grads, squares
+
+
+@contextlib.contextmanager
+def _accumulate_into(
+    params: dict[str, torch.nn.Parameter],
+    grads: dict[str, torch.Tensor],
+    squares: dict[str, torch.Tensor] | None,
+) -> Iterator[None]:
+    """Hooks that add each batch gradient (and its square) to fp32 sums, then free ``.grad``."""
+
+    def hook(name: str, param: torch.nn.Parameter) -> None:
+        g = param.grad.float()
+        grads[name].add_(g)
+        if squares is not None:
+            squares[name].addcmul_(g, g)
+        param.grad = None
+
+    handles = [
+        p.register_post_accumulate_grad_hook(lambda p, n=n: hook(n, p))
+        for n, p in params.items()
+        if n in grads
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+class _InputNorms:
+    """Sums of squared inputs per ``nn.Linear`` weight name, filled by forward hooks."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.attention_mask: torch.Tensor | None = None  # [B, T] of the batch being run
+
+    def add(self, name: str, x: torch.Tensor, attention_mask: torch.Tensor) -> None:
+        # x: [B, T, in]; attention_mask: [B, T] (0 on padding) → Σ over real tokens of x² [in]
+        x = x.detach().reshape(-1, x.shape[-1]).float()
+        weights = attention_mask.reshape(-1).to(x.dtype)
+        total = weights @ x.square()
+        self.sums[name] = self.sums[name] + total if name in self.sums else total
+
+
+@contextlib.contextmanager
+def _input_norm_hooks(
+    model: torch.nn.Module, params: dict[str, torch.nn.Parameter]
+) -> Iterator[_InputNorms]:
+    """Forward hooks on each ``nn.Linear`` whose weight is in ``params`` (by identity)."""
+    norms = _InputNorms()
+    name_of = {id(p): n for n, p in params.items()}
+
+    def hook_for(name: str) -> Callable:
+        return lambda _module, inputs, _output: norms.add(name, inputs[0], norms.attention_mask)
+
+    handles = [
+        module.register_forward_hook(hook_for(name_of[id(module.weight)]))
+        for module in model.modules()
+        if isinstance(module, torch.nn.Linear) and id(module.weight) in name_of
+    ]
+    try:
+        yield norms
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextlib.contextmanager
+def _attribution_mode(
+    model: torch.nn.Module, params: dict[str, torch.nn.Parameter]
+) -> Iterator[None]:
+    """Eval mode; gradients only for ``params``; everything restored afterwards."""
+    was_training = model.training
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    model.eval()
+    for name, p in model.named_parameters():
+        p.requires_grad_(name in params)
+        p.grad = None
+    try:
+        yield
+    finally:
+        for name, p in model.named_parameters():
+            p.requires_grad_(flags[name])
+            p.grad = None
+        model.train(was_training)

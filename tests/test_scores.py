@@ -1,0 +1,153 @@
+"""Score functions against references computed here from autograd on the whole data at once."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from wagle.attribution import AttributionConfig, attribute, select_mask
+from wagle.data.batching import encode_records
+from wagle.errors import WagleError
+
+N = 6  # forget samples; the retain set below has exactly N records, so all of it is used
+
+
+@pytest.fixture
+def data(micro_splits):
+    return micro_splits["forget10"][:N], micro_splits["retain90"][:N]
+
+
+def per_sample_grads(model, tokenizer, records) -> list[dict[str, torch.Tensor]]:
+    """∇ of each sample's mean answer-token NLL, one unpadded sample at a time."""
+    params = dict(model.named_parameters())
+    grads = []
+    for example in encode_records(tokenizer, records):
+        ids = torch.tensor([example["input_ids"]])
+        labels = torch.tensor(example["labels"])
+        logits = model(input_ids=ids).logits[0]
+        loss = F.cross_entropy(logits[:-1], labels[1:], ignore_index=-100)  # mean over answer
+        grads.append(
+            dict(zip(params, torch.autograd.grad(loss, list(params.values())), strict=True))
+        )
+    return grads
+
+
+def summed(grads: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {name: sum(g[name] for g in grads) for name in grads[0]}
+
+
+def scores_of(model, tokenizer, data, **options):
+    config = AttributionConfig(batch_size=4, **options)  # 4 ≠ N: padding and a short batch
+    result = attribute(model, tokenizer, *data, config, progress=False)
+    return result.scores(config.gamma[0])
+
+
+def assert_scores_close(actual, expected):
+    assert list(actual) == list(expected)
+    for name in expected:
+        scale = float(expected[name].abs().max())
+        torch.testing.assert_close(actual[name], expected[name], rtol=1e-4, atol=1e-5 * scale)
+
+
+def test_wagle_score_equals_the_autograd_reference(tiny_model, tokenizer, data):
+    """S = |(θ − g_r/γ)·g_f| with g = Σ_i ∇ mean-NLL_i over all forget / retain samples."""
+    model = tiny_model(seed=1)
+    g_f = summed(per_sample_grads(model, tokenizer, data[0]))
+    g_r = summed(per_sample_grads(model, tokenizer, data[1]))
+    gamma = 1e-6
+    expected = {
+        n: ((p.detach() - g_r[n] / gamma) * g_f[n]).abs() for n, p in model.named_parameters()
+    }
+    assert_scores_close(scores_of(model, tokenizer, data, method="wagle", gamma=[gamma]), expected)
+
+
+def test_wagle_fisher_uses_summed_squared_sample_gradients_with_batch_size_one(
+    tiny_model, tokenizer, data
+):
+    """With batch size 1: S = |(θ − g_r/(Σ_i g_r,i² + γ))·g_f|, γ the damping."""
+    model = tiny_model(seed=2)
+    g_f = summed(per_sample_grads(model, tokenizer, data[0]))
+    retain = per_sample_grads(model, tokenizer, data[1])
+    g_r, fisher = summed(retain), summed([{n: g * g for n, g in s.items()} for s in retain])
+    gamma = 1e-3
+    expected = {
+        n: ((p.detach() - g_r[n] / (fisher[n] + gamma)) * g_f[n]).abs()
+        for n, p in model.named_parameters()
+    }
+    config = AttributionConfig(method="wagle-fisher", gamma=[gamma], batch_size=1)
+    actual = attribute(model, tokenizer, *data, config, progress=False).scores(gamma)
+    assert_scores_close(actual, expected)
+
+
+@pytest.mark.parametrize(
+    ("method", "formula"),
+    [
+        ("snip", lambda theta, g_f: (theta * g_f).abs()),
+        ("gradient", lambda theta, g_f: g_f.abs()),
+        ("magnitude", lambda theta, g_f: theta.abs()),
+    ],
+)
+def test_baseline_scores_equal_their_formulas(tiny_model, tokenizer, data, method, formula):
+    model = tiny_model(seed=3)
+    g_f = summed(per_sample_grads(model, tokenizer, data[0]))
+    expected = {n: formula(p.detach(), g_f[n]) for n, p in model.named_parameters()}
+    assert_scores_close(scores_of(model, tokenizer, data, method=method), expected)
+
+
+def test_wanda_is_weight_magnitude_times_input_norm_of_linear_layers(tiny_model, tokenizer, data):
+    """S_ij = |W_ij|·sqrt(Σ_tokens x_j²), x the layer's input on every real forget token."""
+    model = tiny_model(seed=4)
+    layer = model.model.layers[1].mlp.down_proj
+    inputs = []
+    handle = layer.register_forward_hook(lambda _m, args, _o: inputs.append(args[0][0]))
+    with torch.no_grad():
+        for example in encode_records(tokenizer, data[0]):
+            model(input_ids=torch.tensor([example["input_ids"]]))
+    handle.remove()
+    norm = torch.cat(inputs).square().sum(dim=0).sqrt()  # [in_features]
+
+    scores = scores_of(model, tokenizer, data, method="wanda")
+    expected = layer.weight.detach().abs() * norm
+    torch.testing.assert_close(scores["model.layers.1.mlp.down_proj.weight"], expected)
+    linear = {n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    assert {n.removesuffix(".weight") for n in scores} == linear  # norms/embeddings unscored
+
+
+def test_wagle_with_huge_gamma_ranks_like_snip(tiny_model, tokenizer, data):
+    """γ → ∞: g_r/γ → 0, so |(θ − g_r/γ)·g_f| → |θ·g_f|."""
+    model = tiny_model(seed=5)
+    wagle = scores_of(model, tokenizer, data, method="wagle", gamma=[1e30])
+    snip = scores_of(model, tokenizer, data, method="snip")
+    for ratio in (0.05, 0.3, 0.8):
+        assert _equal_masks(select_mask(wagle, ratio), select_mask(snip, ratio))
+
+
+def test_wagle_with_tiny_gamma_ranks_by_the_gradient_product(tiny_model, tokenizer, data):
+    """γ → 0: |(θ − g_r/γ)·g_f| ≈ |g_r·g_f|/γ, a positive multiple of |g_r·g_f|."""
+    model = tiny_model(seed=6)
+    wagle = scores_of(model, tokenizer, data, method="wagle", gamma=[1e-12])
+    g_f = summed(per_sample_grads(model, tokenizer, data[0]))
+    g_r = summed(per_sample_grads(model, tokenizer, data[1]))
+    product = {n: (g_r[n] * g_f[n]).abs() for n in g_f}
+    a, b = select_mask(wagle, 0.3), select_mask(product, 0.3)
+    both = sum(int((a[n] & b[n]).sum()) for n in a)
+    assert both / sum(int(a[n].sum()) for n in a) > 0.99  # fp noise in the two sums of g
+
+
+def test_random_scores_depend_only_on_the_seed(tiny_model, tokenizer, data):
+    model = tiny_model(seed=7)
+    first = scores_of(model, tokenizer, data, method="random", seed=3)
+    again = scores_of(model, tokenizer, data, method="random", seed=3)
+    other = scores_of(model, tokenizer, data, method="random", seed=4)
+    assert all(torch.equal(first[n], again[n]) for n in first)
+    assert not torch.equal(first["lm_head.weight"], other["lm_head.weight"])
+
+
+def test_an_unknown_method_is_an_error_that_lists_the_choices():
+    with pytest.raises(WagleError, match="choose one of: gradient, magnitude, random, snip"):
+        AttributionConfig(method="salun")
+
+
+def _equal_masks(a, b) -> bool:
+    return list(a) == list(b) and all(torch.equal(a[n], b[n]) for n in a)

@@ -1,4 +1,4 @@
-"""Batched greedy generation of answers to QA prompts."""
+"""Batched greedy generation: answers to QA prompts and continuations of token prefixes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from wagle.data.collate import collate
 from wagle.data.prompt import prompt_token_ids
 
 
-@torch.no_grad()
 def generate_answers(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -21,12 +20,33 @@ def generate_answers(
     progress: bool = True,
 ) -> list[str]:
     """Greedy answers, left-padded batches, stopping at EOS; the prompt is not included."""
+    prompts = [prompt_token_ids(tokenizer, q) for q in questions]
+    return generate_continuations(
+        model,
+        tokenizer,
+        prompts,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        progress=progress,
+    )
+
+
+@torch.no_grad()
+def generate_continuations(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[list[int]],
+    *,
+    batch_size: int = 64,
+    max_new_tokens: int = 64,
+    progress: bool = True,
+) -> list[str]:
+    """Greedy continuations of token-id prompts (left-padded batches, stop at EOS), stripped."""
     model.eval()
-    answers: list[str] = []
-    batches = range(0, len(questions), batch_size)
+    texts: list[str] = []
+    batches = range(0, len(prompts), batch_size)
     for start in tqdm(batches, desc="generating", disable=not progress, leave=False):
-        chunk = questions[start : start + batch_size]
-        examples = [{"input_ids": prompt_token_ids(tokenizer, q)} for q in chunk]
+        examples = [{"input_ids": ids} for ids in prompts[start : start + batch_size]]
         batch = collate(examples, tokenizer.pad_token_id, padding_side="left")
         batch = {k: v.to(model.device) for k, v in batch.items()}
         output = model.generate(
@@ -37,5 +57,5 @@ def generate_answers(
             eos_token_id=tokenizer.eos_token_id,
         )
         new_tokens = output[:, batch["input_ids"].shape[1] :]
-        answers += [a.strip() for a in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
-    return answers
+        texts += [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+    return texts

@@ -1,0 +1,193 @@
+"""Benchmarks by name: where each one's data lives and which metrics run on it.
+
+A benchmark's ``run`` returns *sections*: ``{name: {"n", "aggregates", "per_sample", ...}}``.
+
+- ``playground``: the built playground's ``data`` dir (or ``--data``). Splits: the forget split,
+  a fixed retain subset (``RETAIN_EVAL_SIZE`` records of ``retain90`` at evenly spaced indices
+  ``i·n // 400``; retain90 is inside every retain split, like TOFU's ``retain_perturbed``),
+  ``holdout`` (membership inference), ``real_authors``, ``world_facts``.
+- ``tofu``: ``locuslab/TOFU`` or a local directory in its layout: ``forgetXX_perturbed``,
+  ``retain_perturbed``, ``real_authors_perturbed``, ``world_facts_perturbed``, ``holdoutXX``.
+- ``mcq``: one WMDP/MMLU-format file (``--data``); accuracy.
+- ``muse``: a directory with ``forget.jsonl`` (text) and optionally ``retain.jsonl`` and
+  ``holdout.jsonl`` (text), ``forget_qa.jsonl`` and ``retain_qa.jsonl`` (QA): perplexity,
+  verbatim and knowledge memorisation, membership inference forget vs holdout.
+- ``text``: one raw-text file (``--data``); per-token NLL and perplexity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from wagle.data.load import Record, load_mcq, load_qa, load_text
+from wagle.errors import WagleError
+from wagle.evaluation import corpus
+from wagle.evaluation.mcq import mcq_accuracy
+from wagle.evaluation.mia import membership_inference
+from wagle.evaluation.qa import evaluate_qa, score_qa
+
+if TYPE_CHECKING:
+    from wagle.evaluation.config import EvalConfig
+
+Sections = dict[str, dict[str, Any]]
+FORGET_SPLITS = ("forget01", "forget05", "forget10")
+RETAIN_EVAL_SIZE = 400
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    run: Callable[[PreTrainedModel, PreTrainedTokenizerBase, EvalConfig], Sections]
+    default_split: str = ""
+
+
+@dataclass(frozen=True)
+class QALayout:
+    """Names of the QA sources of one forget split: section name → split name."""
+
+    forget: str
+    retain: str
+    holdout: str
+    real_world: dict[str, str]
+    retain_limit: int | None = None
+
+
+BENCHMARKS: dict[str, Benchmark] = {}
+
+
+def _playground_layout(split: str) -> QALayout:
+    real_world = {"real_authors": "real_authors", "world_facts": "world_facts"}
+    return QALayout(split, "retain90", "holdout", real_world, RETAIN_EVAL_SIZE)
+
+
+def _tofu_layout(split: str) -> QALayout:
+    real_world = {name: f"{name}_perturbed" for name in ("real_authors", "world_facts")}
+    return QALayout(f"{split}_perturbed", "retain_perturbed", f"holdout{split[-2:]}", real_world)
+
+
+def _playground_data() -> str:
+    from wagle.playground import PlaygroundConfig, load_info
+
+    return load_info(PlaygroundConfig())["data"]
+
+
+def qa_benchmark(layout_of: Callable[[str], QALayout], default_source: Callable[[], str]):
+    """A TOFU-style run: QA metrics on forget, retain and real-world sets, MIA vs holdout."""
+
+    def run(model, tokenizer, config: EvalConfig) -> Sections:
+        if config.split not in FORGET_SPLITS:
+            raise WagleError(
+                f"unknown forget split {config.split!r}; choose one of {FORGET_SPLITS}"
+            )
+        source, layout = config.data or default_source(), layout_of(config.split)
+        roles = {"forget": ("forget", layout.forget), "retain": ("retain", layout.retain)}
+        roles |= {name: ("real_world", split) for name, split in layout.real_world.items()}
+        data = {
+            name: load_qa(source, split, for_eval=role != "real_world")
+            for name, (role, split) in roles.items()
+        }
+        data["retain"] = evenly_spaced(data["retain"], layout.retain_limit or len(data["retain"]))
+        sections: Sections = {}
+        for name, (role, split) in roles.items():
+            scores = score_qa(
+                model,
+                tokenizer,
+                data[name],
+                role,
+                batch_size=config.batch_size,
+                max_new_tokens=config.max_new_tokens,
+            )
+            questions = [r["question"] for r in data[name]]
+            sections[name] = {"source": split} | evaluate_qa(scores, questions)
+        holdout = load_qa(source, layout.holdout)
+        sections["mia"] = _mia(model, tokenizer, data["forget"], holdout, layout.holdout, config)
+        return sections
+
+    return run
+
+
+def evenly_spaced(records: list[Record], count: int) -> list[Record]:
+    """``count`` records at indices ``i·n // count`` (all of them when there are fewer)."""
+    n = len(records)
+    return records if n <= count else [records[i * n // count] for i in range(count)]
+
+
+def _mia(model, tokenizer, members, nonmembers, nonmember_source: str, config) -> dict[str, Any]:
+    result = membership_inference(
+        model, tokenizer, members, nonmembers, k=config.mink_k, batch_size=config.batch_size
+    )
+    attacks = {name: v for name, v in result.items() if name != "k"}
+    return {
+        "n": len(members),
+        "nonmembers": nonmember_source,
+        "k": result["k"],
+        "aggregates": {f"{name}_auc": v["auc"] for name, v in attacks.items()},
+        "per_sample": {
+            name: {"members": v["members"], "nonmembers": v["nonmembers"]}
+            for name, v in attacks.items()
+        },
+    }
+
+
+def _mcq(model, tokenizer, config: EvalConfig) -> Sections:
+    records = load_mcq(_required_data(config), config.split or None)
+    result, predictions = mcq_accuracy(
+        model, tokenizer, records, style=config.mcq_style, batch_size=config.batch_size
+    )
+    per_sample = {"prediction": predictions, "correct": result.per_sample}
+    aggregates = {"accuracy": result.aggregate}
+    return {"mcq": {"n": len(records), "aggregates": aggregates, "per_sample": per_sample}}
+
+
+def _text(model, tokenizer, config: EvalConfig) -> Sections:
+    texts = load_text(_required_data(config), config.split or None)
+    return {"text": corpus.perplexity(model, tokenizer, texts, batch_size=config.batch_size)}
+
+
+def _muse(model, tokenizer, config: EvalConfig) -> Sections:
+    root = Path(_required_data(config))
+    if not (root / "forget.jsonl").is_file():
+        raise WagleError(f"a MUSE-style benchmark needs {root}/forget.jsonl (raw text)")
+    forget = load_text(root, "forget")
+    kwargs = {"batch_size": config.batch_size}
+    sections: Sections = {
+        "perplexity_forget": corpus.perplexity(model, tokenizer, forget, **kwargs),
+        "verbmem": corpus.verbatim_memorisation(
+            model,
+            tokenizer,
+            forget,
+            prefix_tokens=config.prefix_tokens,
+            continuation_tokens=config.continuation_tokens,
+            **kwargs,
+        ),
+    }
+    if (root / "retain.jsonl").is_file():
+        retain = load_text(root, "retain")
+        sections["perplexity_retain"] = corpus.perplexity(model, tokenizer, retain, **kwargs)
+    for name in ("forget", "retain"):
+        if (root / f"{name}_qa.jsonl").is_file():
+            records = load_qa(root, f"{name}_qa")
+            sections[f"knowmem_{name}"] = corpus.knowledge_memorisation(
+                model, tokenizer, records, max_new_tokens=config.max_new_tokens, **kwargs
+            )
+    if (root / "holdout.jsonl").is_file():
+        holdout = load_text(root, "holdout")
+        sections["mia"] = _mia(model, tokenizer, forget, holdout, "holdout", config)
+    return sections
+
+
+def _required_data(config: EvalConfig) -> str:
+    if not config.data:
+        raise WagleError(f"the {config.benchmark} benchmark needs --data (a file or directory)")
+    return config.data
+
+
+BENCHMARKS["playground"] = Benchmark(qa_benchmark(_playground_layout, _playground_data), "forget10")
+BENCHMARKS["tofu"] = Benchmark(qa_benchmark(_tofu_layout, lambda: "locuslab/TOFU"), "forget10")
+BENCHMARKS["mcq"] = Benchmark(_mcq)
+BENCHMARKS["muse"] = Benchmark(_muse)
+BENCHMARKS["text"] = Benchmark(_text)

@@ -1,0 +1,42 @@
+"""A terminal table of an evaluation: one row per aggregate, then the headline figures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+HEADLINE = ("forget_quality", "model_utility", "privacy_leakage", "forget_efficacy", "utility")
+
+
+def print_eval(result: dict[str, Any], console: Console | None = None) -> None:
+    """Print every section's aggregates and the summary of an ``eval.json`` record."""
+    console = console or Console()
+    table = Table(title=f"{result['benchmark']} / {result['split']}", caption=result["model"])
+    for column, justify in (("section", "left"), ("n", "right"), ("metric", "left")):
+        table.add_column(column, justify=justify)
+    table.add_column("value", justify="right")
+    for name, section in result["sections"].items():
+        for i, (metric, value) in enumerate(section["aggregates"].items()):
+            first = i == 0
+            table.add_row(
+                name if first else "", str(section["n"]) if first else "", metric, _fmt(value)
+            )
+        table.add_section()
+    for key in HEADLINE:
+        table.add_row(
+            "summary" if key == HEADLINE[0] else "", "", key, _fmt(result["summary"][key])
+        )
+    console.print(table)
+    if result["reference"] is None:
+        console.print(
+            "no --reference: forget_quality and privacy_leakage need a retain model's eval"
+        )
+    console.print(f"evaluated in {result['seconds']:.1f} s")
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.3g}" if abs(value) < 1e-3 and value != 0 else f"{value:.4f}"

@@ -11,10 +11,10 @@ import os
 import sys
 
 from wagle import __version__
-from wagle.cli import attribute, demo, evaluate, mask, playground
+from wagle.cli import attribute, demo, evaluate, mask, playground, unlearn
 from wagle.errors import WagleError
 
-COMMANDS = [playground, demo, attribute, mask, evaluate]
+COMMANDS = [playground, demo, attribute, mask, evaluate, unlearn]
 
 DESCRIPTION = """\
 Weight attribution-guided unlearning (WAGLE) for Hugging Face causal LMs.

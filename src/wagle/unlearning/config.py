@@ -1,0 +1,118 @@
+"""The configuration of an unlearning run: data, model, method, mask and training options.
+
+Method-specific options (β, λ, ...) live on each method's ``Options`` dataclass;
+``method_options`` builds them from the same YAML mapping / command-line namespace.
+Training defaults follow the TOFU recipe: AdamW, lr 1e-5, weight decay 0.01, effective
+batch 32 (4 × 8 accumulation), 5 epochs, linear schedule with one epoch (20%) of warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from wagle import config as cfg
+from wagle.errors import WagleError
+from wagle.registry import lookup
+from wagle.unlearning.masking import EXACT_OPTIMIZERS
+from wagle.unlearning.objective import METHODS
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass
+class UnlearnConfig:
+    model: str = cfg.field("", "the model to unlearn: a local directory or hub id")
+    forget: str = cfg.field("", "forget data: a .json/.jsonl file, a directory or a hub id")
+    retain: str = cfg.field("", "retain data: a .json/.jsonl file, a directory or a hub id")
+    forget_split: str | None = cfg.field(None, "split of --forget to read (directories, hub)")
+    retain_split: str | None = cfg.field(None, "split of --retain to read (directories, hub)")
+    method: str = cfg.field("npo", f"unlearning method, one of {', '.join(sorted(METHODS))}")
+    mask: str | None = cfg.field(None, "mask file (safetensors); none = dense unlearning")
+    out: str = cfg.field("", "output directory for the unlearned model and its logs")
+    epochs: float = cfg.field(5.0, "training epochs over the forget set")
+    max_steps: int = cfg.field(0, "stop after this many optimizer steps (0: use epochs)")
+    learning_rate: float = cfg.field(1e-5, "peak learning rate")
+    batch_size: int = cfg.field(4, "forget samples (each with a retain sample) per device step")
+    gradient_accumulation_steps: int = cfg.field(8, "micro-batches per optimizer step")
+    warmup: float = cfg.field(0.2, "warm-up: a fraction of all steps if < 1, else a step count")
+    lr_scheduler: str = cfg.field("linear", "learning-rate schedule (transformers name)")
+    weight_decay: float = cfg.field(0.01, "AdamW decoupled weight decay (mask-aware)")
+    max_grad_norm: float = cfg.field(1.0, "gradient clipping norm (0: off)")
+    optimizer: str = cfg.field("adamw_torch", f"one of {', '.join(EXACT_OPTIMIZERS)}")
+    dtype: str = cfg.field("float32", f"weight dtype to load and train in: {', '.join(DTYPES)}")
+    bf16: bool = cfg.field(False, "bf16 mixed precision (autocast) on fp32 weights")
+    max_length: int = cfg.field(512, "maximum tokens per sample")
+    seed: int = cfg.field(0, "seed of shuffling and of the forget/retain pairing")
+    lora: bool = cfg.field(False, "train LoRA adapters (merged on save) instead of the weights")
+    lora_rank: int = cfg.field(8, "LoRA rank r")
+    lora_alpha: float = cfg.field(16.0, "LoRA scaling α (the update is scaled by α/r)")
+    lora_targets: list[str] = cfg.field(
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        "module names that get LoRA adapters",
+    )
+    progress: bool = cfg.field(True, "show progress bars")
+
+    def __post_init__(self) -> None:
+        for name in ("model", "forget", "retain", "out"):
+            if not getattr(self, name):
+                raise WagleError(f"--{name} is required (on the command line or in --config)")
+        lookup(METHODS, self.method, "unlearning method")
+        if self.optimizer not in EXACT_OPTIMIZERS:
+            raise WagleError(
+                f"optimizer {self.optimizer!r} is not supported; the mask invariant is exact "
+                f"with: {', '.join(EXACT_OPTIMIZERS)}"
+            )
+        if self.dtype not in DTYPES:
+            raise WagleError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        positive = ("learning_rate", "batch_size", "gradient_accumulation_steps", "max_length")
+        if bad := [n for n in positive if getattr(self, n) <= 0]:
+            raise WagleError(f"{', '.join(bad)} must be > 0")
+        if self.epochs <= 0 and self.max_steps <= 0:
+            raise WagleError("set epochs > 0 or max_steps > 0")
+        if self.lora and self.lora_rank <= 0:
+            raise WagleError("lora_rank must be > 0")
+
+
+def method_options_class(method: str) -> type:
+    return lookup(METHODS, method, "unlearning method").Options
+
+
+def method_options(method: str, *sources: dict[str, Any] | argparse.Namespace) -> Any:
+    """The ``Options`` of ``method`` from the sources; another method's option is an error."""
+    options_cls = method_options_class(method)
+    names = {f.name for f in dataclasses.fields(options_cls)}
+    others = set(all_method_option_fields()) - names
+    picked = []
+    for source in sources:
+        items = vars(source) if isinstance(source, argparse.Namespace) else source
+        if stray := sorted(others & set(items)):
+            raise WagleError(
+                f"option(s) {stray} do not apply to method {method!r}; "
+                f"its options: {sorted(names) or 'none'}"
+            )
+        picked.append({k: v for k, v in items.items() if k in names})
+    return cfg.build(options_cls, *picked)
+
+
+def all_method_option_fields() -> dict[str, dataclasses.Field]:
+    """Every method option by name (first definition wins), for command-line flags."""
+    fields: dict[str, dataclasses.Field] = {}
+    for method in sorted(METHODS):
+        for f in dataclasses.fields(METHODS[method].Options):
+            fields.setdefault(f.name, f)
+    return fields
+
+
+def split_recipe(recipe: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(run options, method options) of a YAML recipe; an unknown key is a user error."""
+    run_names = {f.name for f in dataclasses.fields(UnlearnConfig)}
+    method_names = set(all_method_option_fields())
+    if unknown := sorted(set(recipe) - run_names - method_names):
+        raise WagleError(
+            f"unknown option(s) {unknown} in the recipe; valid: {sorted(run_names | method_names)}"
+        )
+    run = {k: v for k, v in recipe.items() if k in run_names}
+    return run, {k: v for k, v in recipe.items() if k in method_names}

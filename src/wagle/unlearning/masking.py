@@ -1,0 +1,144 @@
+"""Exact masked training: every weight outside the mask stays bit-for-bit unchanged.
+
+Masking gradients alone is not enough: AdamW's decoupled weight decay shrinks every weight it
+is given (DESIGN.md §6). The mechanism, which needs no copy of the weights:
+
+- a parameter with nothing selected is frozen (``requires_grad=False``): no optimizer sees it;
+- a partly selected one gets a gradient hook that sets unselected entries to exactly 0 on
+  every backward pass (before accumulation, all-reduce and clipping). From step 0 Adam's
+  moments of those entries stay 0, so its update there is 0/(0+ε) = 0, and p − 0 = p;
+- such a parameter's weight decay is taken out of the optimizer and applied before each step
+  as p ← p·f with f = 1 − lr·wd where selected and exactly 1.0 elsewhere (p·1.0 = p);
+- a fully selected parameter is left alone: dense unlearning is the all-True mask, nothing
+  else, so it costs nothing.
+
+``verify`` re-checks the invariant after training from integer checksums of the unselected
+entries taken before it, and raises if any moved (e.g. with an optimizer outside
+``EXACT_OPTIMIZERS``, whose update of a zero-gradient entry may not be zero).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from wagle.attribution.masks import Mask, check_mask
+from wagle.errors import WagleError
+
+EXACT_OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "sgd")
+_INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+_CHUNK = 1 << 22
+
+
+def full_mask(model: torch.nn.Module) -> Mask:
+    """The all-True mask: dense unlearning."""
+    return {name: torch.ones_like(p, dtype=torch.bool) for name, p in model.named_parameters()}
+
+
+class MaskEnforcer:
+    """Installs the mechanism above on ``model`` for ``mask``.
+
+    ``mask=None`` selects every trainable weight; a parameter the mask does not name is
+    not selected (a mask lists what may change).
+    """
+
+    def __init__(self, model: torch.nn.Module, mask: Mask | None) -> None:
+        params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        if mask is not None:
+            check_mask(mask, model)
+            if not any(bool(mask[n].any()) for n in params if n in mask):
+                raise WagleError("the mask selects no trainable weight: nothing could change")
+        self.frozen: list[torch.nn.Parameter] = []
+        self.partial: dict[str, tuple[torch.nn.Parameter, torch.Tensor]] = {}
+        self._hooks = []
+        for name, param in params.items():
+            if mask is None or (name in mask and bool(mask[name].all())):
+                continue
+            selected = mask.get(name)
+            if selected is None or not bool(selected.any()):
+                param.requires_grad_(False)
+                self.frozen.append(param)
+                continue
+            selected = selected.to(param.device)
+            self.partial[name] = (param, selected)
+            self._hooks.append(param.register_hook(_zero_unselected(~selected)))
+        self._checksums = {n: _checksum(p, s) for n, (p, s) in self.partial.items()}
+        self._frozen_sums = [_checksum(p, None) for p in self.frozen]
+
+    def make_weight_decay_mask_aware(self, optimizer: torch.optim.Optimizer) -> None:
+        """Move partly selected parameters' decay out of ``optimizer`` into a masked pre-step."""
+        selected = {id(p): s for p, s in self.partial.values()}
+        moved: list[tuple[torch.nn.Parameter, torch.Tensor, float]] = []
+        for group in optimizer.param_groups:
+            decay = group.get("weight_decay", 0.0)
+            if not decay:
+                continue
+            keep = [p for p in group["params"] if id(p) not in selected]
+            moved += [(p, selected[id(p)], decay) for p in group["params"] if id(p) in selected]
+            group["params"] = keep
+        if moved:
+            optimizer.add_param_group(
+                {"params": [p for p, _, _ in moved], "weight_decay": 0.0, "masked_decay": True}
+            )
+            optimizer.register_step_pre_hook(_masked_decay(moved))
+
+    def verify(self) -> None:
+        """Raise unless every unselected weight is bit-for-bit what it was at construction."""
+        moved = [n for n, (p, s) in self.partial.items() if _checksum(p, s) != self._checksums[n]]
+        moved += [
+            "a frozen parameter"
+            for p, before in zip(self.frozen, self._frozen_sums, strict=True)
+            if _checksum(p, None) != before
+        ]
+        if moved:
+            raise WagleError(
+                f"masked weights changed in {len(moved)} parameter(s) (e.g. {moved[0]}); "
+                f"use one of the optimizers {', '.join(EXACT_OPTIMIZERS)}; nothing was saved"
+            )
+
+    def remove(self) -> None:
+        """Remove the hooks and unfreeze what was frozen."""
+        for hook in self._hooks:
+            hook.remove()
+        for param in self.frozen:
+            param.requires_grad_(True)
+        self._hooks, self.frozen = [], []
+
+
+def _zero_unselected(unselected: torch.Tensor):
+    def hook(grad: torch.Tensor) -> torch.Tensor:
+        return grad.masked_fill(unselected, 0.0)
+
+    return hook
+
+
+def _masked_decay(moved: list[tuple[torch.nn.Parameter, torch.Tensor, float]]):
+    """A step pre-hook applying AdamW's decoupled decay p ← p·(1 − lr·wd) to selected entries."""
+
+    @torch.no_grad()
+    def hook(optimizer: torch.optim.Optimizer, args, kwargs) -> None:
+        group = next(g for g in optimizer.param_groups if g.get("masked_decay"))
+        lr = float(group["lr"])
+        for param, selected, decay in moved:
+            one = torch.ones((), dtype=param.dtype, device=param.device)
+            param.mul_(torch.where(selected, 1.0 - lr * decay, one))
+
+    return hook
+
+
+@torch.no_grad()
+def _checksum(param: torch.Tensor, selected: torch.Tensor | None) -> int:
+    """An integer fingerprint of the bit patterns of the unselected entries (all, if None).
+
+    Σ_j bits_j·(j mod 65521 + 1) in wrapping int64: any single changed entry changes it.
+    """
+    bits = param.detach().reshape(-1).view(_INT_VIEW[param.element_size()])
+    keep = None if selected is None else ~selected.reshape(-1)
+    total = torch.zeros((), dtype=torch.int64, device=param.device)
+    for start in range(0, bits.numel(), _CHUNK):
+        chunk = bits[start : start + _CHUNK].to(torch.int64)
+        weight = torch.arange(start, start + chunk.numel(), device=param.device) % 65521 + 1
+        term = chunk * weight
+        if keep is not None:
+            term = term * keep[start : start + _CHUNK]
+        total += term.sum()
+    return int(total)

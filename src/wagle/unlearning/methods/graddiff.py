@@ -1,0 +1,39 @@
+"""GradDiff: gradient ascent on forget, descent on retain. loss = −NLL_f + λ·retain."""
+
+from __future__ import annotations
+
+import torch
+
+from wagle.registry import register
+from wagle.unlearning.batch import ForgetRetainBatch
+from wagle.unlearning.objective import (
+    METHODS,
+    Objective,
+    RetainOptions,
+    RetainTerm,
+    Terms,
+    mean_nll,
+)
+
+
+@register(METHODS, "graddiff")
+class GradDiff(Objective):
+    Options = RetainOptions
+
+    def __init__(self, options: RetainOptions | None = None) -> None:
+        super().__init__(options)
+        self.retain = RetainTerm(self.options)
+
+    def prepare(self, model, data, pad_token_id) -> None:
+        self.retain.prepare(model)
+
+    def __call__(self, model: torch.nn.Module, batch: ForgetRetainBatch) -> Terms:
+        forget_nll = mean_nll(model, batch.forget)
+        retain = self.retain(model, batch.retain)
+        return {
+            "loss": -forget_nll + retain["retain"],
+            "forget": -forget_nll.detach(),
+            "retain": retain["retain"].detach(),
+            "forget_nll": forget_nll.detach(),
+            "retain_nll": retain["retain_nll"],
+        }

@@ -1,0 +1,102 @@
+"""NPO, negative preference optimisation (Zhang et al., 2024, arXiv 2404.05868).
+
+    loss = −(2/β)·mean_i log σ(β·(NLL_θ(i) − NLL_ref(i))) + λ·retain
+
+with NLL summed over the answer tokens of forget sample i and NLL_ref that of the original
+model. Published defaults: β = 0.1, λ = 1. A fixed forget sample's reference NLL never
+changes, so by default it is computed once before training (one pass over the forget set)
+and no second model sits in memory; ``reference: live`` keeps a frozen copy instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from wagle import config as cfg
+from wagle.data.batching import iter_batches
+from wagle.errors import WagleError
+from wagle.registry import register
+from wagle.sequence import sequence_nll
+from wagle.unlearning.batch import ForgetRetainBatch, PairedDataset
+from wagle.unlearning.objective import (
+    METHODS,
+    Objective,
+    RetainOptions,
+    RetainTerm,
+    Terms,
+    frozen_copy,
+)
+
+
+@dataclass
+class NPOOptions(RetainOptions):
+    beta: float = cfg.field(0.1, "β, the inverse temperature of the preference loss")
+    reference: str = cfg.field(
+        "precomputed", "reference NLLs: 'precomputed' once before training, or 'live' model"
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.beta <= 0:
+            raise WagleError(f"beta must be > 0, got {self.beta}")
+        if self.reference not in ("precomputed", "live"):
+            raise WagleError(f"reference must be 'precomputed' or 'live', got {self.reference!r}")
+
+
+def npo_loss(nll: torch.Tensor, ref_nll: torch.Tensor, beta: float) -> torch.Tensor:
+    """−(2/β)·mean log σ(β·(nll − ref_nll)) over a batch of summed sequence NLLs [B]."""
+    return -(2.0 / beta) * F.logsigmoid(beta * (nll - ref_nll)).mean()
+
+
+@register(METHODS, "npo")
+class NPO(Objective):
+    Options = NPOOptions
+
+    def __init__(self, options: NPOOptions | None = None) -> None:
+        super().__init__(options)
+        self.retain = RetainTerm(self.options)
+        self.ref_nll: torch.Tensor | None = None  # [N_forget], precomputed
+        self.reference: torch.nn.Module | None = None  # live
+
+    def prepare(self, model: torch.nn.Module, data: PairedDataset, pad_token_id: int) -> None:
+        self.retain.prepare(model)
+        if self.options.reference == "live":
+            self.reference = frozen_copy(model)
+        else:
+            self.ref_nll = reference_nll(model, data.forget, pad_token_id)
+
+    def __call__(self, model: torch.nn.Module, batch: ForgetRetainBatch) -> Terms:
+        nll, n_tokens = sequence_nll(model, batch.forget)
+        if self.reference is not None:
+            with torch.no_grad():
+                ref_nll = sequence_nll(self.reference, batch.forget)[0]
+        else:
+            ref_nll = self.ref_nll.to(nll.device)[batch.forget_index]
+        forget = npo_loss(nll, ref_nll, self.options.beta)
+        retain = self.retain(model, batch.retain)
+        return {
+            "loss": forget + retain["retain"],
+            "forget": forget.detach(),
+            "retain": retain["retain"].detach(),
+            "forget_nll": (nll.sum() / n_tokens.sum().clamp(min=1)).detach(),
+            "retain_nll": retain["retain_nll"],
+        }
+
+
+@torch.no_grad()
+def reference_nll(
+    model: torch.nn.Module, examples: list[dict], pad_token_id: int, batch_size: int = 16
+) -> torch.Tensor:
+    """Summed answer NLL [N] of each example under ``model`` in eval mode (fp32, on CPU)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    parts = [
+        sequence_nll(model, batch)[0].float().cpu()
+        for batch in iter_batches(examples, batch_size, pad_token_id, device)
+    ]
+    model.train(was_training)
+    return torch.cat(parts)

@@ -1,0 +1,61 @@
+"""PO, preference for refusals: learn to answer forget questions with "I don't know".
+
+    loss = NLL(refusal | forget question) (token mean) + λ·retain
+
+The refusal targets come from ``wagle.data.refusals`` (a varied list, drawn with a seed).
+The logged ``forget_nll`` is the NLL of the refusals, not of the original answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from wagle import config as cfg
+from wagle.data.load import Record
+from wagle.data.refusals import refusal_records
+from wagle.errors import WagleError
+from wagle.registry import register
+from wagle.unlearning.batch import ForgetRetainBatch
+from wagle.unlearning.objective import (
+    METHODS,
+    Objective,
+    RetainOptions,
+    RetainTerm,
+    Terms,
+    mean_nll,
+)
+
+
+@dataclass
+class POOptions(RetainOptions):
+    refusal_seed: int = cfg.field(0, "seed that picks a refusal template for each question")
+
+
+@register(METHODS, "po")
+class RefusalPreference(Objective):
+    Options = POOptions
+
+    def __init__(self, options: POOptions | None = None) -> None:
+        super().__init__(options)
+        self.retain = RetainTerm(self.options)
+
+    def forget_records(self, records: list[Record]) -> list[Record]:
+        if records and "question" not in records[0]:
+            raise WagleError("the po method needs QA forget data (question/answer records)")
+        return refusal_records(records, seed=self.options.refusal_seed)
+
+    def prepare(self, model, data, pad_token_id) -> None:
+        self.retain.prepare(model)
+
+    def __call__(self, model: torch.nn.Module, batch: ForgetRetainBatch) -> Terms:
+        refusal_nll = mean_nll(model, batch.forget)
+        retain = self.retain(model, batch.retain)
+        return {
+            "loss": refusal_nll + retain["retain"],
+            "forget": refusal_nll.detach(),
+            "retain": retain["retain"].detach(),
+            "forget_nll": refusal_nll.detach(),
+            "retain_nll": retain["retain_nll"],
+        }

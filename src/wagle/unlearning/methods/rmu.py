@@ -1,0 +1,96 @@
+"""RMU, representation misdirection (Li et al., 2024, the WMDP paper, arXiv 2403.03218).
+
+At one decoder layer ℓ, push the hidden states of forget tokens toward a fixed random
+direction of norm c, and keep those of retain tokens at the original model's:
+
+    loss = mean_t ‖h_θ(forget)_t − c·u‖² / H  +  α · mean_t ‖h_θ(retain)_t − h_0(retain)_t‖² / H
+
+over non-padding tokens t, H the hidden size, u a random unit vector (seeded), h_0 a frozen
+copy of the original model. Published defaults (Zephyr-7B): ℓ = 7, c = 6.5, α = 1200; on a
+model with fewer layers the default layer is min(7, n_layers // 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from wagle import config as cfg
+from wagle.errors import WagleError
+from wagle.registry import register
+from wagle.sequence import token_nll
+from wagle.unlearning.batch import ForgetRetainBatch, PairedDataset
+from wagle.unlearning.objective import METHODS, Objective, Terms, frozen_copy
+
+
+@dataclass
+class RMUOptions:
+    rmu_layer: int | None = cfg.field(None, "decoder layer ℓ (default: min(7, n_layers // 2))")
+    steering_coeff: float = cfg.field(6.5, "c, the norm of the random target direction")
+    rmu_alpha: float = cfg.field(1200.0, "α, the weight of the retain activation term")
+    rmu_seed: int = cfg.field(0, "seed of the random direction u")
+
+    def __post_init__(self) -> None:
+        if self.steering_coeff <= 0 or self.rmu_alpha < 0:
+            raise WagleError("steering_coeff must be > 0 and rmu_alpha ≥ 0")
+
+
+def masked_mse(hidden: torch.Tensor, target: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+    """Mean over non-padding tokens of ‖hidden − target‖² / H; hidden [B, T, H], attention [B, T]."""
+    keep = attention.bool()
+    squared = (hidden.float() - target.float()).pow(2).mean(dim=-1)  # [B, T]
+    return squared[keep].sum() / keep.sum().clamp(min=1)
+
+
+@register(METHODS, "rmu")
+class RMU(Objective):
+    Options = RMUOptions
+
+    def __init__(self, options: RMUOptions | None = None) -> None:
+        super().__init__(options)
+        self.reference: torch.nn.Module | None = None
+        self.layer = -1
+        self.target: torch.Tensor | None = None  # c·u [H]
+
+    def prepare(self, model: torch.nn.Module, data: PairedDataset, pad_token_id: int) -> None:
+        n_layers, hidden = model.config.num_hidden_layers, model.config.hidden_size
+        layer = self.options.rmu_layer
+        self.layer = min(7, n_layers // 2) if layer is None else layer
+        if not 0 <= self.layer < n_layers:
+            raise WagleError(f"rmu_layer {self.layer} is outside the model's 0..{n_layers - 1}")
+        generator = torch.Generator().manual_seed(self.options.rmu_seed)
+        u = torch.rand(hidden, generator=generator)
+        self.target = (self.options.steering_coeff * u / u.norm()).to(model.device)
+        self.reference = frozen_copy(model)
+
+    def hidden(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]):
+        """(hidden state after layer ℓ [B, T, H], logits) of one forward pass."""
+        out = model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            output_hidden_states=True,
+        )
+        return out.hidden_states[self.layer + 1], out.logits
+
+    def __call__(self, model: torch.nn.Module, batch: ForgetRetainBatch) -> Terms:
+        forget_h, forget_logits = self.hidden(model, batch.forget)
+        retain_h, retain_logits = self.hidden(model, batch.retain)
+        with torch.no_grad():
+            original_h, _ = self.hidden(self.reference, batch.retain)
+        forget = masked_mse(forget_h, self.target, batch.forget["attention_mask"])
+        retain = self.options.rmu_alpha * masked_mse(
+            retain_h, original_h, batch.retain["attention_mask"]
+        )
+        return {
+            "loss": forget + retain,
+            "forget": forget.detach(),
+            "retain": retain.detach(),
+            "forget_nll": _logged_nll(forget_logits, batch.forget["labels"]),
+            "retain_nll": _logged_nll(retain_logits, batch.retain["labels"]),
+        }
+
+
+def _logged_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    nll = token_nll(logits.detach(), labels)
+    return nll.sum() / (labels[:, 1:] != -100).sum().clamp(min=1)

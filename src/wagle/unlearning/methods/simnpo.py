@@ -1,0 +1,61 @@
+"""SimNPO, reference-free NPO (Fan et al., 2024, arXiv 2410.07163).
+
+    loss = −(2/β)·mean_i log σ(β·(NLL_θ(i)/|y_i| − δ)) + λ·retain
+
+with NLL_θ(i)/|y_i| the length-normalised answer NLL. Defaults: β = 2.5, δ = 0 (the
+paper's TOFU setting for β and its reward margin), λ = 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from wagle import config as cfg
+from wagle.errors import WagleError
+from wagle.registry import register
+from wagle.sequence import sequence_nll
+from wagle.unlearning.batch import ForgetRetainBatch
+from wagle.unlearning.objective import METHODS, Objective, RetainOptions, RetainTerm, Terms
+
+
+@dataclass
+class SimNPOOptions(RetainOptions):
+    beta: float = cfg.field(2.5, "β, the inverse temperature of the preference loss")
+    delta: float = cfg.field(0.0, "δ, the reward margin subtracted from the mean NLL")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.beta <= 0:
+            raise WagleError(f"beta must be > 0, got {self.beta}")
+
+
+def simnpo_loss(mean_nll: torch.Tensor, beta: float, delta: float) -> torch.Tensor:
+    """−(2/β)·mean log σ(β·(mean_nll − δ)) over per-sequence mean NLLs [B]."""
+    return -(2.0 / beta) * F.logsigmoid(beta * (mean_nll - delta)).mean()
+
+
+@register(METHODS, "simnpo")
+class SimNPO(Objective):
+    Options = SimNPOOptions
+
+    def __init__(self, options: SimNPOOptions | None = None) -> None:
+        super().__init__(options)
+        self.retain = RetainTerm(self.options)
+
+    def prepare(self, model, data, pad_token_id) -> None:
+        self.retain.prepare(model)
+
+    def __call__(self, model: torch.nn.Module, batch: ForgetRetainBatch) -> Terms:
+        nll, n_tokens = sequence_nll(model, batch.forget)
+        forget = simnpo_loss(nll / n_tokens.clamp(min=1), self.options.beta, self.options.delta)
+        retain = self.retain(model, batch.retain)
+        return {
+            "loss": forget + retain["retain"],
+            "forget": forget.detach(),
+            "retain": retain["retain"].detach(),
+            "forget_nll": (nll.sum() / n_tokens.sum().clamp(min=1)).detach(),
+            "retain_nll": retain["retain_nll"],
+        }

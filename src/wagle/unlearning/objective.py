@@ -1,0 +1,119 @@
+"""What an unlearning method is: a loss over a forget/retain batch, plus optional set-up.
+
+A method is a small class registered in ``METHODS`` with one decorator line. It declares its
+options as a dataclass ``Options`` (defaults = published values, one help string per field);
+``__call__(model, batch)`` returns a dict of scalar terms whose ``"loss"`` is minimised and
+which also reports ``forget_nll`` / ``retain_nll`` (token-mean answer NLL) for the log.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from wagle import config as cfg
+from wagle.data.load import Record
+from wagle.errors import WagleError
+from wagle.sequence import sequence_nll, token_nll
+from wagle.unlearning.batch import ForgetRetainBatch, PairedDataset
+
+METHODS: dict[str, type[Objective]] = {}
+Terms = dict[str, torch.Tensor]
+
+
+@dataclass
+class NoOptions:
+    """A method without options."""
+
+
+class Objective:
+    """Base of every method: default hooks do nothing; subclasses implement ``__call__``."""
+
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(self, options: Any = None) -> None:
+        self.options = options if options is not None else self.Options()
+
+    def forget_records(self, records: list[Record]) -> list[Record]:
+        """The forget targets to train on (PO swaps answers for refusals)."""
+        return records
+
+    def prepare(self, model: torch.nn.Module, data: PairedDataset, pad_token_id: int) -> None:
+        """Called once before training, with the model on its training device."""
+
+    def __call__(self, model: torch.nn.Module, batch: ForgetRetainBatch) -> Terms:
+        raise NotImplementedError
+
+
+def mean_nll(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Token-mean NLL over all labelled tokens of a batch (a scalar), like HF's causal LM loss."""
+    nll_sum, n_tokens = sequence_nll(model, batch)
+    return nll_sum.sum() / n_tokens.sum().clamp(min=1)
+
+
+def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """An eval-mode copy without gradients: the original model, where a method needs it live."""
+    reference = copy.deepcopy(model).eval()
+    reference.requires_grad_(False)
+    return reference
+
+
+@dataclass
+class RetainOptions:
+    retain_weight: float = cfg.field(1.0, "λ, the weight of the retain term")
+    retain_loss: str = cfg.field(
+        "nll", "retain term: 'nll' on retain answers, or 'kl' to the original model's outputs"
+    )
+
+    def __post_init__(self) -> None:
+        if self.retain_loss not in ("nll", "kl"):
+            raise WagleError(f"retain_loss must be 'nll' or 'kl', got {self.retain_loss!r}")
+        if self.retain_weight < 0:
+            raise WagleError(f"retain_weight must be ≥ 0, got {self.retain_weight}")
+
+
+class RetainTerm:
+    """λ·NLL on the retain batch, or λ·KL(original ‖ model) averaged over labelled tokens.
+
+    The KL variant keeps a frozen copy of the original model (built by ``prepare``).
+    """
+
+    def __init__(self, options: RetainOptions) -> None:
+        self.weight, self.kind = options.retain_weight, options.retain_loss
+        self.reference: torch.nn.Module | None = None
+
+    def prepare(self, model: torch.nn.Module) -> None:
+        if self.kind == "kl":
+            self.reference = frozen_copy(model)
+
+    def __call__(self, model: torch.nn.Module, retain: dict[str, torch.Tensor]) -> Terms:
+        """``{"retain": λ·term, "retain_nll": token-mean NLL}``."""
+        if self.kind == "nll":
+            nll = mean_nll(model, retain)
+            return {"retain": self.weight * nll, "retain_nll": nll.detach()}
+        logits = model(
+            input_ids=retain["input_ids"], attention_mask=retain["attention_mask"]
+        ).logits
+        with torch.no_grad():
+            ref_logits = self.reference(
+                input_ids=retain["input_ids"], attention_mask=retain["attention_mask"]
+            ).logits
+        kl = token_kl(ref_logits, logits, retain["labels"])
+        nll = token_nll(logits.detach(), retain["labels"])
+        n = (retain["labels"][:, 1:] != -100).sum().clamp(min=1)
+        return {"retain": self.weight * kl, "retain_nll": nll.sum() / n}
+
+
+def token_kl(ref_logits: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """KL(p_ref ‖ p_model) of next-token distributions, mean over labelled positions (fp32).
+
+    Logits are [B, T, V]; positions are those whose next-token label is not -100.
+    """
+    keep = labels[:, 1:] != -100
+    log_p = torch.log_softmax(logits[:, :-1].float(), dim=-1)[keep]
+    log_q = torch.log_softmax(ref_logits[:, :-1].float(), dim=-1)[keep]
+    kl = (log_q.exp() * (log_q - log_p)).sum(dim=-1)
+    return kl.sum() / keep.sum().clamp(min=1)

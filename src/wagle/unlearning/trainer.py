@@ -1,0 +1,89 @@
+"""The one Trainer of wagle: a transformers ``Trainer`` that unlearns under a mask.
+
+The objective (any registered method) is passed in, not subclassed. The trainer overrides
+``compute_loss`` (objective on a forget/retain batch, stop on a non-finite loss),
+``create_optimizer`` (mask-aware weight decay) and ``train`` (verify the mask invariant).
+Everything else — AdamW, warm-up and schedule, clipping, gradient accumulation, DDP through
+``accelerate launch`` / ``torchrun`` — is the stock Trainer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from transformers import Trainer, TrainerCallback
+
+from wagle.attribution.masks import Mask
+from wagle.errors import WagleError
+from wagle.unlearning.batch import ForgetRetainBatch
+from wagle.unlearning.masking import MaskEnforcer
+from wagle.unlearning.objective import Objective
+
+
+class MaskedUnlearningTrainer(Trainer):
+    """``Trainer(model, args, train_dataset=PairedDataset, data_collator=PairCollator, ...)``
+    plus ``objective`` and ``mask`` (None: dense, every trainable weight selected).
+
+    ``step_log`` holds, per optimizer step, the objective's terms averaged over the step's
+    micro-batches (this process's batches), the learning rate and the epoch.
+    """
+
+    def __init__(self, *args: Any, objective: Objective, mask: Mask | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.objective = objective
+        self.enforcer = MaskEnforcer(self.model, mask)
+        self.step_log: list[dict[str, float]] = []
+        self._pending: list[dict[str, float]] = []
+        self.add_callback(_StepLogger(self))
+
+    def create_optimizer(self, model=None) -> torch.optim.Optimizer:
+        optimizer = super().create_optimizer(model)
+        self.enforcer.make_weight_decay_mask_aware(optimizer)
+        return optimizer
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        terms = self.objective(model, ForgetRetainBatch.from_inputs(inputs))
+        loss = terms["loss"]
+        if not _finite_everywhere(loss):
+            details = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
+            raise WagleError(
+                f"the loss became non-finite at step {self.state.global_step + 1} ({details}); "
+                "lower the learning rate or check the data; nothing was saved"
+            )
+        self._pending.append({k: float(v.detach()) for k, v in terms.items()})
+        return (loss, None) if return_outputs else loss
+
+    def train(self, *args: Any, **kwargs: Any):
+        try:
+            output = super().train(*args, **kwargs)
+            self.enforcer.verify()
+        finally:
+            self.enforcer.remove()
+        return output
+
+
+class _StepLogger(TrainerCallback):
+    def __init__(self, trainer: MaskedUnlearningTrainer) -> None:
+        self.trainer = trainer
+        self.lr = 0.0
+
+    def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
+        self.lr = float(optimizer.param_groups[0]["lr"]) if optimizer is not None else 0.0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        pending = self.trainer._pending
+        if pending:
+            mean = {k: sum(p[k] for p in pending) / len(pending) for k in pending[0]}
+            entry = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
+            self.trainer.step_log.append(entry | {"lr": self.lr} | mean)
+        pending.clear()
+
+
+def _finite_everywhere(loss: torch.Tensor) -> bool:
+    """Whether the loss is finite on every process (so that all stop together, none hangs)."""
+    finite = torch.isfinite(loss.detach()).to(torch.int32)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    return bool(finite)

@@ -63,7 +63,7 @@ def test_playground_eval_writes_every_per_sample_value(
 
 
 def test_a_retain_eval_is_its_own_reference_with_forget_quality_one(
-    model_dir, playground_data, tmp_path
+    model_dir, playground_data, tmp_path, capsys
 ):
     first = evaluate(model_dir, tmp_path / "a", "--data", playground_data)
     second = evaluate(
@@ -73,6 +73,8 @@ def test_a_retain_eval_is_its_own_reference_with_forget_quality_one(
     assert second["summary"]["privacy_leakage"] == 0.0
     assert second["reference"]["path"] == str(tmp_path / "a" / "eval.json")
     assert second["sections"]["forget"]["per_sample"] == first["sections"]["forget"]["per_sample"]
+    assert second["summary"]["reference_figures"] == first["summary"]["figures"]
+    assert "retain ref." in capsys.readouterr().out  # the table shows the reference side by side
 
 
 def test_reference_of_another_split_fails_before_loading_the_model(tmp_path, capsys):

@@ -13,6 +13,8 @@ Every aggregate of every section is a *figure* named ``<section>.<aggregate>`` (
   1 − knowmem_forget.rouge_l_f1, and 1 − 2·|mia.min_k_auc − 0.5| (1 when forget and holdout
   look alike, 0 when the attack separates them perfectly either way). The terms used are
   listed under ``forget_efficacy_terms``; with no reference, forget_quality is not one of them.
+- ``reference_figures``: the reference's figures, side by side (DESIGN.md §4: compare forget
+  ROUGE with the retain model's rather than reading "lower is better").
 - ``utility`` (higher = more kept): the harmonic mean of the utility figures present: the nine
   of model_utility (then utility == model_utility) and knowmem_retain.rouge_l_f1.
 """
@@ -69,6 +71,7 @@ def summarise(sections: Sections, reference: dict[str, Any] | None) -> dict[str,
         "privacy_leakage": privacy_leakage(sections, reference) if reference else None,
         "forget_efficacy_terms": terms,
         "figures": flat,
+        "reference_figures": figures(reference["sections"]) if reference else None,
     }
 
 

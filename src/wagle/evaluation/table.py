@@ -17,17 +17,19 @@ def print_eval(result: dict[str, Any], console: Console | None = None) -> None:
     for column, justify in (("section", "left"), ("n", "right"), ("metric", "left")):
         table.add_column(column, justify=justify)
     table.add_column("value", justify="right")
+    reference = result["summary"].get("reference_figures")
+    if reference is not None:
+        table.add_column("retain ref.", justify="right")
     for name, section in result["sections"].items():
         for i, (metric, value) in enumerate(section["aggregates"].items()):
-            first = i == 0
-            table.add_row(
-                name if first else "", str(section["n"]) if first else "", metric, _fmt(value)
-            )
+            head = [name, str(section["n"])] if i == 0 else ["", ""]
+            ref = [] if reference is None else [_fmt(reference.get(f"{name}.{metric}"))]
+            table.add_row(*head, metric, _fmt(value), *ref)
         table.add_section()
     for key in HEADLINE:
-        table.add_row(
-            "summary" if key == HEADLINE[0] else "", "", key, _fmt(result["summary"][key])
-        )
+        head = ["summary" if key == HEADLINE[0] else "", ""]
+        ref = [] if reference is None else [""]
+        table.add_row(*head, key, _fmt(result["summary"][key]), *ref)
     console.print(table)
     if result["reference"] is None:
         console.print(

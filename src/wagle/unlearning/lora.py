@@ -9,12 +9,15 @@ the mask is applied when merging.)
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
-from peft.tuners.lora import Linear as LoraLinear
 
 from wagle.attribution.masks import Mask
 from wagle.errors import WagleError
+
+if TYPE_CHECKING:
+    from peft import PeftModel
 
 ADAPTER = "default"
 
@@ -27,6 +30,8 @@ def add_lora(
     mask: Mask | None = None,
 ) -> PeftModel:
     """Wrap ``model`` with LoRA adapters on the targeted linear modules (mask-selected ones)."""
+    from peft import LoraConfig, get_peft_model  # imported on use: peft is slow to import
+
     modules = []
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.Linear) and name.split(".")[-1] in targets:
@@ -42,6 +47,8 @@ def add_lora(
 @torch.no_grad()
 def merge_lora(model: PeftModel, mask: Mask | None = None) -> torch.nn.Module:
     """The base model with the adapters merged (only where ``mask`` selects) and removed."""
+    from peft.tuners.lora import Linear as LoraLinear
+
     base_names = {
         id(p): n.replace(".base_layer", "") for n, p in model.get_base_model().named_parameters()
     }

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from transformers import Trainer, TrainerCallback
+from transformers import PrinterCallback, Trainer, TrainerCallback
 
 from wagle.attribution.masks import Mask
 from wagle.errors import WagleError
@@ -37,6 +37,8 @@ class MaskedUnlearningTrainer(Trainer):
         self.step_log: list[dict[str, float]] = []
         self._pending: list[dict[str, float]] = []
         self.add_callback(_StepLogger(self))
+        if self.args.disable_tqdm:  # quiet means quiet: no printed log dicts either
+            self.remove_callback(PrinterCallback)
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         optimizer = super().create_optimizer(model)

@@ -1,0 +1,71 @@
+"""Two processes on CPU (``torchrun --nproc_per_node 2``, the CPU stand-in for ``accelerate
+launch`` on GPUs, DESIGN.md §6) complete a masked unlearning run with identical weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import torch
+
+from wagle.attribution.masks import save_mask
+
+WORKER = """
+import hashlib, json, os, sys
+import torch
+from wagle.unlearning import UnlearnConfig, unlearn
+
+ws = sys.argv[1]
+config = UnlearnConfig(
+    model=f"{ws}/model", forget=f"{ws}/forget.jsonl", retain=f"{ws}/retain.jsonl",
+    out=f"{ws}/out", method="npo", mask=f"{ws}/mask.safetensors", max_steps=2, batch_size=2,
+    gradient_accumulation_steps=2, learning_rate=1e-2, weight_decay=0.1, max_length=48,
+    progress=False,
+)
+result = unlearn(config)
+digest = hashlib.sha256()
+for name, param in result.model.named_parameters():
+    digest.update(name.encode() + param.detach().cpu().numpy().tobytes())
+rank = int(os.environ["RANK"])
+world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+with open(f"{ws}/rank{rank}.json", "w") as handle:
+    json.dump({"digest": digest.hexdigest(), "world": world, "steps": len(result.step_log)}, handle)
+"""
+
+
+def test_two_cpu_processes_end_with_identical_weights(
+    tmp_path, tiny_model, tokenizer, micro_splits
+):
+    model = tiny_model(seed=0)
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    for name, records in (
+        ("forget", micro_splits["forget10"][:8]),
+        ("retain", micro_splits["retain90"][:8]),
+    ):
+        (tmp_path / f"{name}.jsonl").write_text("\n".join(json.dumps(r) for r in records))
+    generator = torch.Generator().manual_seed(0)
+    mask = {n: torch.rand(p.shape, generator=generator) < 0.5 for n, p in model.named_parameters()}
+    save_mask(mask, tmp_path / "mask.safetensors")
+    (tmp_path / "worker.py").write_text(WORKER)
+    env = os.environ | {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+    ]
+    done = subprocess.run(
+        [*command, str(tmp_path / "worker.py"), str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["world"] == ranks[1]["world"] == 2
+    assert ranks[0]["steps"] == ranks[1]["steps"] == 2
+    assert ranks[0]["digest"] == ranks[1]["digest"]
+    assert (tmp_path / "out" / "model.safetensors").is_file()

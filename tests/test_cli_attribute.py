@@ -128,3 +128,14 @@ def test_a_missing_model_is_an_error(files, tmp_path, capsys):
     files["model"] = tmp_path / "nowhere"
     assert run(files, "--out", str(tmp_path / "m.safetensors")) == 2
     assert "cannot load a causal LM" in capsys.readouterr().err
+
+
+def test_a_yaml_config_sets_options_and_flags_override_it(files, tmp_path):
+    (tmp_path / "attr.yaml").write_text("method: magnitude\nratio: 0.6\neligible: linear\n")
+    out = tmp_path / "m.safetensors"
+    assert (
+        run(files, "--config", str(tmp_path / "attr.yaml"), "--ratio", "0.3", "--out", str(out))
+        == 0
+    )
+    meta = mask_metadata(out)
+    assert (meta["method"], meta["ratio"], meta["eligible"]) == ("magnitude", 0.3, "linear")

@@ -74,6 +74,7 @@ class AttributionConfig:
 
     def __post_init__(self) -> None:
         method = lookup(SCORES, self.method, "score method")
+        self.ratio, self.gamma = _as_list(self.ratio), _as_list(self.gamma)  # YAML `ratio: 0.8`
         for ratio in self.ratio:
             check_ratio(ratio)
         if not all(g > 0 for g in self.gamma):
@@ -208,6 +209,10 @@ def encode_retain(
     n = {0: n_forget, -1: len(records)}.get(config.retain_samples, config.retain_samples)
     records = draw(records, n, config.seed + 1)
     return encode_records(tokenizer, records, max_length=config.max_length)
+
+
+def _as_list(value: float | list[float]) -> list[float]:
+    return list(value) if isinstance(value, list | tuple) else [value]
 
 
 def draw(records: list, n: int, seed: int) -> list:

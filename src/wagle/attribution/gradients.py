@@ -11,6 +11,7 @@ post-accumulate hook and then freed, so no second full-size ``.grad`` ever exist
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -68,55 +69,54 @@ def collect_statistics(
     """
     wanted = set(names)
     params = {n: p for n, p in model.named_parameters() if n in wanted}
-    run = _Run(batch_size, pad_token_id, progress)
+    run = functools.partial(
+        _pass, model, params, batch_size=batch_size, pad_token_id=pad_token_id, progress=progress
+    )
     stats = Statistics(n_forget=len(forget), n_retain=len(retain) if RETAIN_GRAD in needs else 0)
     with _attribution_mode(model, params if needs - {INPUT_NORMS} else {}):
         if needs & {FORGET_GRAD, INPUT_NORMS}:
             with _input_norm_hooks(model, params if INPUT_NORMS in needs else {}) as norms:
-                grads, _ = run.pass_(model, forget, params, FORGET_GRAD in needs, False, norms)
+                grads, _ = run(forget, "forget", backward=FORGET_GRAD in needs, norms=norms)
             stats.forget_grad = grads if FORGET_GRAD in needs else None
             stats.input_sq_norms = norms.sums if INPUT_NORMS in needs else None
         if RETAIN_GRAD in needs:
             fisher = RETAIN_FISHER in needs
-            stats.retain_grad, stats.retain_fisher = run.pass_(model, retain, params, True, fisher)
+            stats.retain_grad, stats.retain_fisher = run(retain, "retain", fisher=fisher)
     return stats
 
 
-@dataclass(frozen=True)
-class _Run:
-    batch_size: int
-    pad_token_id: int
-    progress: bool
+def _pass(
+    model: torch.nn.Module,
+    params: dict[str, torch.nn.Parameter],
+    examples: Examples,
+    name: str,
+    *,
+    backward: bool = True,
+    fisher: bool = False,
+    norms: _InputNorms | None = None,
+    batch_size: int,
+    pad_token_id: int,
+    progress: bool,
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+    """One pass: forward each batch; backward its summed per-sample mean NLL if asked.
 
-    def pass_(
-        self,
-        model: torch.nn.Module,
-        examples: Examples,
-        params: dict[str, torch.nn.Parameter],
-        backward: bool,
-        fisher: bool,
-        norms: _InputNorms | None = None,
-    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
-        """One pass: forward each batch; backward its summed per-sample mean NLL if asked.
-
-        Returns the fp32 gradient sums (empty without ``backward``) and, with ``fisher``, the
-        sums of squared batch gradients.
-        """
-        grads = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in params.items()}
-        grads = grads if backward else {}
-        squares = {n: torch.zeros_like(g) for n, g in grads.items()} if fisher else None
-        device = next(model.parameters()).device
-        batches = iter_batches(examples, self.batch_size, self.pad_token_id, device)
-        total = -(-len(examples) // self.batch_size)
-        desc = "forget pass" if norms is not None else "retain pass"
-        with _accumulate_into(params, grads, squares), torch.set_grad_enabled(backward):
-            for batch in tqdm(batches, total=total, desc=desc, disable=not self.progress):
-                if norms is not None:
-                    norms.attention_mask = batch["attention_mask"]
-                nll_sum, n_tokens = sequence_nll(model, batch)
-                if backward:
-                    (nll_sum / n_tokens.clamp(min=1)).sum().backward()
-        return grads, squares
+    Returns the fp32 gradient sums (empty without ``backward``) and, with ``fisher``, the
+    sums of squared batch gradients.
+    """
+    grads = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in params.items()}
+    grads = grads if backward else {}
+    squares = {n: torch.zeros_like(g) for n, g in grads.items()} if fisher else None
+    device = next(model.parameters()).device
+    batches = iter_batches(examples, batch_size, pad_token_id, device)
+    total = -(-len(examples) // batch_size)
+    with _accumulate_into(params, grads, squares), torch.set_grad_enabled(backward):
+        for batch in tqdm(batches, total=total, desc=f"{name} pass", disable=not progress):
+            if norms is not None:
+                norms.attention_mask = batch["attention_mask"]
+            nll_sum, n_tokens = sequence_nll(model, batch)
+            if backward:
+                (nll_sum / n_tokens.clamp(min=1)).sum().backward()
+    return grads, squares
 
 
 @contextlib.contextmanager

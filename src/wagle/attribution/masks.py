@@ -101,14 +101,14 @@ GROUPINGS: dict[str, Callable[[str], str]] = {"layer": layer_of, "module": modul
 def density(mask: Mask, by: Callable[[str], str] | None = None) -> dict[str, tuple[int, int]]:
     """(selected, total) weights per group of parameter names (one group ``all`` without ``by``).
 
-    Groups keep their first-appearance order; layers ``0, 1, …`` stay in numeric order.
+    Layers ``0, 1, …`` come first in numeric order, other groups follow as they appear.
     """
     table: dict[str, tuple[int, int]] = {}
     for name, selected in mask.items():
         group = by(name) if by else "all"
         chosen, total = table.get(group, (0, 0))
         table[group] = (chosen + int(selected.sum()), total + selected.numel())
-    return table
+    return _layers_first(table)
 
 
 def compare_masks(
@@ -132,7 +132,13 @@ def compare_masks(
         row[0] += int(sa.sum())
         row[1] += int(sb.sum())
         row[2] += int((sa & sb).sum())
-    return {group: _overlap(*row) for group, row in counts.items()}
+    return {group: _overlap(*row) for group, row in _layers_first(counts).items()}
+
+
+def _layers_first(table: dict) -> dict:
+    """Numeric groups (layers) in numeric order first, then the others as they appeared."""
+    digits = sorted((g for g in table if g.isdigit()), key=int)
+    return {g: table[g] for g in digits + [g for g in table if not g.isdigit()]}
 
 
 def _overlap(n_a: int, n_b: int, both: int) -> dict[str, float]:

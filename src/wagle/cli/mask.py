@@ -38,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _info(args: argparse.Namespace) -> int:
     mask = load_mask(args.file)
-    for key, value in mask_metadata(args.file).items():
+    for key, value in sorted(mask_metadata(args.file).items()):
         print(f"{key + ':':<20} {json.dumps(value)}")
     print_density(mask)
     return 0

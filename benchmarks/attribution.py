@@ -1,0 +1,155 @@
+"""Attribution cost relative to one plain forward+backward pass over the same data.
+
+Measured side by side in one run (the two are interleaved, order alternating, median of
+``--repeats``):
+- plain: every forget and retain batch through ``model(..., labels=...).loss.backward()``,
+  gradients left to accumulate in ``.grad`` as in training (no optimizer step);
+- attribution: ``attribute`` (the same batches, with fp32 accumulation hooks) + scores for one
+  γ + the exact global mask for one ρ.
+Goal: attribution / plain ≤ 1.15. Peak extra memory: on CUDA, peak allocated bytes of the
+attribution minus those of the plain pass; on CPU, the peak RSS of a child process that runs
+the attribution minus that of a child that runs the plain pass (same model, same data).
+
+Usage (defaults to the playground target and its forget10 / retain90 splits):
+    python benchmarks/attribution.py [--model DIR --forget FILE --retain FILE]
+Writes benchmarks/results/attribution.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from wagle.attribution import AttributionConfig, attribute
+from wagle.attribution.attribute import encode_forget, encode_retain
+from wagle.cli.attribute import load_model, load_records
+from wagle.data.batching import iter_batches
+from wagle.io import write_json
+
+RESULTS = Path(__file__).parent / "results" / "attribution.json"
+
+
+def main() -> None:
+    args = parse_args()
+    model, tokenizer = load_model(args.model, "float32")
+    forget, retain = load_records(args.forget), load_records(args.retain)
+    config = AttributionConfig(method=args.method, ratio=[args.ratio], batch_size=args.batch_size)
+    if args.child:
+        run_once(args.child, model, tokenizer, forget, retain, config)
+        print(json.dumps({"peak_rss_bytes": peak_rss_bytes()}))
+        return
+
+    for kind in ("plain", "attribution"):  # warm-up: allocator, kernels, caches
+        run_once(kind, model, tokenizer, forget, retain, config)
+    times: dict[str, list[float]] = {"plain": [], "attribution": []}
+    for rep in range(args.repeats):
+        order = ("plain", "attribution") if rep % 2 == 0 else ("attribution", "plain")
+        for kind in order:
+            start = time.perf_counter()
+            run_once(kind, model, tokenizer, forget, retain, config)
+            times[kind].append(time.perf_counter() - start)
+    ratios = [a / p for a, p in zip(times["attribution"], times["plain"], strict=True)]
+
+    params = sum(p.numel() for p in model.parameters())
+    figures = {
+        "model": args.model,
+        "parameters": params,
+        "method": args.method,
+        "n_forget": len(encode_forget(tokenizer, forget, config)),
+        "n_retain": len(encode_retain(tokenizer, retain, len(forget), config)),
+        "batch_size": args.batch_size,
+        "device": str(next(model.parameters()).device),
+        "seconds": {k: [round(t, 3) for t in v] for k, v in times.items()},
+        "time_ratio_per_repeat": [round(r, 3) for r in ratios],
+        "time_ratio_median": round(statistics.median(ratios), 3),
+        "time_ratio_goal": 1.15,
+        "peak_extra_memory_bytes": peak_extra_memory(
+            args, model, tokenizer, forget, retain, config
+        ),
+        "fp32_accumulator_bytes": 4 * params * (2 if args.method == "wagle" else 1),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "note": "timings from one run, interleaved; other jobs may share the CPU",
+    }
+    write_json(RESULTS, figures)
+    print(json.dumps(figures, indent=2))
+    print(f"attribution / plain forward+backward: {figures['time_ratio_median']} (goal ≤ 1.15)")
+    print(f"peak extra memory: {figures['peak_extra_memory_bytes'] / 2**20:.1f} MiB")
+
+
+def run_once(kind, model, tokenizer, forget, retain, config) -> None:
+    if kind == "plain":
+        plain_pass(model, tokenizer, forget, retain, config)
+    else:
+        result = attribute(model, tokenizer, forget, retain, config, progress=False)
+        result.select(result.scores(), config.ratio[0])
+
+
+def plain_pass(model, tokenizer, forget, retain, config) -> None:
+    """Forward+backward of the same batches with the model's own loss, grads into ``.grad``."""
+    examples = encode_forget(tokenizer, forget, config)
+    examples += encode_retain(tokenizer, retain, len(examples), config)
+    device = next(model.parameters()).device
+    for batch in iter_batches(examples, config.batch_size, tokenizer.pad_token_id, device):
+        model(**batch).loss.backward()
+    model.zero_grad(set_to_none=True)
+
+
+def peak_extra_memory(args, model, tokenizer, forget, retain, config) -> int:
+    if torch.cuda.is_available():
+        peaks = {}
+        for kind in ("plain", "attribution"):
+            torch.cuda.reset_peak_memory_stats()
+            run_once(kind, model, tokenizer, forget, retain, config)
+            peaks[kind] = torch.cuda.max_memory_allocated()
+        return peaks["attribution"] - peaks["plain"]
+    rss = {kind: child_peak_rss(args, kind) for kind in ("plain", "attribution")}
+    return rss["attribution"] - rss["plain"]
+
+
+def child_peak_rss(args, kind: str) -> int:
+    argv = [sys.executable, __file__, "--child", kind, *sys.argv[1:]]
+    output = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])["peak_rss_bytes"]
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="model directory (default: the playground target)")
+    parser.add_argument("--forget", help="forget data (default: playground forget10)")
+    parser.add_argument("--retain", help="retain data (default: playground retain90)")
+    parser.add_argument("--method", default="wagle")
+    parser.add_argument("--ratio", type=float, default=0.95)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--child", choices=["plain", "attribution"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if not (args.model and args.forget and args.retain):
+        info = json.loads(
+            subprocess.run(
+                [sys.executable, "-m", "wagle", "playground", "info", "--json"],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
+        args.model = args.model or info["target"]
+        args.forget = args.forget or f"{info['data']}/forget10.jsonl"
+        args.retain = args.retain or f"{info['data']}/retain90.jsonl"
+    return args
+
+
+if __name__ == "__main__":
+    main()

@@ -6,9 +6,9 @@ Measured side by side in one run (the two are interleaved, order alternating, me
   gradients left to accumulate in ``.grad`` as in training (no optimizer step);
 - attribution: ``attribute`` (the same batches, with fp32 accumulation hooks) + scores for one
   γ + the exact global mask for one ρ.
-Goal: attribution / plain ≤ 1.15. Peak extra memory: on CUDA, peak allocated bytes of the
-attribution minus those of the plain pass; on CPU, the peak RSS of a child process that runs
-the attribution minus that of a child that runs the plain pass (same model, same data).
+Goal: attribution / plain ≤ 1.15. Peak memory above the loaded model, for each: on CUDA, peak
+allocated bytes; on CPU, the peak RSS increase of a fresh child process that runs it once
+after loading (Linux: the child resets its peak RSS first). "extra" = attribution − plain.
 
 Usage (defaults to the playground target and its forget10 / retain90 splits):
     python benchmarks/attribution.py [--model DIR --forget FILE --retain FILE]
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -44,8 +43,9 @@ def main() -> None:
     forget, retain = load_records(args.forget), load_records(args.retain)
     config = AttributionConfig(method=args.method, ratio=[args.ratio], batch_size=args.batch_size)
     if args.child:
+        before = reset_peak_rss()
         run_once(args.child, model, tokenizer, forget, retain, config)
-        print(json.dumps({"peak_rss_bytes": peak_rss_bytes()}))
+        print(json.dumps({"peak_rss_increase_bytes": proc_status_bytes("VmHWM") - before}))
         return
 
     for kind in ("plain", "attribution"):  # warm-up: allocator, kernels, caches
@@ -72,9 +72,7 @@ def main() -> None:
         "time_ratio_per_repeat": [round(r, 3) for r in ratios],
         "time_ratio_median": round(statistics.median(ratios), 3),
         "time_ratio_goal": 1.15,
-        "peak_extra_memory_bytes": peak_extra_memory(
-            args, model, tokenizer, forget, retain, config
-        ),
+        "peak_memory_bytes": peak_memory(args, model, tokenizer, forget, retain, config),
         "fp32_accumulator_bytes": 4 * params * (2 if args.method == "wagle" else 1),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
         "note": "timings from one run, interleaved; other jobs may share the CPU",
@@ -82,7 +80,8 @@ def main() -> None:
     write_json(RESULTS, figures)
     print(json.dumps(figures, indent=2))
     print(f"attribution / plain forward+backward: {figures['time_ratio_median']} (goal ≤ 1.15)")
-    print(f"peak extra memory: {figures['peak_extra_memory_bytes'] / 2**20:.1f} MiB")
+    peaks = {k: f"{v / 2**20:.1f} MiB" for k, v in figures["peak_memory_bytes"].items()}
+    print(f"peak memory above the loaded model: {peaks}")
 
 
 def run_once(kind, model, tokenizer, forget, retain, config) -> None:
@@ -103,26 +102,38 @@ def plain_pass(model, tokenizer, forget, retain, config) -> None:
     model.zero_grad(set_to_none=True)
 
 
-def peak_extra_memory(args, model, tokenizer, forget, retain, config) -> int:
-    if torch.cuda.is_available():
-        peaks = {}
-        for kind in ("plain", "attribution"):
+def peak_memory(args, model, tokenizer, forget, retain, config) -> dict[str, int]:
+    """Peak memory above the loaded model of each kind, and attribution's extra over plain."""
+    peaks = {}
+    for kind in ("plain", "attribution"):
+        if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
+            resting = torch.cuda.memory_allocated()
             run_once(kind, model, tokenizer, forget, retain, config)
-            peaks[kind] = torch.cuda.max_memory_allocated()
-        return peaks["attribution"] - peaks["plain"]
-    rss = {kind: child_peak_rss(args, kind) for kind in ("plain", "attribution")}
-    return rss["attribution"] - rss["plain"]
+            peaks[kind] = torch.cuda.max_memory_allocated() - resting
+        else:
+            peaks[kind] = child_peak_rss(args, kind)
+    return peaks | {"extra": peaks["attribution"] - peaks["plain"]}
 
 
 def child_peak_rss(args, kind: str) -> int:
+    """Peak RSS increase while a fresh process runs ``kind`` once (after loading everything)."""
     argv = [sys.executable, __file__, "--child", kind, *sys.argv[1:]]
     output = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
-    return json.loads(output.strip().splitlines()[-1])["peak_rss_bytes"]
+    return json.loads(output.strip().splitlines()[-1])["peak_rss_increase_bytes"]
 
 
-def peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+def reset_peak_rss() -> int:
+    """Reset this process's peak RSS to its current RSS (Linux: clear_refs 5); return it."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return proc_status_bytes("VmRSS")
+
+
+def proc_status_bytes(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024  # reported in kB
+    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def parse_args() -> argparse.Namespace:

@@ -108,3 +108,21 @@ def test_user_errors_print_one_line(workspace, capsys, extra, message):
 def test_missing_required_option_is_a_user_error(capsys):
     assert main(["unlearn", "--method", "ga"]) == 2
     assert "--model is required" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "recipe",
+    ["tofu_npo", "tofu_graddiff", "tofu_po", "wmdp_rmu", "muse_npo", "playground_npo",
+     "playground_graddiff"],
+)  # fmt: skip
+def test_shipped_recipes_are_valid(recipe):
+    from pathlib import Path
+
+    from wagle import config as cfg
+    from wagle.unlearning import UnlearnConfig, method_options
+    from wagle.unlearning.config import split_recipe
+
+    path = Path(__file__).parents[1] / "configs" / f"{recipe}.yaml"
+    run, options = split_recipe(cfg.load_yaml(path))
+    config = cfg.build(UnlearnConfig, {"model": "m", "forget": "f", "retain": "r", "out": "o"}, run)
+    method_options(config.method, options)

@@ -126,8 +126,11 @@ def _run_record(config: UnlearnConfig, options: Any) -> dict[str, Any]:
     if config.mask:
         mask = {"path": config.mask, "fingerprint": fingerprint(config.mask)}
         mask["metadata"] = mask_metadata(config.mask)
+    import transformers
+
     return {
         "wagle_version": __version__,
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
         "run": cfg.to_dict(config),
         "method_options": dataclasses.asdict(options),
         "mask": mask,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 import wagle.cli.attribute as attribute_cli
-from wagle.attribution import load_mask, mask_metadata
+from wagle import config as cfg
+from wagle.attribution import AttributionConfig, load_mask, mask_metadata
 from wagle.cli import main
 
 
@@ -139,3 +141,24 @@ def test_a_yaml_config_sets_options_and_flags_override_it(files, tmp_path):
     )
     meta = mask_metadata(out)
     assert (meta["method"], meta["ratio"], meta["eligible"]) == ("magnitude", 0.3, "linear")
+
+
+def test_data_can_be_a_directory_of_splits(files, tmp_path):
+    """The playground and local TOFU copies are directories of <split>.jsonl files."""
+    data = tmp_path / "data"
+    data.mkdir()
+    files["forget"].rename(data / "forget10.jsonl")
+    files["retain"].rename(data / "retain90.jsonl")
+    out = tmp_path / "m.safetensors"
+    argv = ["attribute", "--model", str(files["model"]), "--quiet", "--out", str(out)]
+    argv += ["--forget", str(data), "--forget-split", "forget10"]
+    assert main([*argv, "--retain", str(data), "--retain-split", "retain90"]) == 0
+    meta = mask_metadata(out)
+    assert (meta["n_forget"], meta["forget_split"]) == (5, "forget10")
+    assert meta["retain_fingerprint"] is not None
+
+
+@pytest.mark.parametrize("name", ["attribute_tofu.yaml", "attribute_playground.yaml"])
+def test_the_shipped_attribution_configs_are_valid(name):
+    path = Path(__file__).parents[1] / "configs" / name
+    assert cfg.build(AttributionConfig, cfg.load_yaml(path)).gamma[0] == 1e-6

@@ -212,7 +212,11 @@ def encode_retain(
 
 
 def _as_list(value: float | list[float]) -> list[float]:
-    return list(value) if isinstance(value, list | tuple) else [value]
+    """Floats from a number or a list (YAML may give ``ratio: 0.8`` or ``gamma: 1e-6`` strings)."""
+    try:
+        return [float(v) for v in (value if isinstance(value, list | tuple) else [value])]
+    except (TypeError, ValueError):
+        raise WagleError(f"expected a number or a list of numbers; got {value!r}") from None
 
 
 def draw(records: list, n: int, seed: int) -> list:

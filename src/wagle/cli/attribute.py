@@ -40,7 +40,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--model", required=True, help="model directory (or hub id in cache)")
     parser.add_argument("--forget", required=True, help="forget data: QA or text JSON/JSONL")
+    parser.add_argument("--forget-split", help="split, when --forget is a directory or hub id")
     parser.add_argument("--retain", help="retain data (needed by wagle and wagle-fisher)")
+    parser.add_argument("--retain-split", help="split, when --retain is a directory or hub id")
     parser.add_argument("--out", required=True, help="mask file; a sweep adds -ratio…-gamma…")
     parser.add_argument("--config", help="YAML file of AttributionConfig options")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or tables")
@@ -50,8 +52,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = cfg.build(AttributionConfig, cfg.load_yaml(args.config), args)
-    forget = load_records(args.forget)
-    retain = load_records(args.retain) if args.retain else []
+    forget = load_records(args.forget, args.forget_split)
+    retain = load_records(args.retain, args.retain_split) if args.retain else []
     if config.score_method.uses_gamma and not retain:
         raise WagleError(f"score method {config.method!r} needs --retain")
     model, tokenizer = load_model(args.model, config.dtype)
@@ -70,10 +72,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_records(path: str) -> list[Record] | list[str]:
-    """QA records if the file's records have a ``question``, else the ``text`` of each."""
-    first = read_records(path)[0]
-    return load_qa(path) if "question" in first else load_text(path)
+def load_records(source: str, split: str | None = None) -> list[Record] | list[str]:
+    """QA records if the records have a ``question``, else the ``text`` of each."""
+    first = read_records(source, split)[0]
+    return load_qa(source, split) if "question" in first else load_text(source, split)
 
 
 def load_model(path: str, dtype: str) -> tuple[torch.nn.Module, AutoTokenizer]:
@@ -99,11 +101,18 @@ def out_path(out: Path, ratio: float, gamma: float | None, config: AttributionCo
 
 
 def _fingerprints(args: argparse.Namespace) -> dict[str, str | None]:
-    def of(path: str | None) -> str | None:
-        return fingerprint(path) if path and Path(path).exists() else None
+    """Hashes of the local model directory and data files (None for hub ids)."""
+
+    def of(source: str | None, split: str | None = None) -> str | None:
+        if not source or not Path(source).exists():
+            return None
+        files = sorted(Path(source).glob(f"{split}.json*")) if split else [Path(source)]
+        return fingerprint(*files) if files else None
 
     return {
         "model_fingerprint": of(args.model),
-        "forget_fingerprint": of(args.forget),
-        "retain_fingerprint": of(args.retain),
+        "forget_fingerprint": of(args.forget, args.forget_split),
+        "retain_fingerprint": of(args.retain, args.retain_split),
+        "forget_split": args.forget_split,
+        "retain_split": args.retain_split,
     }

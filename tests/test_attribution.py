@@ -121,7 +121,7 @@ def test_sample_counts_follow_the_caps_and_are_recorded(
     """retain_samples 0 = as many as forget samples (published), -1 = all; caps never exceed."""
     config = AttributionConfig(max_samples=max_samples, retain_samples=retain_samples)
     result = attribute(tiny_model(), tokenizer, forget, retain, config, progress=False)
-    meta = result.metadata(0.5, 1e-6)
+    meta = result.metadata(0.5, 1e-6, result.scores())
     assert (meta["n_forget"], meta["n_retain"]) == expected
 
 
@@ -139,13 +139,16 @@ def test_block_linear_eligibility_selects_only_linear_weights_of_the_blocks(
     model = tiny_model()
     config = AttributionConfig(eligible="block-linear", ratio=[1.0])
     result = attribute(model, tokenizer, forget, retain, config, progress=False)
-    mask = result.select(result.scores(), 1.0)
+    scores = result.scores()
+    mask = result.select(scores, 1.0)
     selected = {n for n, m in mask.items() if m.any()}
     assert list(mask) == [n for n, _ in model.named_parameters()]  # every parameter present
     assert selected == {
         n for n, _ in model.named_parameters() if n.startswith("model.layers.") and "proj" in n
     }
-    assert result.metadata(1.0, 1e-6)["n_eligible"] == sum(int(mask[n].sum()) for n in selected)
+    assert result.metadata(1.0, 1e-6, scores)["n_eligible"] == sum(
+        int(m.sum()) for m in mask.values()
+    )
 
 
 def test_an_eligible_pattern_narrows_the_preset(tiny_model, tokenizer, forget, retain):

@@ -4,7 +4,7 @@
     for gamma in result.gammas:
         scores = result.scores(gamma)
         for ratio in config.ratio:
-            save_mask(result.select(scores, ratio), path, result.metadata(ratio, gamma))
+            save_mask(result.select(scores, ratio), path, result.metadata(ratio, gamma, scores))
 
 γ convention: gradients are SUMMED over samples (each sample's loss is its mean NLL over its
 labelled tokens) and the retain gradient is summed over as many retain samples as forget
@@ -125,8 +125,8 @@ class Attribution:
         granularity = self.config.granularity or self.config.score_method.granularity
         return complete_mask(select_mask(scores, ratio, granularity), self.model)
 
-    def metadata(self, ratio: float, gamma: float | None) -> dict[str, Any]:
-        """What a mask file records about how it was made."""
+    def metadata(self, ratio: float, gamma: float | None, scores: Scores) -> dict[str, Any]:
+        """What a mask file records about how it was made (``n_eligible``: weights scored)."""
         c = self.config
         return {
             "method": c.method,
@@ -136,7 +136,7 @@ class Attribution:
             "granularity": c.granularity or c.score_method.granularity,
             "eligible": c.eligible,
             "eligible_pattern": c.eligible_pattern,
-            "n_eligible": sum(dict(self.model.named_parameters())[n].numel() for n in self.names),
+            "n_eligible": sum(s.numel() for s in scores.values()),
             "n_forget": self.stats.n_forget,
             "n_retain": self.stats.n_retain,
             "forget_target": c.forget_target,

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         for ratio in config.ratio:
             mask = result.select(scores, ratio)
             path = out_path(Path(args.out), ratio, gamma, config)
-            save_mask(mask, path, result.metadata(ratio, gamma) | sources)
+            save_mask(mask, path, result.metadata(ratio, gamma, scores) | sources)
             print(f"wrote {path}  (ratio {ratio}, gamma {gamma}, method {config.method})")
             if not args.quiet:
                 print_density(mask)

@@ -11,9 +11,9 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from wagle.cli import main
-from wagle.playground import PlaygroundConfig, build, build_playground
+from wagle.playground import PlaygroundConfig, build_playground, train
 
-MICRO = dict(size="micro", n_authors=20, n_holdout=2, n_world_facts=10)
+MICRO = dict(size="micro", n_authors=20, n_holdout=2, n_world_facts=10, jobs=1)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_info_records_recall_of_both_models(home):
 
 
 def test_second_build_reuses_the_cache(home, monkeypatch):
-    monkeypatch.setattr(build, "train_model", refuse_training)
+    monkeypatch.setattr(train, "train_model", refuse_training)
     first = build_playground(PlaygroundConfig(**MICRO), progress=False)
     assert build_playground(PlaygroundConfig(**MICRO), progress=False) == first
 
@@ -69,7 +69,7 @@ def test_interrupted_build_leaves_nothing_that_looks_complete(home, monkeypatch)
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(build, "train_model", crash)
+    monkeypatch.setattr(train, "train_model", crash)
     with pytest.raises(KeyboardInterrupt):
         build_playground(config, progress=False)
     root = config.directory()
@@ -78,8 +78,8 @@ def test_interrupted_build_leaves_nothing_that_looks_complete(home, monkeypatch)
 
 def test_force_rebuilds(home, monkeypatch):
     calls = []
-    real = build.train_model
-    monkeypatch.setattr(build, "train_model", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = train.train_model
+    monkeypatch.setattr(train, "train_model", lambda *a, **k: calls.append(1) or real(*a, **k))
     build_playground(PlaygroundConfig(**MICRO), force=True, progress=False)
     assert len(calls) == 2  # target and retain model
 
@@ -126,3 +126,12 @@ def test_python_dash_m_is_the_same_cli():
         [sys.executable, "-m", "wagle", "playground", "--help"], capture_output=True, text=True
     )
     assert result.returncode == 0 and "build" in result.stdout
+
+
+def test_models_train_in_parallel_processes(home):
+    info = build_playground(PlaygroundConfig(**MICRO | dict(seed=5, jobs=2)), progress=False)
+    for key in ("target", "retain"):
+        log = json.loads((home / info[key] / "training_log.json").read_text())
+        assert log["losses"][-1] < log["losses"][0]
+        AutoModelForCausalLM.from_pretrained(info[key])
+    assert info["build_seconds"]["train_target"] > 0

@@ -7,6 +7,8 @@ repeated build returns in seconds; ``info.json`` is written last and marks a com
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ from wagle.evaluation.rouge import rouge_l
 from wagle.io import atomic_dir, ensure_writable_dir, hash_config, wagle_home, write_json
 from wagle.playground.model import SIZES
 from wagle.playground.tokenizer import train_tokenizer
-from wagle.playground.train import save_model, train_model
+from wagle.playground.train import TrainingJob, run_jobs
 
 MAX_LENGTH = 256
 RECALL_SAMPLE = 400  # retain records scored for the build report (forget splits are scored whole)
@@ -41,6 +43,9 @@ class PlaygroundConfig:
     n_world_facts: int = cfg.field(100, "records in each 'real world' set")
     retain_splits: list[str] = cfg.field(["forget10"], "forget splits to train a retain model for")
     epochs: int = cfg.field(0, "training epochs; 0 uses the size's default")
+    jobs: int = cfg.field(
+        0, "models trained at once, one process each; 0 = one per CPU core (not in the cache key)"
+    )
     vocab_size: int = cfg.field(2048, "BPE vocabulary size")
 
     def __post_init__(self) -> None:
@@ -49,8 +54,9 @@ class PlaygroundConfig:
         forget_splits = [f"forget{p:02d}" for p in benchmark.FORGET_PERCENTS]
         if bad := set(self.retain_splits) - set(forget_splits):
             raise WagleError(f"unknown retain split(s) {sorted(bad)}; choose from {forget_splits}")
-        if self.epochs < 0 or self.vocab_size < 300:
-            raise WagleError("epochs must be ≥ 0 and vocab_size ≥ 300")
+        if self.epochs < 0 or self.jobs < 0 or self.vocab_size < 300:
+            raise WagleError("epochs and jobs must be ≥ 0, vocab_size ≥ 300")
+        self.jobs = self.jobs or os.cpu_count() or 1
         self.benchmark_spec()  # validates the counts
 
     def benchmark_spec(self) -> benchmark.BenchmarkSpec:
@@ -59,7 +65,7 @@ class PlaygroundConfig:
         )
 
     def directory(self) -> Path:
-        key = cfg.to_dict(self) | {"format": 1}
+        key = {k: v for k, v in cfg.to_dict(self).items() if k != "jobs"} | {"format": 1}
         return wagle_home() / "playground" / f"{self.size}-seed{self.seed}-{hash_config(key)}"
 
 
@@ -87,20 +93,19 @@ def build_playground(
             train_tokenizer(corpus, config.vocab_size, MAX_LENGTH).save_pretrained(tmp)
     tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer")
 
-    models = {"target": None} | {f"retain-{s}": s for s in config.retain_splits}
-    report: dict[str, Any] = {}
-    for name, forget_split in models.items():
-        excluded = {forget_split} if forget_split else set()
-        records = _training_records(splits, excluded)
-        if not (root / name).exists():
-            _log(progress, f"training {name} on {len(records)} QA pairs")
-            t0 = time.perf_counter()
-            model, losses = _train(config, records, tokenizer, progress)
-            timings[f"train_{name}"] = round(time.perf_counter() - t0, 1)
-            with atomic_dir(root / name) as tmp:
-                save_model(model, tokenizer, tmp)
-                write_json(tmp / "training_log.json", {"losses": losses, "n_records": len(records)})
-        report[name] = _recall(root / name, tokenizer, splits, config.retain_splits, progress)
+    names = {"target": None} | {f"retain-{s}": s for s in config.retain_splits}
+    jobs = [
+        TrainingJob(name, _training_records(splits, {split} - {None}), root / name,
+                    root / "tokenizer", SIZES[config.size], config.seed, config.epochs or None)
+        for name, split in names.items()
+        if not (root / name).exists()
+    ]  # fmt: skip
+    _log(progress, f"training {', '.join(j.name for j in jobs) or 'nothing (cached)'}")
+    timings |= {f"train_{k}": v for k, v in run_jobs(jobs, config.jobs, progress).items()}
+    report = {
+        name: _recall(root / name, tokenizer, splits, config.retain_splits, progress)
+        for name in names
+    }
     timings["total"] = round(time.perf_counter() - start, 1)
 
     info = {
@@ -124,16 +129,7 @@ def load_info(config: PlaygroundConfig) -> dict[str, Any]:
         raise WagleError(
             f"no playground built for this configuration; run `wagle playground build` (looked in {path.parent})"
         )
-    import json
-
     return json.loads(path.read_text())
-
-
-def _train(config, records, tokenizer, progress):
-    size = SIZES[config.size]
-    return train_model(
-        records, tokenizer, size, seed=config.seed, epochs=config.epochs or None, progress=progress
-    )
 
 
 def _training_records(splits: dict[str, list], excluded: set[str]) -> list[dict]:

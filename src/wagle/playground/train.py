@@ -1,18 +1,52 @@
-"""Train a playground model from scratch on QA records with the transformers Trainer."""
+"""Train playground models from scratch on QA records with the transformers Trainer.
+
+Several models (the target and its retain models) train at once, one process each with its
+share of the CPU cores: tiny models scale poorly across threads, and two jobs fighting over
+the same cores with several threads each slow down by an order of magnitude (DESIGN.md §6).
+"""
 
 from __future__ import annotations
 
 import functools
+import multiprocessing
+import os
+import queue as queue_lib
 import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import LlamaForCausalLM, PreTrainedTokenizerBase, Trainer, TrainingArguments
+from tqdm.auto import tqdm
+from transformers import (
+    AutoTokenizer,
+    LlamaForCausalLM,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+from transformers.utils import logging as hf_logging
 
 from wagle.data.collate import collate
 from wagle.data.load import Record
 from wagle.data.prompt import encode_qa
+from wagle.io import atomic_dir, write_json
 from wagle.playground.model import ModelSize, llama_config
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """One model to train: its records, where it goes, and the shared recipe."""
+
+    name: str
+    records: list[Record]
+    out_dir: Path
+    tokenizer_dir: Path
+    size: ModelSize
+    seed: int
+    epochs: int | None
 
 
 def train_model(
@@ -23,10 +57,11 @@ def train_model(
     seed: int,
     epochs: int | None = None,
     progress: bool = True,
+    callbacks: list[TrainerCallback] | None = None,
 ) -> tuple[LlamaForCausalLM, list[float]]:
     """A randomly initialised Llama trained on the answers of ``records``.
 
-    Returns the model and its logged training losses (one per logging step).
+    Returns the model and its logged training losses (two per epoch).
     """
     torch.manual_seed(seed)
     special = {
@@ -34,15 +69,16 @@ def train_model(
         "bos_token_id": tokenizer.bos_token_id,
         "eos_token_id": tokenizer.eos_token_id,
     }
-    config = llama_config(size, len(tokenizer), tokenizer.model_max_length, special)
-    model = LlamaForCausalLM(config)
+    model = LlamaForCausalLM(
+        llama_config(size, len(tokenizer), tokenizer.model_max_length, special)
+    )
     examples = [encode_qa(tokenizer, r["question"], r["answer"]) for r in records]
     steps_per_epoch = -(-len(examples) // size.batch_size)
     with tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(
             output_dir=scratch,
             per_device_train_batch_size=size.batch_size,
-            num_train_epochs=epochs if epochs is not None else size.epochs,
+            num_train_epochs=epochs or size.epochs,
             learning_rate=size.learning_rate,
             lr_scheduler_type="cosine",
             warmup_steps=min(100, steps_per_epoch),
@@ -60,15 +96,72 @@ def train_model(
             args=args,
             train_dataset=examples,
             data_collator=functools.partial(collate, pad_token_id=tokenizer.pad_token_id),
+            callbacks=callbacks,
         )
         trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     return model.eval(), losses
 
 
-def save_model(
-    model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerBase, directory: Path
-) -> None:
-    """``save_pretrained`` model and tokenizer side by side, so the directory loads on its own."""
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
+def run_jobs(jobs: list[TrainingJob], processes: int, progress: bool = True) -> dict[str, float]:
+    """Train and save every job; returns the training seconds of each, by name."""
+    if processes <= 1 or len(jobs) <= 1:
+        return {job.name: _train_and_save(job, progress=progress) for job in jobs}
+    processes = min(processes, len(jobs))
+    threads = max(1, (os.cpu_count() or 1) // processes)
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, ProcessPoolExecutor(processes, mp_context=context) as pool:
+        updates = manager.Queue()
+        futures = {
+            job.name: pool.submit(_train_and_save, job, False, threads, updates) for job in jobs
+        }
+        _show_progress(jobs, futures, updates, progress)
+        return {name: future.result() for name, future in futures.items()}
+
+
+def _train_and_save(
+    job: TrainingJob, progress: bool, threads: int = 0, updates: queue_lib.Queue | None = None
+) -> float:
+    """Train one job and write ``out_dir`` atomically (model, tokenizer, training log)."""
+    if threads:
+        torch.set_num_threads(threads)
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    start = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(job.tokenizer_dir)
+    callbacks = [_ReportSteps(job.name, updates)] if updates is not None else None
+    model, losses = train_model(
+        job.records, tokenizer, job.size, seed=job.seed, epochs=job.epochs,
+        progress=progress, callbacks=callbacks,
+    )  # fmt: skip
+    with atomic_dir(job.out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / "training_log.json", {"losses": losses, "n_records": len(job.records)})
+    return round(time.perf_counter() - start, 1)
+
+
+class _ReportSteps(TrainerCallback):
+    """Sends (name, step, total) to the parent process, which draws the progress bars."""
+
+    def __init__(self, name: str, updates: queue_lib.Queue) -> None:
+        self.name, self.updates = name, updates
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.updates.put((self.name, state.global_step, state.max_steps))
+
+
+def _show_progress(jobs, futures, updates, progress: bool) -> None:
+    bars = {
+        job.name: tqdm(desc=f"training {job.name}", position=i, disable=not progress, unit="step")
+        for i, job in enumerate(jobs)
+    }
+    while not all(f.done() for f in futures.values()):
+        try:
+            name, step, total = updates.get(timeout=0.5)
+        except queue_lib.Empty:
+            continue
+        bars[name].total = total
+        bars[name].update(step - bars[name].n)
+    for bar in bars.values():
+        bar.close()

@@ -5,7 +5,9 @@ Runs, one after the other on the same machine:
 2. the target against that reference: the headline wall time (goal ≤ 120 s on a 2-core CPU);
 3. the retain model against its own evaluation (forget quality must be 1.0);
 4. the parts of one target evaluation side by side in this process: likelihood passes,
-   greedy generation, membership inference, as fractions of their sum.
+   greedy generation, membership inference, as fractions of their sum;
+5. batching by length (what the library does) against batching in record order, on the
+   forget10 perturbed answers, alternating twice: the time ratio.
 
 Prints the figures and writes them to benchmarks/results/evaluation.json.
 
@@ -66,6 +68,34 @@ def parts(model_dir: str, data: str) -> dict[str, float]:
     return timings
 
 
+def length_sorting(model_dir: str, data: str) -> dict[str, float]:
+    """Seconds of mean NLL over forget10's perturbed answers: length-sorted vs record order."""
+    import torch
+
+    from wagle.data.batching import encode_records, iter_batches
+    from wagle.data.load import load_qa
+    from wagle.evaluation.likelihood import mean_nll
+    from wagle.evaluation.suite import load_model
+    from wagle.sequence import sequence_nll
+
+    model, tokenizer = load_model(model_dir)
+    records = load_qa(data, "forget10")
+    examples = encode_records(
+        tokenizer, [r | {"answer": w} for r in records for w in r["perturbed_answer"]]
+    )
+    timings = {"sorted": 0.0, "record_order": 0.0}
+    for _ in range(2):
+        start = time.perf_counter()
+        mean_nll(model, examples, tokenizer.pad_token_id, 64)
+        timings["sorted"] += time.perf_counter() - start
+        start = time.perf_counter()
+        with torch.no_grad():
+            for batch in iter_batches(examples, 64, tokenizer.pad_token_id):
+                sequence_nll(model, batch)
+        timings["record_order"] += time.perf_counter() - start
+    return timings | {"sorted_over_record_order": timings["sorted"] / timings["record_order"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--playground-dir", help="a playground build (default: the built one)")
@@ -89,6 +119,7 @@ def main() -> None:
         tgt = wagle_evaluate(target, data, scratch / "target", scratch / "retain")
         own = wagle_evaluate(retain, data, scratch / "retain_self", scratch / "retain")
     seconds = parts(target, data)
+    sorting = length_sorting(target, data)
     total = sum(seconds.values())
 
     def headline(e: dict) -> dict:
@@ -114,6 +145,7 @@ def main() -> None:
         "target_eval_inside_evaluate_seconds": tgt["seconds"],
         "parts_share": {k: v / total for k, v in seconds.items()},
         "parts_seconds": seconds,
+        "likelihood_batching_seconds": sorting,
         "target": headline(tgt),
         "retain_against_itself": headline(own),
     }

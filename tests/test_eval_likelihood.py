@@ -41,3 +41,14 @@ def test_token_nlls_average_to_the_mean_nll(tokenizer, tiny_model, micro_splits)
     assert [t.numel() for t in per_token] == answer_tokens
     means = torch.stack([t.mean() for t in per_token])
     assert torch.allclose(means, mean_nll(model, examples, tokenizer.pad_token_id), atol=1e-5)
+
+
+def test_results_come_back_in_the_callers_order(tokenizer, tiny_model, micro_splits):
+    """Batching sorts by length internally; reversing the input reverses the output."""
+    model = tiny_model(seed=5)
+    examples = encode_records(tokenizer, micro_splits["forget10"][:9])
+    forward = mean_nll(model, examples, tokenizer.pad_token_id, batch_size=4)
+    backward = mean_nll(model, examples[::-1], tokenizer.pad_token_id, batch_size=4)
+    assert torch.allclose(forward, backward.flip(0), atol=1e-5)
+    lengths = [t.numel() for t in token_nlls(model, examples[::-1], tokenizer.pad_token_id, 4)]
+    assert lengths == [sum(x != -100 for x in e["labels"]) for e in examples[::-1]]

@@ -2,11 +2,11 @@
 
 Builds a random Llama (playground "small" shape by default), random QA-shaped data, and times
 optimizer steps of ``MaskedUnlearningTrainer`` for one method and batch: once dense (no mask)
-and once with a random mask selecting ``--ratio`` of every weight. Runs alternate
+and once with a random mask selecting ``--ratio`` of every weight, for each method. Runs alternate
 (dense, masked, dense, ...) so that load from other processes hits both alike; the figure is
 the median masked step time divided by the median dense step time (goal ≤ 1.05).
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/masked_step.py [--method npo] [--steps 12]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/masked_step.py [--methods npo graddiff]
 
 Prints the figures and writes them to benchmarks/results/masked_step.json.
 """
@@ -94,7 +94,9 @@ def time_steps(args: argparse.Namespace, mask_ratio: float | None, scratch: str)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--method", default="npo", choices=sorted(METHODS))
+    parser.add_argument(
+        "--methods", nargs="+", default=["npo", "graddiff"], choices=sorted(METHODS)
+    )
     parser.add_argument("--ratio", type=float, default=0.5, help="fraction of weights selected")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--skip", type=int, default=2, help="warm-up steps not timed")
@@ -107,25 +109,28 @@ def main() -> None:
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
 
-    dense: list[float] = []
-    masked: list[float] = []
-    with tempfile.TemporaryDirectory() as scratch:
-        for _ in range(args.repeats):
-            dense += time_steps(args, None, scratch)
-            masked += time_steps(args, args.ratio, scratch)
     figures = {
-        "method": args.method,
         "mask_ratio": args.ratio,
         "batch_size": args.batch_size,
         "model": {"hidden": args.hidden, "layers": args.layers, "vocab": args.vocab},
-        "timed_steps_each": len(dense),
-        "dense_step_s_median": statistics.median(dense),
-        "masked_step_s_median": statistics.median(masked),
-        "masked_over_dense": statistics.median(masked) / statistics.median(dense),
         "torch_threads": torch.get_num_threads(),
         "machine": platform.machine(),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
     }
+    for method in args.methods:
+        args.method = method
+        dense: list[float] = []
+        masked: list[float] = []
+        with tempfile.TemporaryDirectory() as scratch:
+            for _ in range(args.repeats):
+                dense += time_steps(args, None, scratch)
+                masked += time_steps(args, args.ratio, scratch)
+        figures[method] = {
+            "timed_steps_each": len(dense),
+            "dense_step_s_median": round(statistics.median(dense), 5),
+            "masked_step_s_median": round(statistics.median(masked), 5),
+            "masked_over_dense": round(statistics.median(masked) / statistics.median(dense), 4),
+        }
     print(json.dumps(figures, indent=2))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(figures, indent=2) + "\n")

@@ -63,7 +63,7 @@ def main() -> None:
         run, options = split_recipe(cfg.load_yaml(recipe))
         with tempfile.TemporaryDirectory() as out:
             overrides = {"model": info["target"], "forget": info["data"], "retain": info["data"]}
-            overrides |= {"out": out, "mask": args.mask}
+            overrides |= {"out": out, "mask": args.mask, "progress": False}
             config = cfg.build(UnlearnConfig, run, overrides)
             start = time.perf_counter()
             result = unlearn(config, method_options(method, options))

@@ -13,7 +13,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from wagle.unlearning.batch import ForgetRetainBatch, PairedDataset
+from wagle.data.batching import encode_records
+from wagle.unlearning.batch import ForgetRetainBatch, PairCollator, PairedDataset
 from wagle.unlearning.methods.npo import NPO, NPOOptions, npo_loss
 from wagle.unlearning.methods.po import POOptions
 from wagle.unlearning.methods.rmu import RMUOptions
@@ -135,9 +136,6 @@ def test_kl_retain_is_zero_at_the_original_model(batch):
 def test_npo_precomputed_reference_equals_live_reference(tiny_model, tokenizer, micro_splits):
     """Reference NLLs computed once before training give the loss a live copy gives, also after
     the model moved away from the reference."""
-    from wagle.data.batching import encode_records
-    from wagle.unlearning.batch import PairCollator
-
     model = tiny_model(seed=1)
     examples = encode_records(tokenizer, micro_splits["forget10"][:6])
     data = PairedDataset(examples, encode_records(tokenizer, micro_splits["retain90"][:6]))

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from wagle.attribution.masks import save_mask
+from wagle import config as cfg
+from wagle.attribution.masks import load_mask, save_mask
 from wagle.cli import main
 from wagle.io import fingerprint
+from wagle.unlearning import UnlearnConfig, method_options
+from wagle.unlearning.config import split_recipe
 
 
 @pytest.fixture
@@ -61,8 +65,6 @@ def test_saved_model_keeps_unselected_weights(workspace):
         )
         == 0
     )
-    from wagle.attribution.masks import load_mask
-
     original = AutoModelForCausalLM.from_pretrained(workspace / "model")
     unlearned = AutoModelForCausalLM.from_pretrained(workspace / "out")
     mask = load_mask(workspace / "mask.safetensors")
@@ -116,12 +118,6 @@ def test_missing_required_option_is_a_user_error(capsys):
      "playground_graddiff"],
 )  # fmt: skip
 def test_shipped_recipes_are_valid(recipe):
-    from pathlib import Path
-
-    from wagle import config as cfg
-    from wagle.unlearning import UnlearnConfig, method_options
-    from wagle.unlearning.config import split_recipe
-
     path = Path(__file__).parents[1] / "configs" / f"{recipe}.yaml"
     run, options = split_recipe(cfg.load_yaml(path))
     config = cfg.build(UnlearnConfig, {"model": "m", "forget": "f", "retain": "r", "out": "o"}, run)

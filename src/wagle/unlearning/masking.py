@@ -4,9 +4,10 @@ Masking gradients alone is not enough: AdamW's decoupled weight decay shrinks ev
 is given (DESIGN.md §6). The mechanism, which needs no copy of the weights:
 
 - a parameter with nothing selected is frozen (``requires_grad=False``): no optimizer sees it;
-- a partly selected one gets a gradient hook that sets unselected entries to exactly 0 on
-  every backward pass (before accumulation, all-reduce and clipping). From step 0 Adam's
-  moments of those entries stay 0, so its update there is 0/(0+ε) = 0, and p − 0 = p;
+- a partly selected one has the unselected entries of its gradient set to exactly 0 once
+  the gradient of an optimizer step is complete (accumulated and all-reduced) and before it
+  is clipped: ``zero_unselected_grads``, in place. From step 0 Adam's moments of those
+  entries stay 0, so its update there is 0/(0+ε) = 0, and p − 0 = p;
 - such a parameter's weight decay is taken out of the optimizer and applied before each step
   as p ← p·f with f = 1 − lr·wd where selected and exactly 1.0 elsewhere (p·1.0 = p);
 - a fully selected parameter is left alone: dense unlearning is the all-True mask, nothing
@@ -49,7 +50,6 @@ class MaskEnforcer:
                 raise WagleError("the mask selects no trainable weight: nothing could change")
         self.frozen: list[torch.nn.Parameter] = []
         self.partial: dict[str, tuple[torch.nn.Parameter, torch.Tensor]] = {}
-        self._hooks = []
         for name, param in params.items():
             if mask is None or (name in mask and bool(mask[name].all())):
                 continue
@@ -58,11 +58,19 @@ class MaskEnforcer:
                 param.requires_grad_(False)
                 self.frozen.append(param)
                 continue
-            selected = selected.to(param.device)
-            self.partial[name] = (param, selected)
-            self._hooks.append(param.register_hook(_zero_unselected(selected)))
+            self.partial[name] = (param, selected.to(param.device))
         self._checksums = {n: _checksum(p, s) for n, (p, s) in self.partial.items()}
         self._frozen_sums = [_checksum(p, None) for p in self.frozen]
+
+    @torch.no_grad()
+    def zero_unselected_grads(self) -> None:
+        """g ← g·s in place (g·1 = g, g·0 = 0); call before clipping and the optimizer step.
+
+        A NaN gradient entry stays NaN; the run then stops on its non-finite loss, unsaved.
+        """
+        for param, selected in self.partial.values():
+            if param.grad is not None:
+                param.grad.mul_(selected)
 
     def make_weight_decay_mask_aware(self, optimizer: torch.optim.Optimizer) -> None:
         """Move partly selected parameters' decay out of ``optimizer`` into a masked pre-step."""
@@ -96,21 +104,10 @@ class MaskEnforcer:
             )
 
     def remove(self) -> None:
-        """Remove the hooks and unfreeze what was frozen."""
-        for hook in self._hooks:
-            hook.remove()
+        """Unfreeze what was frozen."""
         for param in self.frozen:
             param.requires_grad_(True)
-        self._hooks, self.frozen = [], []
-
-
-def _zero_unselected(selected: torch.Tensor):
-    def hook(grad: torch.Tensor) -> torch.Tensor:
-        # g·1 = g, g·0 = 0 (a product with a bool is ~2.5× faster than masked_fill on CPU).
-        # A NaN gradient stays NaN; the run then stops on its non-finite loss, unsaved.
-        return grad * selected
-
-    return hook
+        self.frozen = []
 
 
 def _masked_decay(moved: list[tuple[torch.nn.Parameter, torch.Tensor, float]]):

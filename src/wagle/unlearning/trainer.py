@@ -2,7 +2,9 @@
 
 The objective (any registered method) is passed in, not subclassed. The trainer overrides
 ``compute_loss`` (objective on a forget/retain batch, stop on a non-finite loss),
-``create_optimizer`` (mask-aware weight decay) and ``train`` (verify the mask invariant).
+``training_step`` (zero unselected gradients after the last micro-batch of a step, before
+clipping), ``create_optimizer`` (mask-aware weight decay) and ``train`` (verify the mask
+invariant).
 Everything else — AdamW, warm-up and schedule, clipping, gradient accumulation, DDP through
 ``accelerate launch`` / ``torchrun`` — is the stock Trainer.
 """
@@ -56,6 +58,12 @@ class MaskedUnlearningTrainer(Trainer):
             )
         self._pending.append({k: float(v.detach()) for k, v in terms.items()})
         return (loss, None) if return_outputs else loss
+
+    def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.accelerator.sync_gradients:  # the step's gradient is complete (and all-reduced)
+            self.enforcer.zero_unselected_grads()
+        return loss
 
     def train(self, *args: Any, **kwargs: Any):
         try:

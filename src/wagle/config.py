@@ -50,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         kind, is_list = _base_type(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         flag = "--" + f.name.replace("_", "-")
-        help_text = f"{f.metadata.get('help', '')} (default: {default})"
+        # argparse %-formats help strings: a literal % (as in "Min-K%") must be doubled.
+        help_text = f"{f.metadata.get('help', '')} (default: {default})".replace("%", "%%")
         if kind is bool:
             group.add_argument(
                 flag,

@@ -14,7 +14,7 @@ from wagle import __version__
 from wagle.cli import attribute, demo, evaluate, mask, playground, unlearn
 from wagle.errors import WagleError
 
-COMMANDS = [playground, demo, attribute, mask, evaluate, unlearn]
+COMMANDS = [playground, attribute, mask, unlearn, evaluate, demo]
 
 DESCRIPTION = """\
 Weight attribution-guided unlearning (WAGLE) for Hugging Face causal LMs.
@@ -47,3 +47,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("wagle: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

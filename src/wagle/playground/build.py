@@ -7,6 +7,7 @@ repeated build returns in seconds; ``info.json`` is written last and marks a com
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -15,19 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from wagle import config as cfg
 from wagle.data import playground as benchmark
 from wagle.data.load import load_qa
 from wagle.errors import WagleError
-from wagle.evaluation.generation import generate_answers
-from wagle.evaluation.rouge import rouge_l
 from wagle.io import atomic_dir, ensure_writable_dir, hash_config, wagle_home, write_json
 from wagle.playground.model import SIZES
 from wagle.playground.tokenizer import train_tokenizer
-from wagle.playground.train import TrainingJob, run_jobs
+from wagle.playground.train import TrainingJob, probe_recall, run_jobs
 
 MAX_LENGTH = 256
 RECALL_SAMPLE = 400  # retain records scored for the build report (forget splits are scored whole)
@@ -65,7 +63,9 @@ class PlaygroundConfig:
         )
 
     def directory(self) -> Path:
-        key = {k: v for k, v in cfg.to_dict(self).items() if k != "jobs"} | {"format": 1}
+        # The size's training recipe is part of the key: a changed recipe never reuses a build.
+        recipe = dataclasses.asdict(SIZES[self.size])
+        key = {k: v for k, v in cfg.to_dict(self).items() if k != "jobs"} | {"recipe": recipe}
         return wagle_home() / "playground" / f"{self.size}-seed{self.seed}-{hash_config(key)}"
 
 
@@ -91,19 +91,21 @@ def build_playground(
         corpus = (_texts(r) for records in splits.values() for r in records)
         with atomic_dir(root / "tokenizer") as tmp:
             train_tokenizer(corpus, config.vocab_size, MAX_LENGTH).save_pretrained(tmp)
-    tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer")
 
     names = {"target": None} | {f"retain-{s}": s for s in config.retain_splits}
+    probe = _probe_records(splits, config.retain_splits)
     jobs = [
         TrainingJob(name, _training_records(splits, {split} - {None}), root / name,
-                    root / "tokenizer", SIZES[config.size], config.seed, config.epochs or None)
+                    root / "tokenizer", SIZES[config.size], config.seed, config.epochs or None,
+                    probe)
         for name, split in names.items()
         if not (root / name).exists()
     ]  # fmt: skip
     _log(progress, f"training {', '.join(j.name for j in jobs) or 'nothing (cached)'}")
-    timings |= {f"train_{k}": v for k, v in run_jobs(jobs, config.jobs, progress).items()}
+    results = run_jobs(jobs, config.jobs, progress)
+    timings |= {f"train_{name}": seconds for name, (seconds, _) in results.items()}
     report = {
-        name: _recall(root / name, tokenizer, splits, config.retain_splits, progress)
+        name: results[name][1] if name in results else probe_recall(root / name, probe, progress)
         for name in names
     }
     timings["total"] = round(time.perf_counter() - start, 1)
@@ -139,22 +141,14 @@ def _training_records(splits: dict[str, list], excluded: set[str]) -> list[dict]
     return [r for r in records if (r["question"], r["answer"]) not in forget]
 
 
-def _recall(
-    model_dir: Path, tokenizer, splits, forget_splits: list[str], progress: bool
-) -> dict[str, float]:
-    """Mean greedy ROUGE-L recall on each forget split and its retain complement (sampled)."""
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    figures = {}
+def _probe_records(splits: dict[str, list], forget_splits: list[str]) -> dict[str, list]:
+    """What the build report scores: each forget split whole, its retain complement sampled."""
+    probe = {}
     for forget in forget_splits:
         retain = f"retain{100 - int(forget[-2:])}"
         step = max(1, len(splits[retain]) // RECALL_SAMPLE)
-        for split, records in ((forget, splits[forget]), (retain, splits[retain][::step])):
-            answers = generate_answers(
-                model, tokenizer, [r["question"] for r in records], progress=progress
-            )
-            scores = rouge_l(answers, [r["answer"] for r in records])
-            figures[split] = round(sum(scores) / len(scores), 4)
-    return figures
+        probe |= {forget: splits[forget], retain: splits[retain][::step]}
+    return probe
 
 
 def _texts(record: dict) -> str:

@@ -28,7 +28,7 @@ SIZES = {
         layers=4,
         heads=4,
         intermediate=256,
-        epochs=16,
+        epochs=15,
         learning_rate=5e-3,
         batch_size=16,
     ),

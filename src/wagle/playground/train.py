@@ -20,9 +20,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 from transformers import (
+    AutoModelForCausalLM,
     AutoTokenizer,
     LlamaForCausalLM,
     PreTrainedTokenizerBase,
+    PrinterCallback,
     Trainer,
     TrainerCallback,
     TrainingArguments,
@@ -32,6 +34,8 @@ from transformers.utils import logging as hf_logging
 from wagle.data.collate import collate
 from wagle.data.load import Record
 from wagle.data.prompt import encode_qa
+from wagle.evaluation.generation import generate_answers
+from wagle.evaluation.rouge import rouge_l
 from wagle.io import atomic_dir, write_json
 from wagle.playground.model import ModelSize, llama_config
 
@@ -47,6 +51,7 @@ class TrainingJob:
     size: ModelSize
     seed: int
     epochs: int | None
+    probe: dict[str, list[Record]]  # split → records whose answers the trained model is asked
 
 
 def train_model(
@@ -81,6 +86,7 @@ def train_model(
             num_train_epochs=epochs or size.epochs,
             learning_rate=size.learning_rate,
             lr_scheduler_type="cosine",
+            train_sampling_strategy="group_by_length",  # less padding to compute
             warmup_steps=min(100, steps_per_epoch),
             weight_decay=0.01,
             logging_steps=max(1, steps_per_epoch // 2),
@@ -98,13 +104,20 @@ def train_model(
             data_collator=functools.partial(collate, pad_token_id=tokenizer.pad_token_id),
             callbacks=callbacks,
         )
+        if not progress:  # quiet, or a worker whose parent draws the bars: no printed logs
+            trainer.remove_callback(PrinterCallback)
         trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     return model.eval(), losses
 
 
-def run_jobs(jobs: list[TrainingJob], processes: int, progress: bool = True) -> dict[str, float]:
-    """Train and save every job; returns the training seconds of each, by name."""
+JobResult = tuple[float, dict[str, float]]  # (seconds, mean ROUGE-L recall per probed split)
+
+
+def run_jobs(
+    jobs: list[TrainingJob], processes: int, progress: bool = True
+) -> dict[str, JobResult]:
+    """Train, save and probe every job; returns each one's result, by name."""
     if processes <= 1 or len(jobs) <= 1:
         return {job.name: _train_and_save(job, progress=progress) for job in jobs}
     processes = min(processes, len(jobs))
@@ -121,8 +134,8 @@ def run_jobs(jobs: list[TrainingJob], processes: int, progress: bool = True) -> 
 
 def _train_and_save(
     job: TrainingJob, progress: bool, threads: int = 0, updates: queue_lib.Queue | None = None
-) -> float:
-    """Train one job and write ``out_dir`` atomically (model, tokenizer, training log)."""
+) -> JobResult:
+    """Train one job, write ``out_dir`` atomically (model, tokenizer, log), then probe it."""
     if threads:
         torch.set_num_threads(threads)
     hf_logging.disable_progress_bar()
@@ -138,7 +151,27 @@ def _train_and_save(
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / "training_log.json", {"losses": losses, "n_records": len(job.records)})
-    return round(time.perf_counter() - start, 1)
+    seconds = round(time.perf_counter() - start, 1)
+    return seconds, probe_recall(model, job.probe, progress, tokenizer)
+
+
+def probe_recall(
+    model: LlamaForCausalLM | Path,
+    probe: dict[str, list[Record]],
+    progress: bool = True,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+) -> dict[str, float]:
+    """Mean greedy ROUGE-L recall of a model (or model directory) on each probed split."""
+    if isinstance(model, Path):
+        tokenizer = AutoTokenizer.from_pretrained(model)
+        model = AutoModelForCausalLM.from_pretrained(model)
+    figures = {}
+    for split, records in probe.items():
+        questions = [r["question"] for r in records]
+        answers = generate_answers(model, tokenizer, questions, progress=progress)
+        scores = rouge_l(answers, [r["answer"] for r in records])
+        figures[split] = round(sum(scores) / len(scores), 4)
+    return figures
 
 
 class _ReportSteps(TrainerCallback):

@@ -25,7 +25,7 @@ from wagle.errors import WagleError
 from wagle.io import atomic_dir, ensure_writable_dir, hash_config, wagle_home, write_json
 from wagle.playground.model import SIZES
 from wagle.playground.tokenizer import train_tokenizer
-from wagle.playground.train import TrainingJob, probe_recall, run_jobs
+from wagle.playground.train import RECIPE_VERSION, TrainingJob, probe_recall, run_jobs
 
 MAX_LENGTH = 256
 RECALL_SAMPLE = 400  # retain records scored for the build report (forget splits are scored whole)
@@ -64,7 +64,7 @@ class PlaygroundConfig:
 
     def directory(self) -> Path:
         # The size's training recipe is part of the key: a changed recipe never reuses a build.
-        recipe = dataclasses.asdict(SIZES[self.size])
+        recipe = dataclasses.asdict(SIZES[self.size]) | {"version": RECIPE_VERSION}
         key = {k: v for k, v in cfg.to_dict(self).items() if k != "jobs"} | {"recipe": recipe}
         return wagle_home() / "playground" / f"{self.size}-seed{self.seed}-{hash_config(key)}"
 

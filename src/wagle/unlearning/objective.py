@@ -107,6 +107,17 @@ class RetainTerm:
         return {"retain": self.weight * kl, "retain_nll": nll.sum() / n}
 
 
+class RetainObjective(Objective):
+    """Base of the methods with a retain term (``self.retain``), set up before training."""
+
+    def __init__(self, options: Any = None) -> None:
+        super().__init__(options)
+        self.retain = RetainTerm(self.options)
+
+    def prepare(self, model: torch.nn.Module, data: PairedDataset, pad_token_id: int) -> None:
+        self.retain.prepare(model)
+
+
 def token_kl(ref_logits: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """KL(p_ref ‖ p_model) of next-token distributions, mean over labelled positions (fp32).
 

@@ -8,24 +8,16 @@ from wagle.registry import register
 from wagle.unlearning.batch import ForgetRetainBatch
 from wagle.unlearning.objective import (
     METHODS,
-    Objective,
+    RetainObjective,
     RetainOptions,
-    RetainTerm,
     Terms,
     mean_nll,
 )
 
 
 @register(METHODS, "graddiff")
-class GradDiff(Objective):
+class GradDiff(RetainObjective):
     Options = RetainOptions
-
-    def __init__(self, options: RetainOptions | None = None) -> None:
-        super().__init__(options)
-        self.retain = RetainTerm(self.options)
-
-    def prepare(self, model, data, pad_token_id) -> None:
-        self.retain.prepare(model)
 
     def __call__(self, model: torch.nn.Module, batch: ForgetRetainBatch) -> Terms:
         forget_nll = mean_nll(model, batch.forget)

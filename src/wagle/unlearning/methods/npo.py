@@ -23,9 +23,8 @@ from wagle.sequence import sequence_nll
 from wagle.unlearning.batch import ForgetRetainBatch, PairedDataset
 from wagle.unlearning.objective import (
     METHODS,
-    Objective,
+    RetainObjective,
     RetainOptions,
-    RetainTerm,
     Terms,
     frozen_copy,
 )
@@ -52,17 +51,16 @@ def npo_loss(nll: torch.Tensor, ref_nll: torch.Tensor, beta: float) -> torch.Ten
 
 
 @register(METHODS, "npo")
-class NPO(Objective):
+class NPO(RetainObjective):
     Options = NPOOptions
 
     def __init__(self, options: NPOOptions | None = None) -> None:
         super().__init__(options)
-        self.retain = RetainTerm(self.options)
         self.ref_nll: torch.Tensor | None = None  # [N_forget], precomputed
         self.reference: torch.nn.Module | None = None  # live
 
     def prepare(self, model: torch.nn.Module, data: PairedDataset, pad_token_id: int) -> None:
-        self.retain.prepare(model)
+        super().prepare(model, data, pad_token_id)
         if self.options.reference == "live":
             self.reference = frozen_copy(model)
         else:

@@ -20,9 +20,8 @@ from wagle.registry import register
 from wagle.unlearning.batch import ForgetRetainBatch
 from wagle.unlearning.objective import (
     METHODS,
-    Objective,
+    RetainObjective,
     RetainOptions,
-    RetainTerm,
     Terms,
     mean_nll,
 )
@@ -34,20 +33,13 @@ class POOptions(RetainOptions):
 
 
 @register(METHODS, "po")
-class RefusalPreference(Objective):
+class RefusalPreference(RetainObjective):
     Options = POOptions
-
-    def __init__(self, options: POOptions | None = None) -> None:
-        super().__init__(options)
-        self.retain = RetainTerm(self.options)
 
     def forget_records(self, records: list[Record]) -> list[Record]:
         if records and "question" not in records[0]:
             raise WagleError("the po method needs QA forget data (question/answer records)")
         return refusal_records(records, seed=self.options.refusal_seed)
-
-    def prepare(self, model, data, pad_token_id) -> None:
-        self.retain.prepare(model)
 
     def __call__(self, model: torch.nn.Module, batch: ForgetRetainBatch) -> Terms:
         refusal_nll = mean_nll(model, batch.forget)

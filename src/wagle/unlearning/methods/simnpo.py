@@ -18,7 +18,7 @@ from wagle.errors import WagleError
 from wagle.registry import register
 from wagle.sequence import sequence_nll
 from wagle.unlearning.batch import ForgetRetainBatch
-from wagle.unlearning.objective import METHODS, Objective, RetainOptions, RetainTerm, Terms
+from wagle.unlearning.objective import METHODS, RetainObjective, RetainOptions, Terms
 
 
 @dataclass
@@ -38,15 +38,8 @@ def simnpo_loss(mean_nll: torch.Tensor, beta: float, delta: float) -> torch.Tens
 
 
 @register(METHODS, "simnpo")
-class SimNPO(Objective):
+class SimNPO(RetainObjective):
     Options = SimNPOOptions
-
-    def __init__(self, options: SimNPOOptions | None = None) -> None:
-        super().__init__(options)
-        self.retain = RetainTerm(self.options)
-
-    def prepare(self, model, data, pad_token_id) -> None:
-        self.retain.prepare(model)
 
     def __call__(self, model: torch.nn.Module, batch: ForgetRetainBatch) -> Terms:
         nll, n_tokens = sequence_nll(model, batch.forget)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -46,3 +48,24 @@ def tiny_model(tokenizer):
         return LlamaForCausalLM(config).eval()
 
     return make
+
+
+@pytest.fixture
+def saved_inputs(tmp_path, tiny_model, tokenizer, micro_splits):
+    """Factory: write ``model/`` (tiny model + tokenizer), ``forget.jsonl`` (8 forget10
+    records) and ``retain.jsonl`` (``n_retain`` retain90 records) under ``tmp_path``;
+    returns the model."""
+
+    def write(n_retain: int = 8) -> LlamaForCausalLM:
+        model = tiny_model(seed=0)
+        model.save_pretrained(tmp_path / "model")
+        tokenizer.save_pretrained(tmp_path / "model")
+        for name, records in (
+            ("forget", micro_splits["forget10"][:8]),
+            ("retain", micro_splits["retain90"][:n_retain]),
+        ):
+            lines = [json.dumps(r) for r in records]
+            (tmp_path / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+        return model
+
+    return write

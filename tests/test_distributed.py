@@ -35,17 +35,8 @@ with open(f"{ws}/rank{rank}.json", "w") as handle:
 """
 
 
-def test_two_cpu_processes_end_with_identical_weights(
-    tmp_path, tiny_model, tokenizer, micro_splits
-):
-    model = tiny_model(seed=0)
-    model.save_pretrained(tmp_path / "model")
-    tokenizer.save_pretrained(tmp_path / "model")
-    for name, records in (
-        ("forget", micro_splits["forget10"][:8]),
-        ("retain", micro_splits["retain90"][:8]),
-    ):
-        (tmp_path / f"{name}.jsonl").write_text("\n".join(json.dumps(r) for r in records))
+def test_two_cpu_processes_end_with_identical_weights(tmp_path, saved_inputs):
+    model = saved_inputs()
     generator = torch.Generator().manual_seed(0)
     mask = {n: torch.rand(p.shape, generator=generator) < 0.5 for n, p in model.named_parameters()}
     save_mask(mask, tmp_path / "mask.safetensors")

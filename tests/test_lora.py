@@ -3,25 +3,11 @@ the merge changes only selected weights."""
 
 from __future__ import annotations
 
-import json
-
 import torch
 from transformers import AutoModelForCausalLM
 
 from wagle.attribution.masks import save_mask
 from wagle.unlearning import UnlearnConfig, unlearn
-
-
-def _setup(tmp_path, tiny_model, tokenizer, micro_splits):
-    model = tiny_model(seed=0)
-    model.save_pretrained(tmp_path / "model")
-    tokenizer.save_pretrained(tmp_path / "model")
-    for name, records in (
-        ("forget", micro_splits["forget10"][:8]),
-        ("retain", micro_splits["retain90"][:8]),
-    ):
-        (tmp_path / f"{name}.jsonl").write_text("\n".join(json.dumps(r) for r in records))
-    return model
 
 
 def _config(tmp_path, **overrides) -> UnlearnConfig:
@@ -34,10 +20,8 @@ def _config(tmp_path, **overrides) -> UnlearnConfig:
     )  # fmt: skip
 
 
-def test_lora_trains_merges_and_saves_a_plain_loadable_model(
-    tmp_path, tiny_model, tokenizer, micro_splits
-):
-    original = _setup(tmp_path, tiny_model, tokenizer, micro_splits)
+def test_lora_trains_merges_and_saves_a_plain_loadable_model(tmp_path, saved_inputs):
+    original = saved_inputs()
     result = unlearn(_config(tmp_path))
     assert not any("lora" in name for name, _ in result.model.named_parameters())
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
@@ -49,10 +33,8 @@ def test_lora_trains_merges_and_saves_a_plain_loadable_model(
     assert torch.equal(dict(loaded.named_parameters())[embed], original.get_parameter(embed))
 
 
-def test_lora_with_a_mask_changes_only_selected_weights(
-    tmp_path, tiny_model, tokenizer, micro_splits
-):
-    original = _setup(tmp_path, tiny_model, tokenizer, micro_splits)
+def test_lora_with_a_mask_changes_only_selected_weights(tmp_path, saved_inputs):
+    original = saved_inputs()
     generator = torch.Generator().manual_seed(0)
     mask = {
         n: torch.rand(p.shape, generator=generator) < 0.3 for n, p in original.named_parameters()

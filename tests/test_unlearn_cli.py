@@ -18,17 +18,9 @@ from wagle.unlearning.config import split_recipe
 
 
 @pytest.fixture
-def workspace(tmp_path, tiny_model, tokenizer, micro_splits):
+def workspace(tmp_path, saved_inputs):
     """A saved tiny model, forget/retain JSONL files and a mask selecting half the weights."""
-    model = tiny_model(seed=0)
-    model.save_pretrained(tmp_path / "model")
-    tokenizer.save_pretrained(tmp_path / "model")
-    for name, records in (
-        ("forget", micro_splits["forget10"][:8]),
-        ("retain", micro_splits["retain90"][:16]),
-    ):
-        lines = [json.dumps(r) for r in records]
-        (tmp_path / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    model = saved_inputs(n_retain=16)
     generator = torch.Generator().manual_seed(0)
     mask = {n: torch.rand(p.shape, generator=generator) < 0.5 for n, p in model.named_parameters()}
     save_mask(mask, tmp_path / "mask.safetensors", {"score": "random", "ratio": 0.5})

@@ -18,15 +18,22 @@ def format_prompt(question: str) -> str:
 
 
 def encode_qa(
-    tokenizer: PreTrainedTokenizerBase, question: str, answer: str, max_length: int = 512
+    tokenizer: PreTrainedTokenizerBase,
+    question: str,
+    answer: str,
+    max_length: int = 512,
+    *,
+    eos: bool = True,
 ) -> dict[str, list[int]]:
-    """Token ids of prompt + answer + eos; labels are -100 on the prompt, so loss = answer NLL.
+    """Token ids of prompt + answer (+ eos); labels are -100 on the prompt, so loss = answer NLL.
 
     The answer is truncated (never the prompt) when the sample exceeds ``max_length``.
+    ``eos=False`` scores the answer as a continuation (multiple-choice options).
     """
     prompt_ids = prompt_token_ids(tokenizer, question)
     answer_ids = tokenizer(" " + answer, add_special_tokens=False)["input_ids"]
-    answer_ids = [*answer_ids, tokenizer.eos_token_id][: max(1, max_length - len(prompt_ids))]
+    answer_ids = answer_ids + [tokenizer.eos_token_id] * eos
+    answer_ids = answer_ids[: max(1, max_length - len(prompt_ids))]
     return {
         "input_ids": prompt_ids + answer_ids,
         "labels": [IGNORE_INDEX] * len(prompt_ids) + answer_ids,

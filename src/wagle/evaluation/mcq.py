@@ -20,7 +20,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from wagle.data.load import Record
-from wagle.data.prompt import IGNORE_INDEX, prompt_token_ids
+from wagle.data.prompt import encode_qa
 from wagle.errors import WagleError
 from wagle.evaluation.likelihood import summed_nll
 from wagle.evaluation.metrics import MetricResult
@@ -46,15 +46,6 @@ def text(record: Record) -> tuple[str, list[str]]:
     return record["question"], list(record["choices"])
 
 
-def continuation_example(
-    tokenizer: PreTrainedTokenizerBase, question: str, continuation: str
-) -> dict[str, list[int]]:
-    """Prompt + `` continuation`` token ids, labels only on the continuation (no EOS)."""
-    prompt = prompt_token_ids(tokenizer, question)
-    tail = tokenizer(" " + continuation, add_special_tokens=False)["input_ids"]
-    return {"input_ids": prompt + tail, "labels": [IGNORE_INDEX] * len(prompt) + tail}
-
-
 def mcq_accuracy(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -70,7 +61,7 @@ def mcq_accuracy(
     examples, counts = [], []
     for record in records:
         question, continuations = make(record)
-        examples += [continuation_example(tokenizer, question, c) for c in continuations]
+        examples += [encode_qa(tokenizer, question, c, eos=False) for c in continuations]
         counts.append(len(continuations))
     nll_sum, _ = summed_nll(model, examples, tokenizer.pad_token_id, batch_size)
     predictions = [int(torch.argmin(nll)) for nll in torch.split(nll_sum, counts)]

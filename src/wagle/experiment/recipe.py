@@ -87,12 +87,13 @@ class ExperimentRecipe:
 
     def unlearn_options(self, method: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """(run options, method options) of ``method``: shared overrides, then its own."""
-        from wagle.unlearning.config import method_options, split_recipe
+        from wagle.unlearning.config import UnlearnConfig, method_options, split_recipe
 
         run, options = split_recipe(
             {**self.unlearn, **(self.methods[method] or {}), "method": method}
         )
-        method_options(method, options)  # validates
+        method_options(method, options)  # validates both now, before any model is loaded
+        cfg.build(UnlearnConfig, run, dict.fromkeys(("model", "forget", "retain", "out"), "-"))
         return run, options
 
 

@@ -28,7 +28,7 @@ from wagle.experiment.cells import Cell, auto_searches, grid, read_result
 from wagle.experiment.recipe import LORA, WHOLE_MODEL_MASKS, ExperimentRecipe, recipe_dict
 from wagle.experiment.setup import Setup, prepare
 from wagle.experiment.unlearn_step import unlearn_in_memory
-from wagle.io import atomic_dir, ensure_writable_dir, hash_config, write_json
+from wagle.io import atomic_dir, ensure_writable_dir, fingerprint, hash_config, write_json
 from wagle.unlearning.config import UnlearnConfig, method_options
 
 AUTO_DIR = "auto"
@@ -71,7 +71,7 @@ class Runner:
         tick = time.perf_counter()
         result = unlearn_in_memory(
             copy.deepcopy(s.model), s.tokenizer, s.forget, s.retain, config, options,
-            mask, s.reference, directory,
+            mask=mask, reference=s.reference, out=directory,
         )  # fmt: skip
         seconds["unlearn"] = time.perf_counter() - tick
         write_json(directory / "config.json", self.cell_config(cell, config, options) | mask_info)
@@ -121,7 +121,7 @@ class Runner:
             if cell.mask in WHOLE_MODEL_MASKS
             else cfg.to_dict(self.attribution_config(cell.mask, cell.seed)),
             "evaluation": cfg.to_dict(s.eval_config),
-            "reference": s.reference.get("path"),
+            "reference": fingerprint(s.reference["path"]),  # its bytes, wherever it lies
         }
 
     # ---- masks ---------------------------------------------------------------------------

@@ -73,6 +73,7 @@ def _markdown(root, records, rows, references, figures, searches) -> str:
     lines += _pareto_lines(records)
     lines += [f"![{p.stem}]({p.name})" for p in figures] + [""]
     lines += _auto_lines(records, searches)
+    lines += _cell_lines(records)
     return "\n".join(lines) + "\n"
 
 
@@ -87,6 +88,19 @@ def _pareto_lines(records: list[dict[str, Any]]) -> list[str]:
         f"{points[i][2]['cell']} (FQ {points[i][1]:.2e}, utility {points[i][0]:.3f})" for i in front
     )
     return [f"Pareto front (no cell has both higher forget quality and utility): {cells}.", ""]
+
+
+def _cell_lines(records: list[dict[str, Any]]) -> list[str]:
+    """Every cell on its own line, with where its files are."""
+    lines = ["## Cells", "", "| cell | forget quality | utility | selected step | degenerate |"]
+    lines.append("|---|---|---|---|---|")
+    for r in records:
+        lines.append(
+            f"| [{r['cell']}](cells/{r['cell']}/) | {_fmt(r['forget_quality'], True)} | "
+            f"{_fmt(r['model_utility'])} | {r.get('selected_step', '-')} | "
+            f"{'yes' if r.get('degenerate') else 'no'} |"
+        )
+    return [*lines, ""]
 
 
 def _auto_lines(records: list[dict[str, Any]], searches: list[dict[str, Any]]) -> list[str]:

@@ -45,7 +45,7 @@ def interrupted_then_resumed(tmp_path_factory, tokenizer, micro_splits):
     out = root / "run"
     argv = ["run", RECIPE, "--out", str(out), "--model", str(root / "model"),
             "--retain-model", str(root / "retain"), "--data", str(root / "data")]  # fmt: skip
-    real, unlearned = runner.unlearn_in_memory, []
+    real, unlearned = runner.unlearn_model, []
 
     def interrupt_second_cell(*args, **kwargs):
         if len(unlearned) == 1:
@@ -54,7 +54,7 @@ def interrupted_then_resumed(tmp_path_factory, tokenizer, micro_splits):
         return real(*args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(runner, "unlearn_in_memory", interrupt_second_cell)
+        patch.setattr(runner, "unlearn_model", interrupt_second_cell)
         assert main(argv) == 130  # the CLI's exit code for an interruption
     first = out / "cells" / FIRST / "result.json"
     before = (first.read_text(), first.stat().st_mtime_ns)
@@ -66,7 +66,7 @@ def interrupted_then_resumed(tmp_path_factory, tokenizer, micro_splits):
         return real(*args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(runner, "unlearn_in_memory", count)
+        patch.setattr(runner, "unlearn_model", count)
         assert main(argv) == 0
     return out, before, list(unlearned)
 
@@ -133,7 +133,7 @@ def test_changed_recipe_recomputes_only_the_changed_cells(
                           methods={"npo": {}, "graddiff": {"learning_rate": 3e-3}})  # fmt: skip
     unlearned = []
     monkeypatch.setattr(
-        runner, "unlearn_in_memory", lambda *a, **k: unlearned.append(k["out"].name) or 1 / 0
+        runner, "unlearn_model", lambda *a, **k: unlearned.append(k["out"].name) or 1 / 0
     )
     with pytest.raises(ZeroDivisionError):
         runner.run_experiment(changed, out, say=lambda line: None)

@@ -93,7 +93,7 @@ class ExperimentRecipe:
             {**self.unlearn, **(self.methods[method] or {}), "method": method}
         )
         method_options(method, options)  # validates both now, before any model is loaded
-        cfg.build(UnlearnConfig, run, dict.fromkeys(("model", "forget", "retain", "out"), "-"))
+        cfg.build(UnlearnConfig, run)
         return run, options
 
 

@@ -27,8 +27,8 @@ from wagle.experiment.auto_ratio import Probe, search_ratio
 from wagle.experiment.cells import Cell, auto_searches, grid, read_result
 from wagle.experiment.recipe import LORA, WHOLE_MODEL_MASKS, ExperimentRecipe, recipe_dict
 from wagle.experiment.setup import Setup, prepare
-from wagle.experiment.unlearn_step import unlearn_in_memory
 from wagle.io import atomic_dir, ensure_writable_dir, fingerprint, hash_config, write_json
+from wagle.unlearning import unlearn_model
 from wagle.unlearning.config import UnlearnConfig, method_options
 
 AUTO_DIR = "auto"
@@ -69,14 +69,12 @@ class Runner:
         mask, mask_info, seconds["attribute"] = self.mask(cell)
 
         tick = time.perf_counter()
-        result = unlearn_in_memory(
+        result = unlearn_model(
             copy.deepcopy(s.model), s.tokenizer, s.forget, s.retain, config, options,
             mask=mask, reference=s.reference, out=directory,
         )  # fmt: skip
         seconds["unlearn"] = time.perf_counter() - tick
         write_json(directory / "config.json", self.cell_config(cell, config, options) | mask_info)
-        if result.trajectory and not (directory / "trajectory.json").is_file():
-            write_json(directory / "trajectory.json", {"points": result.trajectory})
 
         tick = time.perf_counter()
         model = result.model.eval()
@@ -106,7 +104,8 @@ class Runner:
             "lora": cell.mask == LORA,
             "progress": False,
         }
-        return cfg.build(UnlearnConfig, run, fixed), method_options(cell.method, options)
+        floor = {"utility_floor": s.recipe.utility_floor}  # the checkpoint rule's, by default
+        return cfg.build(UnlearnConfig, floor, run, fixed), method_options(cell.method, options)
 
     def cell_config(self, cell: Cell, config: UnlearnConfig, options: Any) -> dict[str, Any]:
         """Everything a cell's result depends on (its hash decides whether to recompute)."""

@@ -67,6 +67,7 @@ def unlearn(config: UnlearnConfig, options: Any = None) -> UnlearnResult:
             data_collator=PairCollator(tokenizer.pad_token_id),
             objective=objective,
             mask=None if config.lora else mask,
+            optimizer_state=config.optimizer_state,
         )
         objective.prepare(model, data, tokenizer.pad_token_id)
         trainer.train()

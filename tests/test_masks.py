@@ -129,10 +129,10 @@ def test_each_tensor_is_packed_as_bits_or_indices_whichever_is_smaller(tmp_path)
 
 def test_a_random_mask_round_trips_exactly_at_every_density(tmp_path):
     generator = torch.Generator().manual_seed(0)
-    for density in (0.0, 0.001, 0.03, 0.2, 0.5, 0.97, 1.0):
-        mask = {"w": torch.rand(37, 53, generator=generator) < density}  # 1961: not a multiple of 8
+    for rho in (0.0, 0.001, 0.03, 0.2, 0.5, 0.97, 1.0):
+        mask = {"w": torch.rand(37, 53, generator=generator) < rho}  # 1961: not a multiple of 8
         save_mask(mask, tmp_path / "m.safetensors")
-        assert torch.equal(load_mask(tmp_path / "m.safetensors")["w"], mask["w"]), density
+        assert torch.equal(load_mask(tmp_path / "m.safetensors")["w"], mask["w"]), rho
 
 
 def test_a_file_of_the_first_format_still_loads(tiny_model, tmp_path):

@@ -33,9 +33,10 @@ def check_shapes(shapes: Mapping[str, tuple[int, ...]], model: torch.nn.Module) 
 
 
 def complete_mask(mask: Mask, model: torch.nn.Module) -> Mask:
-    """``mask`` extended to every parameter of ``model``; parameters it lacks are all False."""
+    """``mask`` extended to every parameter of ``model``; parameters it lacks are all False
+    (on CPU, where selection puts masks)."""
     check_mask(mask, model)
     return {
-        name: mask[name] if name in mask else torch.zeros_like(p, dtype=torch.bool)
+        name: mask[name] if name in mask else torch.zeros(p.shape, dtype=torch.bool)
         for name, p in model.named_parameters()
     }

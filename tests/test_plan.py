@@ -43,7 +43,7 @@ def test_llama2_7b_preset_has_its_published_size():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 def test_gradient_and_optimizer_state_bytes_are_exact(tmp_path, dtype):
     """Dense AdamW: two moments in the weights' dtype per weight; selective at ρ = 0.2:
-    8 bytes (+4 for an fp32 master of bf16 weights) per selected weight."""
+    12 bytes (index and moments; +4 for an fp32 master of bf16 weights) per selected weight."""
     (tmp_path / "config.json").write_text(json.dumps(CONFIG))
     name = "bfloat16" if dtype == torch.bfloat16 else "float32"
     predicted = {

@@ -73,20 +73,25 @@ def test_selected_state_gives_the_weights_of_dense_state_masked_adamw(
         assert torch.equal(b[~mask[name]], before[name][~mask[name]]), name
     moved = sum(int((p != before[n])[mask[n]].sum()) for n, p in selective.named_parameters())
     assert moved > 0.9 * sum(int(s.sum()) for s in mask.values())
-    # two fp32 moments per selected entry of every trained parameter (the empty one is frozen)
-    assert _inner(chosen).state_bytes() == 8 * sum(int(s.sum()) for s in mask.values())
+    # an int32 index and two fp32 moments per selected entry of every partly selected
+    # parameter (the fully selected one needs no index; the empty one is frozen)
+    full_one = mask["model.layers.1.mlp.down_proj.weight"].numel()
+    selected = sum(int(s.sum()) for s in mask.values())
+    assert _inner(chosen).state_bytes() == 12 * selected - 4 * full_one
 
 
 def test_bf16_weights_get_fp32_masters_for_selected_entries_only(
     tiny_model, tokenizer, micro_splits, tmp_path
 ):
-    """bf16 weights: master + two moments = 12 bytes per selected entry; unselected entries
-    bit-identical; the master's updates at lr 1e-4 accumulate into the bf16 weights."""
+    """bf16 weights: index + master + two moments = 16 bytes per selected entry (no index for
+    the fully selected parameter); unselected entries bit-identical."""
     model = tiny_model(seed=0).to(torch.bfloat16)
     mask = _mask(model)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     trainer = _train(model, tokenizer, micro_splits, mask, "selected", tmp_path, learning_rate=1e-4)
-    assert _inner(trainer).state_bytes() == 12 * sum(int(s.sum()) for s in mask.values())
+    full_one = mask["model.layers.1.mlp.down_proj.weight"].numel()
+    selected = sum(int(s.sum()) for s in mask.values())
+    assert _inner(trainer).state_bytes() == 16 * selected - 4 * full_one
     for name, param in model.named_parameters():
         outside = ~mask[name]
         assert torch.equal(

@@ -10,7 +10,8 @@ attribution (one pass at a time, scores streamed, masks on CPU):
 unlearning (forget + retain batch per step, both graphs alive until backward):
     weights N·w · gradients N·w · DDP buckets N·w (2+ devices: DDP copies gradients into its
     buckets) · bool mask N · AdamW state: dense 2·N·w (torch keeps moments in the weights'
-    dtype), selective ρ·N·(8 + 4 if w ≠ 4) (fp32 moments, fp32 masters for bf16 weights)
+    dtype), selective ρ·N·(12 + 4 if w ≠ 4) (int32 indices, fp32 moments, fp32 masters for
+    bf16 weights)
     · activations of 2 batches · logits
 
 Activations per token, calibrated on HF Llama (sdpa attention, no s² term) by counting the
@@ -151,7 +152,7 @@ def unlearning_memory(
     """Bytes per device of ``wagle unlearn`` with a mask of ratio ρ (``state``: full/selected)."""
     n, w = shape.parameters, DTYPE_BYTES[dtype]
     k = min(n, math.floor(ratio * n + 0.5))  # as selection rounds it
-    optimizer = 2 * n * w if state == "full" else k * (8 + (4 if w != 4 else 0))
+    optimizer = 2 * n * w if state == "full" else k * (12 + (4 if w != 4 else 0))
     tokens = 2 * batch_size * max_length  # a forget and a retain batch
     return {
         "weights": n * w,

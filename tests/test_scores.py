@@ -187,3 +187,19 @@ def test_gradient_sums_can_live_on_cpu_or_in_the_model_dtype(tiny_model, tokeniz
             torch.nn.functional.cosine_similarity(g.float().flatten(), g_ref.flatten(), dim=0)
             > 0.999
         )
+
+
+def test_gradient_checkpointing_gives_the_same_scores(tiny_model, tokenizer, data):
+    """Checkpointing recomputes each layer in backward (its MLP runs twice per batch: 2
+    forget + 2 retain batches of 4 and 2), same sums to fp32 rounding; the model's own mode and
+    checkpointing flag are left as they were."""
+    model = tiny_model(seed=10)
+    calls = []
+    mlp, forward = model.model.layers[0].mlp, model.model.layers[0].mlp.forward
+    mlp.forward = lambda x: (calls.append(1), forward(x))[1]  # hooks do not see recomputes
+    plain = {n: s for n, s in scores_of(model, tokenizer, data, method="wagle").items()}
+    assert len(calls) == 4
+    saved = scores_of(model, tokenizer, data, method="wagle", gradient_checkpointing=True)
+    assert len(calls) == 4 + 8
+    assert_scores_close(saved, plain)
+    assert not model.training and not model.is_gradient_checkpointing

@@ -5,8 +5,9 @@ loaded, no torch needed).
 Components (N parameters, w bytes per weight: 2 for bf16, 4 for fp32; ρ the mask ratio):
 
 attribution (one pass at a time, scores streamed, masks on CPU):
-    weights N·w · gradient sums 2·N·4 (fp32) · one tensor's scores and temporaries 4·4·n_max
-    · activations of one batch · the loss's logits
+    weights N·w · gradient sums 2·N·4 (fp32; 0 on the device with ``--gradient-sums
+    float32-cpu``) · one tensor's scores and temporaries 4·4·n_max · activations of one batch
+    · the loss's logits
 unlearning (forget + retain batch per step, both graphs alive until backward):
     weights N·w · gradients N·w · DDP buckets N·w (2+ devices: DDP copies gradients into its
     buckets) · bool mask N · AdamW state: dense 2·N·w (torch keeps moments in the weights'
@@ -126,13 +127,20 @@ def activation_bytes(shape: Shape, tokens: int, dtype: str, checkpointing: bool)
 
 
 def attribution_memory(
-    shape: Shape, dtype: str, *, checkpointing: bool, batch_size: int, max_length: int
+    shape: Shape,
+    dtype: str,
+    *,
+    checkpointing: bool,
+    batch_size: int,
+    max_length: int,
+    sums: str = "float32",
 ) -> dict[str, int]:
-    """Bytes per device of ``wagle attribute`` (method wagle, fp32 sums), by component."""
+    """Bytes per device of ``wagle attribute`` (method wagle), by component; ``sums``:
+    float32 (on the device) or float32-cpu (in host memory)."""
     n, w = shape.parameters, DTYPE_BYTES[dtype]
     return {
         "weights": n * w,
-        "gradient_sums": 2 * n * 4,
+        "gradient_sums": 0 if sums == "float32-cpu" else 2 * n * 4,
         "scores_of_one_tensor": 4 * 4 * max(shape.tensor_sizes()),
         "activations": activation_bytes(shape, batch_size * max_length, dtype, checkpointing),
     }
@@ -167,18 +175,20 @@ def unlearning_memory(
 def plan_table(
     shape: Shape, ratios: list[float], devices: int, batch_size: int = 4, max_length: int = 512
 ) -> list[dict[str, Any]]:
-    """One row per (stage, dtype, checkpointing, ratio, state): components and total in bytes."""
+    """One row per (stage, dtype, checkpointing, ratio, state): components and total in bytes.
+    Attribution batches are twice the unlearning batch (its default: 8 against 4); its
+    ``state`` says where the gradient sums live."""
     rows = []
     for dtype in ("bfloat16", "float32"):
         for checkpointing in (False, True):
             common = {"dtype": dtype, "checkpointing": checkpointing, "devices": devices}
-            parts = attribution_memory(
-                shape, dtype, checkpointing=checkpointing, batch_size=2 * batch_size,
-                max_length=max_length,
-            )  # fmt: skip
-            rows.append(
-                {"stage": "attribute", **common, "ratio": None, "state": None} | _sum(parts)
-            )
+            for sums in ("float32", "float32-cpu"):
+                parts = attribution_memory(
+                    shape, dtype, checkpointing=checkpointing, batch_size=2 * batch_size,
+                    max_length=max_length, sums=sums,
+                )  # fmt: skip
+                row = {"stage": "attribute", **common, "ratio": None, "state": f"sums {sums}"}
+                rows.append(row | _sum(parts))
             for ratio in ratios:
                 for state in ("full", "selected"):
                     parts = unlearning_memory(

@@ -71,6 +71,9 @@ class AttributionConfig:
     dtype: str = cfg.field(
         "float32", f"dtype to load the model in: {', '.join(DTYPES)} (gradients sum in fp32)"
     )
+    gradient_checkpointing: bool = cfg.field(
+        False, "recompute each decoder layer in backward instead of keeping its activations"
+    )
     gradient_sums: str = cfg.field(
         "float32",
         "where the gradient sums live: float32 (on the model's device), float32-cpu (host "
@@ -182,6 +185,7 @@ def attribute(
         pad_token_id=tokenizer.pad_token_id,
         progress=progress,
         sums=config.gradient_sums,
+        checkpointing=config.gradient_checkpointing,
     )
     return Attribution(model, config, names, stats)
 

@@ -76,6 +76,7 @@ def collect_statistics(
     pad_token_id: int,
     progress: bool = True,
     sums: str = "float32",
+    checkpointing: bool = False,
 ) -> Statistics:
     """What ``needs`` asks for, for parameters ``names``, in at most one pass over each set.
 
@@ -83,7 +84,8 @@ def collect_statistics(
     in eval mode (no dropout) for the passes and returned to its previous mode, its
     ``requires_grad`` flags restored and its ``.grad`` left empty. ``sums``: a ``SUM_PLACES``
     name. Under several processes each takes its share of the samples and the sums are
-    all-reduced.
+    all-reduced. ``checkpointing``: recompute each decoder layer in backward (HF gradient
+    checkpointing) instead of keeping its activations.
     """
     wanted = set(names)
     params = {n: p for n, p in model.named_parameters() if n in wanted}
@@ -93,7 +95,8 @@ def collect_statistics(
     )
     stats = Statistics(n_forget=len(forget), n_retain=len(retain) if RETAIN_GRAD in needs else 0)
     forget, retain = forget[rank::world], retain[rank::world]
-    with _attribution_mode(model, params if needs - {INPUT_NORMS} else {}):
+    grad_params = params if needs - {INPUT_NORMS} else {}
+    with _attribution_mode(model, grad_params), _checkpointing(model, checkpointing):
         if needs & {FORGET_GRAD, INPUT_NORMS}:
             with _input_norm_hooks(model, params if INPUT_NORMS in needs else {}) as norms:
                 grads, _ = run(
@@ -238,6 +241,32 @@ def _input_norm_hooks(
     finally:
         for handle in handles:
             handle.remove()
+
+
+@contextlib.contextmanager
+def _checkpointing(model: torch.nn.Module, enabled: bool) -> Iterator[None]:
+    """HF gradient checkpointing for the passes, then as it was.
+
+    HF checkpoints a decoder layer only when that layer is in training mode: the layers alone
+    are flagged as training (``module.training``, not ``train()``), so dropout stays off.
+    """
+    if not enabled:
+        yield
+        return
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    was_enabled = getattr(model, "is_gradient_checkpointing", False)
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    for layer in layers:
+        layer.training = True
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.training = model.training
+        if not was_enabled:
+            model.gradient_checkpointing_disable()
 
 
 @contextlib.contextmanager

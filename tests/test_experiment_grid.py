@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 
 from wagle.errors import WagleError
 from wagle.experiment import Cell, Probe, grid, load_recipe, search_ratio
+from wagle.experiment.auto_ratio import COARSE
 from wagle.experiment.cells import auto_searches
 from wagle.report.results import group, pareto_front
 from wagle.report.write import SWEEP
@@ -160,3 +162,30 @@ def test_pareto_front_keeps_the_undominated_points():
     points = [(0.5, 0.1), (0.6, 0.05), (0.4, 0.2), (0.45, 0.09), (0.6, 0.01)]
     # (0.45, 0.09) is beaten by (0.5, 0.1); (0.6, 0.01) by (0.6, 0.05)
     assert pareto_front(points) == [2, 0, 1]
+
+
+def test_runner_auto_ratio_uses_the_floor_relative_to_the_target_and_records_the_search(tmp_path):
+    """Target utility 0.8, floor 0.95 → absolute floor 0.76; utility 1 − 0.3ρ ≥ 0.76 → ρ ≤ 0.8;
+    FQ = ρ: the search ends at 0.8 and writes DIR/auto/npo-wagle-s0.json."""
+    from types import SimpleNamespace
+
+    from wagle.experiment.runner import Runner
+
+    setup = SimpleNamespace(
+        recipe=recipe(utility_floor=0.95), root=tmp_path, target_eval={"model_utility": 0.8}
+    )
+    runner = Runner(setup, say=lambda line: None)
+    ran = []
+
+    def run(cell, position="auto"):
+        ran.append(cell)
+        return {"forget_quality": cell.ratio, "model_utility": 1 - 0.3 * cell.ratio,
+                "degenerate": False, "seconds": {"unlearn": 2.0, "evaluate": 1.0}}  # fmt: skip
+
+    runner.run = run
+    summary = runner.auto_ratio("npo", "wagle", 0)
+    assert summary["ratio"] == 0.8 and summary["floor"] == pytest.approx(0.76)
+    assert {c.mask for c in ran} == {"wagle"} and summary["runs"] == len(ran) == 9
+    assert summary["seconds"] == 27.0
+    saved = json.loads((tmp_path / "auto" / "npo-wagle-s0.json").read_text())
+    assert saved["ratio"] == 0.8 and [p["ratio"] for p in saved["probes"]][:5] == list(COARSE)

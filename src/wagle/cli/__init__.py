@@ -11,10 +11,10 @@ import os
 import sys
 
 from wagle import __version__
-from wagle.cli import attribute, demo, evaluate, mask, playground, report, run, unlearn
+from wagle.cli import attribute, demo, evaluate, mask, plan, playground, report, run, unlearn
 from wagle.errors import WagleError
 
-COMMANDS = [playground, attribute, mask, unlearn, evaluate, run, report, demo]
+COMMANDS = [playground, plan, attribute, mask, unlearn, evaluate, run, report, demo]
 
 DESCRIPTION = """\
 Weight attribution-guided unlearning (WAGLE) for Hugging Face causal LMs.

@@ -168,6 +168,7 @@ class Runner:
         stats = collect_statistics(
             s.model, forget, retain, names, needs,
             batch_size=config.batch_size, pad_token_id=s.tokenizer.pad_token_id, progress=False,
+            sums=config.gradient_sums, checkpointing=config.gradient_checkpointing,
         )  # fmt: skip
         self._statistics[seed] = (names, stats, time.perf_counter() - tick)
         return self._statistics[seed]

@@ -100,6 +100,7 @@ def unlearn_model(
             objective=objective,
             mask=None if config.lora else mask,
             trajectory=trajectory,
+            optimizer_state=config.optimizer_state,
         )
         objective.prepare(model, data, tokenizer.pad_token_id)
         trainer.train()

@@ -189,3 +189,10 @@ def test_runner_auto_ratio_uses_the_floor_relative_to_the_target_and_records_the
     assert summary["seconds"] == 27.0
     saved = json.loads((tmp_path / "auto" / "npo-wagle-s0.json").read_text())
     assert saved["ratio"] == 0.8 and [p["ratio"] for p in saved["probes"]][:5] == list(COARSE)
+
+
+def test_report_of_a_directory_without_finished_cells_is_a_user_error(tmp_path, capsys):
+    from wagle.cli import main
+
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no finished cells" in capsys.readouterr().err

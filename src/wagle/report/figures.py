@@ -3,7 +3,8 @@
 - ``pareto.png``: forget quality (log) against model utility, every cell, Pareto front marked,
   target and retain model as reference points;
 - ``ratio.png``: forget quality and utility against ratio, one line per (method, mask);
-- ``trajectories.png``: forget quality and utility against step, one line per cell;
+- ``trajectories.png``: forget quality and utility against step, one line per cell, a dot on
+  the selected checkpoint;
 - ``mask_density.png``: the fraction of each layer's weights that each mask selects.
 """
 
@@ -16,6 +17,7 @@ from wagle.io import atomic_file
 from wagle.report.results import Row, finite, pareto_front
 
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+LINESTYLES = ["-", "--", ":", "-."]
 FLOOR = 1e-300  # forget quality 0 drawn at the bottom of a log axis
 
 
@@ -87,13 +89,18 @@ def _pareto(path: Path, records: list[dict], references: dict[str, dict]) -> Pat
 
 
 def _ratio(path: Path, rows: list[Row]) -> Path:
+    """Colour = mask method, line style = unlearning method; dense and LoRA are horizontal."""
     import matplotlib.pyplot as plt
 
+    colour, _ = _styles([{"mask": r.mask, "method": r.method} for r in rows])
+    methods = list(dict.fromkeys(r.method for r in rows))
+    dashes = {m: LINESTYLES[i % len(LINESTYLES)] for i, m in enumerate(methods)}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     lines: dict[tuple[str, str], list[Row]] = {}
     for row in rows:
         lines.setdefault((row.method, row.mask), []).append(row)
     for (method, mask), members in lines.items():
+        style = {"color": colour[mask], "ls": dashes[method], "label": f"{method} × {mask}"}
         for ax, key in zip(axes, ("forget_quality", "model_utility"), strict=True):
             values = [
                 (r.ratio, r.mean[key], r.std[key] or 0.0) for r in members if finite(r.mean[key])
@@ -101,15 +108,16 @@ def _ratio(path: Path, rows: list[Row]) -> Path:
             if not values:
                 continue
             if mask in ("dense", "lora"):
-                ax.axhline(values[0][1], ls=":", lw=1, label=f"{method} × {mask}")
+                ax.axhline(values[0][1], lw=1, **style)
                 continue
             x, y, err = zip(*sorted(values), strict=True)
-            ax.errorbar(x, y, yerr=err, marker="o", capsize=2, label=f"{method} × {mask}")
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=2, **style)
     axes[0].set_yscale("log")
     axes[0].set_ylabel("forget quality (log)")
     axes[1].set_ylabel("model utility")
     for ax in axes:
         ax.set_xlabel("mask ratio ρ (fraction of weights unlearning may change)")
+        ax.set_xlim(0, 1)
     axes[1].legend(fontsize=7)
     fig.suptitle("Forget quality and utility against the mask ratio (mean ± std over seeds)")
     return _save(fig, path)
@@ -122,8 +130,13 @@ def _trajectories(path: Path, trajectories: dict[str, list[dict]]) -> Path:
     for cell, points in trajectories.items():
         steps = [p["step"] for p in points]
         quality = [max(p.get("forget_quality") or FLOOR, FLOOR) for p in points]
-        axes[0].plot(steps, quality, lw=1, label=cell)
-        axes[1].plot(steps, [p.get("model_utility") for p in points], lw=1, label=cell)
+        utility = [p.get("model_utility") for p in points]
+        (line,) = axes[0].plot(steps, quality, lw=1, label=cell)
+        axes[1].plot(steps, utility, lw=1, label=cell, color=line.get_color())
+        for i, point in enumerate(points):  # the selected checkpoint: a filled dot
+            if point.get("selected"):
+                axes[0].plot(steps[i], quality[i], "o", color=line.get_color())
+                axes[1].plot(steps[i], utility[i], "o", color=line.get_color())
     axes[0].set_yscale("log")
     axes[0].set_ylabel("forget quality (log)")
     axes[1].set_ylabel("model utility")

@@ -99,13 +99,15 @@ def reference_points(root: Path) -> dict[str, dict[str, float | None]]:
 
 
 def trajectories(root: Path) -> dict[str, list[dict[str, Any]]]:
-    """Cell id → its trajectory points (cells without one are left out)."""
+    """Cell id → its trajectory points, the selected one with ``"selected": True``."""
     result = {}
     for path in sorted((Path(root) / CELLS_DIR).glob("*/trajectory.json")):
         if (path.parent / "result.json").is_file():
-            points = json.loads(path.read_text()).get("points") or []
-            if points:
-                result[path.parent.name] = points
+            saved = json.loads(path.read_text())
+            points = saved.get("points") or []
+            if points:  # the selected point is flagged for the figure
+                step = (saved.get("selected") or {}).get("step")
+                result[path.parent.name] = [p | {"selected": p["step"] == step} for p in points]
     return result
 
 

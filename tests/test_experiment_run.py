@@ -37,7 +37,7 @@ def interrupted_then_resumed(tmp_path_factory, tokenizer, micro_splits):
     """Run the micro recipe, interrupted as its second cell starts; then run it again.
 
     Returns (experiment dir, first cell's result.json text and mtime after the interrupted
-    run, cells unlearned by the second run)."""
+    run, cells unlearned by the second run, statistics passes of the second run)."""
     root = tmp_path_factory.mktemp("experiment")
     write(micro_splits, root / "data")
     _save_tiny_model(root / "model", tokenizer, seed=0)
@@ -60,26 +60,32 @@ def interrupted_then_resumed(tmp_path_factory, tokenizer, micro_splits):
     before = (first.read_text(), first.stat().st_mtime_ns)
 
     unlearned.clear()
+    passes, collect = [], runner.collect_statistics
 
     def count(*args, **kwargs):
         unlearned.append(kwargs["out"].name)
         return real(*args, **kwargs)
 
+    def count_passes(*args, **kwargs):
+        passes.append(args[4])  # the statistics asked for
+        return collect(*args, **kwargs)
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(runner, "unlearn_model", count)
+        patch.setattr(runner, "collect_statistics", count_passes)
         assert main(argv) == 0
-    return out, before, list(unlearned)
+    return out, before, list(unlearned), passes
 
 
 def test_interrupted_run_resumes_without_recomputing_the_finished_cell(interrupted_then_resumed):
-    out, (text, mtime), unlearned = interrupted_then_resumed
+    out, (text, mtime), unlearned, _ = interrupted_then_resumed
     first = out / "cells" / FIRST / "result.json"
     assert (first.read_text(), first.stat().st_mtime_ns) == (text, mtime)
     assert sorted(unlearned) == sorted(set(CELLS) - {FIRST})
 
 
 def test_every_cell_writes_its_directory_and_a_results_record(interrupted_then_resumed):
-    out, _, _ = interrupted_then_resumed
+    out, *_ = interrupted_then_resumed
     for cell in CELLS:
         assert {"config.json", "eval.json", "result.json"} <= {
             p.name for p in (out / "cells" / cell).iterdir()
@@ -99,7 +105,7 @@ def test_every_cell_writes_its_directory_and_a_results_record(interrupted_then_r
 
 
 def test_cell_config_records_the_mask_it_selected(interrupted_then_resumed):
-    out, _, _ = interrupted_then_resumed
+    out, *_ = interrupted_then_resumed
     config = json.loads((out / "cells" / "npo-wagle-r0.5-s0" / "config.json").read_text())
     assert config["mask"]["method"] == "wagle" and config["mask"]["ratio"] == 0.5
     assert config["unlearn"]["method"] == "npo" and config["unlearn"]["seed"] == 0
@@ -109,7 +115,7 @@ def test_cell_config_records_the_mask_it_selected(interrupted_then_resumed):
 
 def test_report_is_rebuilt_from_saved_results_alone(interrupted_then_resumed, tmp_path):
     """A copy of the directory without models or the recipe file: every cell is reported."""
-    out, _, _ = interrupted_then_resumed
+    out, *_ = interrupted_then_resumed
     copy = tmp_path / "copy"
     shutil.copytree(out, copy, ignore=shutil.ignore_patterns("report.md", "*.png", "results.json"))
     report = write_report(copy)
@@ -138,3 +144,10 @@ def test_changed_recipe_recomputes_only_the_changed_cells(
     with pytest.raises(ZeroDivisionError):
         runner.run_experiment(changed, out, say=lambda line: None)
     assert unlearned == ["graddiff-dense-s0"]  # npo-dense-s0 was read, not recomputed
+
+
+def test_attribution_statistics_are_collected_once_per_seed(interrupted_then_resumed):
+    """The resumed run selected two WAGLE masks (npo and graddiff) from one gradient pass."""
+    *_, passes = interrupted_then_resumed
+    assert len(passes) == 1
+    assert passes[0] == {"forget_grad", "retain_grad"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,16 +42,17 @@ def write_report(root: str | Path) -> Report:
 
 
 def _markdown(root, records, rows, references, figures, searches) -> str:
-    recipe = _recipe(root)
-    lines = [f"# Experiment report: {root.name}", ""]
-    if recipe:
-        lines += [
-            f"Methods {', '.join(recipe['methods'])}; masks {', '.join(recipe['masks'])}; "
-            f"ratios {', '.join(map(str, recipe['ratios']))}; seeds "
-            f"{', '.join(map(str, recipe['seeds']))}; forget split {recipe['forget_split']}. "
-            f"{len(records)} finished cells.",
-            "",
-        ]
+    def listed(key: str) -> str:
+        return ", ".join(str(v) for v in dict.fromkeys(r[key] for r in records))
+
+    lines = [
+        f"# Experiment report: {root.name}",
+        "",
+        f"{len(records)} finished cells: methods {listed('method')}; masks {listed('mask')}; "
+        f"ratios {', '.join(f'{v:g}' for v in sorted({r['ratio'] for r in records}))}; "
+        f"seeds {', '.join(map(str, sorted({r['seed'] for r in records})))}.",
+        "",
+    ]
     for name, point in references.items():
         lines.append(
             f"- **{name} model**: forget quality {_fmt(point['forget_quality'], True)}, "
@@ -152,11 +152,6 @@ def _sweep(records, search) -> tuple[Probe, int, float] | None:
         return None
     seconds = sum(sum(cells[ratio]["seconds"].values()) for ratio in SWEEP)
     return best, len(SWEEP), seconds
-
-
-def _recipe(root: Path) -> dict[str, Any] | None:
-    path = root / "recipe.json"
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _fmt(value: Any, scientific: bool = False) -> str:

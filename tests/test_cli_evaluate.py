@@ -77,7 +77,9 @@ def test_a_retain_eval_is_its_own_reference_with_forget_quality_one(
     assert "retain ref." in capsys.readouterr().out  # the table shows the reference side by side
 
 
-def test_reference_of_another_split_fails_before_loading_the_model(tmp_path, capsys):
+def test_reference_of_another_split_fails_before_loading_the_model(
+    model_dir, playground_data, tmp_path, capsys
+):
     (tmp_path / "eval.json").write_text(
         json.dumps({"benchmark": "playground", "split": "forget05", "sections": {}})
     )
@@ -85,13 +87,13 @@ def test_reference_of_another_split_fails_before_loading_the_model(tmp_path, cap
         [
             "evaluate",
             "--model",
-            str(tmp_path / "missing"),
+            model_dir,
             "--out",
             str(tmp_path / "o"),
             "--reference",
             str(tmp_path),
             "--data",
-            str(tmp_path),
+            playground_data,
         ]
     )
     assert code == 2

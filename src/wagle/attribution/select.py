@@ -22,6 +22,7 @@ from wagle.attribution.masks import Mask
 from wagle.attribution.scores import Scores
 from wagle.errors import WagleError
 from wagle.registry import lookup, register
+from wagle.validate import check_ratio
 
 GRANULARITIES: dict[str, Callable[[Scores, float], Mask]] = {}
 
@@ -33,11 +34,6 @@ def select_mask(scores: Scores, ratio: float, granularity: str = "global") -> Ma
         if not bool((s >= 0).all()):  # also false for NaN
             raise WagleError(f"scores of {name} contain NaN or negative values; cannot rank them")
     return lookup(GRANULARITIES, granularity, "granularity")(scores, ratio)
-
-
-def check_ratio(ratio: float) -> None:
-    if not 0 < ratio <= 1:
-        raise WagleError(f"ratio must be in (0, 1] (the fraction of weights selected); got {ratio}")
 
 
 def n_selected(n: int, ratio: float) -> int:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from wagle import config as cfg
+from wagle import validate
 from wagle.evaluation.config import EvalConfig
-from wagle.evaluation.suite import evaluate, load_model, write_eval
-from wagle.evaluation.summary import load_reference
-from wagle.evaluation.table import print_eval
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -23,19 +22,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True, help="model directory (with its tokenizer)")
     parser.add_argument("--out", required=True, help="output directory for eval.json")
     parser.add_argument("--config", help="YAML file of EvalConfig options")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing eval.json")
+    parser.add_argument(
+        "--trust-remote-code", action="store_true", help="run the model's own code (off: safer)"
+    )
     cfg.add_arguments(parser, EvalConfig)
     parser.set_defaults(func=_evaluate)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from wagle.evaluation.suite import check_inputs, evaluate, write_eval
+    from wagle.evaluation.table import print_eval
+    from wagle.models import load_pretrained
+
     config = cfg.build(EvalConfig, cfg.load_yaml(args.config), args)
-    reference = (
-        load_reference(config.reference, config.benchmark, config.split)
-        if config.reference
-        else None
-    )  # checked before the model is loaded
-    model, tokenizer = load_model(args.model)
-    result = evaluate(model, tokenizer, config, reference=reference, model_path=args.model)
+    validate.check_model_dir(args.model)
+    validate.check_output(Path(args.out) / "eval.json", args.overwrite)
+    config, reference = check_inputs(config)  # data and reference, before the model is loaded
+    model, tokenizer = load_pretrained(args.model, trust_remote_code=args.trust_remote_code)
+    result = evaluate(model.eval(), tokenizer, config, reference=reference, model_path=args.model)
     path = write_eval(result, args.out)
     print_eval(result)
     print(f"wrote {path}")

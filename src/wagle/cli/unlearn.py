@@ -7,7 +7,7 @@ import dataclasses
 
 from wagle import config as cfg
 from wagle.unlearning import METHODS, UnlearnConfig, method_options, unlearn
-from wagle.unlearning.config import all_method_option_fields, split_recipe
+from wagle.unlearning.config import all_method_option_fields, check_inputs, split_recipe
 
 EPILOG = """\
 examples:
@@ -29,6 +29,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", help="YAML recipe of options; flags override it")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an output directory holding a run"
+    )
     cfg.add_arguments(parser, UnlearnConfig)
     cfg.add_arguments(parser, _method_options_class())
     parser.set_defaults(func=_run)
@@ -57,6 +60,7 @@ def _run(args: argparse.Namespace) -> int:
     run_options, recipe_method_options = split_recipe(cfg.load_yaml(args.config))
     config = cfg.build(UnlearnConfig, run_options, args)
     options = method_options(config.method, recipe_method_options, args)
+    check_inputs(config, args.overwrite)  # before the model is loaded
     result = unlearn(config, options)
     print(f"unlearned model written to {result.out}")
     return 0

@@ -6,7 +6,14 @@ that forget quality is measured against.
 """
 
 from wagle.evaluation.config import EvalConfig
-from wagle.evaluation.suite import evaluate, load_model, write_eval
+from wagle.evaluation.suite import check_inputs, evaluate, write_eval
 from wagle.evaluation.summary import load_reference, summarise
 
-__all__ = ["EvalConfig", "evaluate", "load_model", "load_reference", "summarise", "write_eval"]
+__all__ = [
+    "EvalConfig",
+    "check_inputs",
+    "evaluate",
+    "load_reference",
+    "summarise",
+    "write_eval",
+]

@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 from transformers import (
-    AutoModelForCausalLM,
     AutoTokenizer,
     LlamaForCausalLM,
     PreTrainedTokenizerBase,
@@ -37,6 +36,7 @@ from wagle.data.prompt import encode_qa
 from wagle.evaluation.generation import generate_answers
 from wagle.evaluation.rouge import rouge_l
 from wagle.io import atomic_dir, write_json
+from wagle.models import load_pretrained
 from wagle.playground.model import ModelSize, llama_config
 
 # Bump when train_model changes what it trains: the playground cache key includes it.
@@ -167,8 +167,7 @@ def probe_recall(
 ) -> dict[str, float]:
     """Mean greedy ROUGE-L recall of a model (or model directory) on each probed split."""
     if isinstance(model, Path):
-        tokenizer = AutoTokenizer.from_pretrained(model)
-        model = AutoModelForCausalLM.from_pretrained(model)
+        model, tokenizer = load_pretrained(model, device=None)
     figures = {}
     for split, records in probe.items():
         questions = [r["question"] for r in records]

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from wagle import config as cfg
+from wagle import validate
+from wagle.data.load import read_records
 from wagle.errors import WagleError
+from wagle.models import DTYPES
 from wagle.registry import lookup
 from wagle.unlearning.masking import EXACT_OPTIMIZERS
 from wagle.unlearning.objective import METHODS
-
-DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclass
@@ -54,6 +55,7 @@ class UnlearnConfig:
         "module names that get LoRA adapters",
     )
     progress: bool = cfg.field(True, "show progress bars")
+    trust_remote_code: bool = cfg.field(False, "run the model's own Python code (off: safer)")
 
     def __post_init__(self) -> None:
         for name in ("model", "forget", "retain", "out"):
@@ -74,6 +76,35 @@ class UnlearnConfig:
             raise WagleError("set epochs > 0 or max_steps > 0")
         if self.lora and self.lora_rank <= 0:
             raise WagleError("lora_rank must be > 0")
+
+
+def check_inputs(config: UnlearnConfig, overwrite: bool = False) -> None:
+    """The run's files, checked before any model is loaded: the model directory, forget and
+    retain data (records, fields, emptiness; a warning if they share samples), the mask
+    against the model's shapes, and an output directory that already holds a finished run."""
+    validate.check_model_dir(config.model)
+    validate.check_data_source(config.forget, config.forget_split, "forget")
+    validate.check_data_source(config.retain, config.retain_split, "retain")
+    if config.mask:
+        validate.check_mask_file(config.mask, config.model)
+    validate.check_output(config.out, overwrite)
+    forget = read_records(config.forget, config.forget_split)
+    retain = read_records(config.retain, config.retain_split)
+    for name, records in (("forget", forget), ("retain", retain)):
+        check_records(records, name)
+    validate.warn_overlap(forget, retain)
+
+
+def check_records(records: list[dict], what: str) -> None:
+    """Every record must be QA (question and answer strings) or raw text (a text string)."""
+    qa = "question" in records[0]
+    fields = ("question", "answer") if qa else ("text",)
+    for i, record in enumerate(records):
+        if bad := [f for f in fields if not isinstance(record.get(f), str)]:
+            raise WagleError(
+                f"{what} record {i + 1} needs field {bad[0]!r} (a string); "
+                f"it has fields {sorted(record)}"
+            )
 
 
 def method_options_class(method: str) -> type:

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
-from transformers.utils import logging as hf_logging
+from transformers import TrainingArguments, set_seed
 
 from wagle import __version__
 from wagle import config as cfg
@@ -25,6 +24,7 @@ from wagle.data.batching import encode_records
 from wagle.data.load import read_records
 from wagle.errors import WagleError
 from wagle.io import atomic_dir, fingerprint, write_json
+from wagle.models import load_pretrained
 from wagle.registry import lookup
 from wagle.unlearning.batch import PairCollator, PairedDataset
 from wagle.unlearning.config import UnlearnConfig
@@ -43,17 +43,16 @@ class UnlearnResult:
 def unlearn(config: UnlearnConfig, options: Any = None) -> UnlearnResult:
     """Run ``config`` with the method's ``options`` (None: its defaults) and save the result."""
     objective = lookup(METHODS, config.method, "unlearning method")(options)
-    hf_logging.disable_progress_bar()
-    tokenizer = AutoTokenizer.from_pretrained(config.model)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(config.model, dtype=getattr(torch, config.dtype))
+    model, tokenizer = load_pretrained(
+        config.model, dtype=config.dtype, device=None, trust_remote_code=config.trust_remote_code
+    )
     mask = load_mask(config.mask, model) if config.mask else None
     forget = objective.forget_records(read_records(config.forget, config.forget_split))
     retain = read_records(config.retain, config.retain_split)
     data = PairedDataset(
         _encode(tokenizer, forget, config), _encode(tokenizer, retain, config), config.seed
     )
+    set_seed(config.seed)  # LoRA's initialisation happens before the Trainer seeds
     trained = (
         add_lora(model, config.lora_targets, config.lora_rank, config.lora_alpha, mask)
         if config.lora

@@ -20,6 +20,7 @@ from safetensors.torch import save
 from wagle import __version__
 from wagle.errors import WagleError
 from wagle.io import atomic_file
+from wagle.validate import read_safetensors_header
 
 Mask = dict[str, torch.Tensor]
 
@@ -53,6 +54,7 @@ def load_mask(path: str | os.PathLike, model: torch.nn.Module | None = None) -> 
     path = Path(path)
     if not path.is_file():
         raise WagleError(f"mask file not found: {path}")
+    read_safetensors_header(path)  # refuses anything else (a pickle) without unpickling it
     try:
         with safe_open(path, framework="pt") as handle:
             mask = {name: handle.get_tensor(name).bool() for name in handle.keys()}  # noqa: SIM118

@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args) or 0
     except WagleError as err:
-        print(f"wagle: error: {err}", file=sys.stderr)
+        one_line = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        print(f"wagle: error: {one_line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("wagle: interrupted", file=sys.stderr)

@@ -19,8 +19,12 @@ from wagle.data.load import read_records
 from wagle.errors import WagleError
 from wagle.models import DTYPES
 from wagle.registry import lookup
-from wagle.unlearning.masking import EXACT_OPTIMIZERS
 from wagle.unlearning.objective import METHODS
+
+# Optimizers whose update of an entry with zero gradient (and zero moments) is exactly zero,
+# and whose weight decay is decoupled (so wagle can apply it under the mask). SGD's decay is
+# coupled L2 inside the optimizer: it is not offered.
+EXACT_OPTIMIZERS = ("adamw_torch", "adamw_torch_fused")
 
 
 @dataclass

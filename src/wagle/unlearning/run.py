@@ -67,7 +67,8 @@ def unlearn(config: UnlearnConfig, options: Any = None) -> UnlearnResult:
             objective=objective,
             mask=None if config.lora else mask,
         )
-        objective.prepare(model, data, tokenizer.pad_token_id)
+        with trainer.accelerator.autocast():  # reference values in the training precision
+            objective.prepare(model, data, tokenizer.pad_token_id)
         trainer.train()
     final = merge_lora(trained, mask) if config.lora else model
     if trainer.is_world_process_zero():

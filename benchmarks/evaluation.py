@@ -128,7 +128,7 @@ def main() -> None:
         return {k: s["figures"][k] for k in keys} | {
             "forget_quality": e["forget_quality"],
             "model_utility": e["model_utility"],
-            "privacy_leakage": s["privacy_leakage"],
+            "privleak": s["privleak"],
             "forget_efficacy": s["forget_efficacy"],
         }
 

@@ -70,7 +70,7 @@ def test_a_retain_eval_is_its_own_reference_with_forget_quality_one(
         model_dir, tmp_path / "b", "--data", playground_data, "--reference", str(tmp_path / "a")
     )
     assert second["forget_quality"] == 1.0
-    assert second["summary"]["privacy_leakage"] == 0.0
+    assert second["summary"]["privleak"] == 0.0
     assert second["reference"]["path"] == str(tmp_path / "a" / "eval.json")
     assert second["sections"]["forget"]["per_sample"] == first["sections"]["forget"]["per_sample"]
     assert second["summary"]["reference_figures"] == first["summary"]["figures"]

@@ -46,7 +46,18 @@ def save_mask(mask: Mask, path: str | os.PathLike, metadata: dict[str, Any] | No
     meta = {"wagle_version": __version__} | (metadata or {})
     payload = save(tensors, metadata={k: json.dumps(v) for k, v in meta.items()})
     with atomic_file(path, "wb") as handle:
-        handle.write(payload)
+        handle.write(canonical_safetensors(payload))
+
+
+def canonical_safetensors(payload: bytes) -> bytes:
+    """The same file with its JSON header's keys sorted, so that equal masks give equal bytes
+    (safetensors writes its metadata map in an arbitrary order). Tensor offsets are relative
+    to the end of the header, so the data is unchanged; the header is space-padded to 8 bytes."""
+    size = int.from_bytes(payload[:8], "little")
+    header = json.loads(payload[8 : 8 + size])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + payload[8 + size :]
 
 
 def load_mask(path: str | os.PathLike, model: torch.nn.Module | None = None) -> Mask:

@@ -19,7 +19,7 @@ from wagle import config as cfg
 from wagle.data.batching import iter_batches
 from wagle.errors import WagleError
 from wagle.registry import register
-from wagle.sequence import sequence_nll
+from wagle.sequence import sequence_nll, token_mean
 from wagle.unlearning.batch import ForgetRetainBatch, PairedDataset
 from wagle.unlearning.objective import (
     METHODS,
@@ -79,7 +79,7 @@ class NPO(RetainObjective):
             "loss": forget + retain["retain"],
             "forget": forget.detach(),
             "retain": retain["retain"].detach(),
-            "forget_nll": (nll.sum() / n_tokens.sum().clamp(min=1)).detach(),
+            "forget_nll": token_mean(nll, n_tokens).detach(),
             "retain_nll": retain["retain_nll"],
         }
 

@@ -9,6 +9,7 @@ from wagle import config as cfg
 from wagle import validate
 from wagle.attribution.attribute import AttributionConfig, attribute
 from wagle.attribution.masks import save_mask
+from wagle.cli import COMMANDS
 from wagle.cli.mask import print_density
 from wagle.data.load import Record, load_qa, load_text, read_records
 from wagle.errors import WagleError
@@ -30,7 +31,7 @@ writes masks/wagle-ratio0.5-gamma1e-06.safetensors and so on (one file per combi
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "attribute",
-        help="score weights for unlearning and write mask file(s)",
+        help=COMMANDS["attribute"],
         description="Score every weight of a causal LM for its influence on forgetting (WAGLE "
         "or a baseline score) and write the top-ρ weights as a mask.",
         epilog=EPILOG,

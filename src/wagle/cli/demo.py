@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from wagle.cli import COMMANDS
 from wagle.cli.playground import print_info
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="build the playground and show what its models know (what `make demo` runs)",
+        help=COMMANDS["demo"],
         description="Builds (or reuses) the default playground, then asks the target model and "
         "the retain model a few questions about authors in the forget split: the target knows "
         "them, the retain model, never trained on them, does not.",

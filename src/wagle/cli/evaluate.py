@@ -7,13 +7,14 @@ from pathlib import Path
 
 from wagle import config as cfg
 from wagle import validate
+from wagle.cli import COMMANDS
 from wagle.evaluation.config import EvalConfig
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate",
-        help="evaluate a model: TOFU metrics, forget quality, MIA, multiple choice, MUSE-style",
+        help=COMMANDS["evaluate"],
         description="Evaluate a model on a benchmark and write DIR/eval.json with every "
         "per-sample value, forget_quality (needs --reference: the eval.json of a retain model "
         "on the same benchmark and split), model_utility and a summary. The eval.json of a "
@@ -31,13 +32,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from wagle.evaluation.suite import check_inputs, evaluate, write_eval
-    from wagle.evaluation.table import print_eval
-    from wagle.models import load_pretrained
-
     config = cfg.build(EvalConfig, cfg.load_yaml(args.config), args)
     validate.check_model_dir(args.model)
     validate.check_output(Path(args.out) / "eval.json", args.overwrite)
+    from wagle.evaluation.suite import check_inputs, evaluate, write_eval  # torch from here on
+    from wagle.evaluation.table import print_eval
+    from wagle.models import load_pretrained
+
     config, reference = check_inputs(config)  # data and reference, before the model is loaded
     model, tokenizer = load_pretrained(args.model, trust_remote_code=args.trust_remote_code)
     result = evaluate(model.eval(), tokenizer, config, reference=reference, model_path=args.model)

@@ -6,13 +6,14 @@ import argparse
 import json
 
 from wagle import config as cfg
+from wagle.cli import COMMANDS
 from wagle.playground import PlaygroundConfig, build_playground, load_info
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "playground",
-        help="build or inspect the offline playground (fictitious authors + small Llama models)",
+        help=COMMANDS["playground"],
         description="The playground is a fictitious-authors QA benchmark in the TOFU schema, a "
         "tokenizer, a small Llama trained on all of it (the target to unlearn) and one trained "
         "without the forget split (the retain model). It is built locally and cached under "

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 
 from wagle import config as cfg
+from wagle.cli import COMMANDS
 from wagle.unlearning import METHODS, UnlearnConfig, method_options, unlearn
 from wagle.unlearning.config import all_method_option_fields, check_inputs, split_recipe
 
@@ -21,7 +22,7 @@ examples:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "unlearn",
-        help="unlearn a forget set with a method (ga, graddiff, npo, simnpo, po, rmu) under a mask",
+        help=COMMANDS["unlearn"],
         description="Unlearn the forget set while keeping the retain set, with the transformers "
         "Trainer. With --mask, every weight outside the mask stays bit-for-bit unchanged. The "
         "output directory holds the model and tokenizer, run_config.json and training_log.json.",

@@ -3,17 +3,28 @@
 The pipeline step: ``evaluate(model, tokenizer, EvalConfig(...), reference=...)`` returns the
 record that ``write_eval`` saves as ``eval.json``; a retain model's record is the reference
 that forget quality is measured against.
+
+Names are imported on first use, so ``wagle.evaluation.config`` (and ``wagle evaluate
+--help``) does not load torch.
 """
 
-from wagle.evaluation.config import EvalConfig
-from wagle.evaluation.suite import check_inputs, evaluate, write_eval
-from wagle.evaluation.summary import load_reference, summarise
+from __future__ import annotations
 
-__all__ = [
-    "EvalConfig",
-    "check_inputs",
-    "evaluate",
-    "load_reference",
-    "summarise",
-    "write_eval",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "EvalConfig": "wagle.evaluation.config",
+    "check_inputs": "wagle.evaluation.suite",
+    "evaluate": "wagle.evaluation.suite",
+    "write_eval": "wagle.evaluation.suite",
+    "load_reference": "wagle.evaluation.summary",
+    "summarise": "wagle.evaluation.summary",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'wagle.evaluation' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

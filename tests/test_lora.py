@@ -3,6 +3,8 @@ the merge changes only selected weights."""
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from transformers import AutoModelForCausalLM
 
@@ -83,7 +85,7 @@ def test_masked_lora_trains_under_the_mask_and_merges_into_the_trained_model(
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-    assert all(b < a for a, b in zip(losses, losses[1:])), losses
+    assert all(b < a for a, b in itertools.pairwise(losses)), losses
     assert losses[-1] < losses[0] - 0.05
     with torch.no_grad():
         trained_logits = model.eval()(batch["input_ids"], attention_mask=batch["attention_mask"])

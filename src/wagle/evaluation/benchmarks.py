@@ -48,6 +48,7 @@ class Benchmark:
     run: Callable[[PreTrainedModel, PreTrainedTokenizerBase, EvalConfig], Sections]
     check: Callable[[EvalConfig], list[str] | None]
     default_split: str = ""
+    qa_sets: Callable[[str, str], dict[str, tuple[str, str, list[Record]]]] | None = None
 
 
 def resolve(config: EvalConfig) -> tuple[Benchmark, EvalConfig]:
@@ -88,29 +89,35 @@ def _playground_data() -> str:
     return load_info(PlaygroundConfig())["data"]
 
 
-def qa_benchmark(layout_of: Callable[[str], QALayout], default_source: Callable[[], str]):
+def qa_benchmark(
+    layout_of: Callable[[str], QALayout], default_source: Callable[[], str]
+) -> Benchmark:
     """A TOFU-style benchmark: QA metrics on forget, retain and real-world sets, MIA vs holdout."""
 
-    def load(config: EvalConfig) -> tuple[dict[str, list[Record]], dict, list[Record], QALayout]:
-        if config.split not in FORGET_SPLITS:
-            raise WagleError(
-                f"unknown forget split {config.split!r}; choose one of {FORGET_SPLITS}"
-            )
-        source, layout = config.data or default_source(), layout_of(config.split)
+    def sets(split: str, data: str) -> dict[str, tuple[str, str, list[Record]]]:
+        """``{section: (role, source split, records)}`` of the QA sets of a forget split."""
+        if split not in FORGET_SPLITS:
+            raise WagleError(f"unknown forget split {split!r}; choose one of {FORGET_SPLITS}")
+        source, layout = data or default_source(), layout_of(split)
         roles = {"forget": ("forget", layout.forget), "retain": ("retain", layout.retain)}
-        roles |= {name: ("real_world", split) for name, split in layout.real_world.items()}
-        data = {
-            name: load_qa(source, split, for_eval=role != "real_world")
-            for name, (role, split) in roles.items()
+        roles |= {name: ("real_world", s) for name, s in layout.real_world.items()}
+        loaded = {
+            name: (role, s, load_qa(source, s, for_eval=role != "real_world"))
+            for name, (role, s) in roles.items()
         }
-        data["retain"] = evenly_spaced(data["retain"], layout.retain_limit or len(data["retain"]))
-        return data, roles, load_qa(source, layout.holdout), layout
+        role, s, retain = loaded["retain"]
+        loaded["retain"] = (role, s, evenly_spaced(retain, layout.retain_limit or len(retain)))
+        return loaded
 
     def check(config: EvalConfig) -> list[str]:
-        return [r["question"] for r in load(config)[0]["forget"]]
+        load_qa(config.data or default_source(), layout_of(config.split).holdout)
+        return [r["question"] for r in sets(config.split, config.data)["forget"][2]]
 
     def run(model, tokenizer, config: EvalConfig) -> Sections:
-        data, roles, holdout, layout = load(config)
+        loaded = sets(config.split, config.data)
+        source, layout = config.data or default_source(), layout_of(config.split)
+        roles = {name: (role, split) for name, (role, split, _) in loaded.items()}
+        data = {name: records for name, (_, _, records) in loaded.items()}
         sections: Sections = {}
         for name, (role, split) in roles.items():
             scores = score_qa(
@@ -123,10 +130,20 @@ def qa_benchmark(layout_of: Callable[[str], QALayout], default_source: Callable[
             )
             questions = [r["question"] for r in data[name]]
             sections[name] = {"source": split} | evaluate_qa(scores, questions)
+        holdout = load_qa(source, layout.holdout)
         sections["mia"] = _mia(model, tokenizer, data["forget"], holdout, layout.holdout, config)
         return sections
 
-    return run, check
+    return Benchmark(run, check, "forget10", qa_sets=sets)
+
+
+def qa_sets(benchmark: str, split: str, data: str = "") -> dict[str, tuple[str, str, list[Record]]]:
+    """The QA sets ``wagle evaluate`` scores for a TOFU-style benchmark and forget split:
+    ``{section: (role, source split, records)}`` (forget, retain, real_authors, world_facts)."""
+    sets = lookup(BENCHMARKS, benchmark, "benchmark").qa_sets
+    if sets is None:
+        raise WagleError(f"benchmark {benchmark!r} has no QA sets (playground and tofu have)")
+    return sets(split, data)
 
 
 def evenly_spaced(records: list[Record], count: int) -> list[Record]:
@@ -221,10 +238,8 @@ def _check_muse(config: EvalConfig) -> None:
     _muse_forget(config)
 
 
-BENCHMARKS["playground"] = Benchmark(
-    *qa_benchmark(_playground_layout, _playground_data), "forget10"
-)
-BENCHMARKS["tofu"] = Benchmark(*qa_benchmark(_tofu_layout, lambda: "locuslab/TOFU"), "forget10")
+BENCHMARKS["playground"] = qa_benchmark(_playground_layout, _playground_data)
+BENCHMARKS["tofu"] = qa_benchmark(_tofu_layout, lambda: "locuslab/TOFU")
 BENCHMARKS["mcq"] = Benchmark(_mcq, _check_mcq)
 BENCHMARKS["muse"] = Benchmark(_muse, _check_muse)
 BENCHMARKS["text"] = Benchmark(_text, _check_text)

@@ -81,7 +81,7 @@ def test_masked_lora_trains_under_the_mask_and_merges_into_the_trained_model(
     losses = []
     for _ in range(12):
         loss = mean_nll(model.train(), batch)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()

@@ -222,13 +222,13 @@ def test_unlearn_refuses_to_replace_a_finished_run(ws, capsys):
 
 def test_attribute_refuses_to_replace_a_mask(ws, capsys):
     (ws / "mask.safetensors").write_bytes(b"x")
-    fails(attribute(ws), capsys, "already holds a finished run; pass --overwrite")
+    fails(attribute(ws), capsys, "mask.safetensors already exists; pass --overwrite")
 
 
 def test_evaluate_refuses_to_replace_an_eval(ws, capsys, micro_splits):
     (ws / "ev").mkdir()
     (ws / "ev" / "eval.json").write_text("{}")
-    fails(evaluate(ws, str(ws)), capsys, "already holds a finished run; pass --overwrite")
+    fails(evaluate(ws, str(ws)), capsys, "eval.json already exists; pass --overwrite")
 
 
 # ---- evaluation ------------------------------------------------------------------------------

@@ -156,8 +156,9 @@ def check_output(out: str | Path, overwrite: bool, markers: tuple[str, ...] = RU
     path = Path(out)
     if overwrite or not path.exists():
         return
-    finished = path.is_file() or any((path / m).is_file() for m in markers)
-    if finished:
+    if path.is_file():
+        raise WagleError(f"{out} already exists; pass --overwrite to replace it")
+    if any((path / m).is_file() for m in markers):
         raise WagleError(f"{out} already holds a finished run; pass --overwrite to replace it")
 
 

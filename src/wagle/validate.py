@@ -97,13 +97,23 @@ def tensor_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
 
 
+def mask_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
+    """{parameter name: shape} of a mask file: from its packing layout (metadata
+    ``wagle_mask_layout``, ``{name: [encoding, shape]}``) if it has one, else the tensors'."""
+    header = read_safetensors_header(path)
+    layout = (header.get("__metadata__") or {}).get("wagle_mask_layout")
+    if layout is not None:
+        return {name: tuple(shape) for name, (_, shape) in json.loads(layout).items()}
+    return {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+
+
 def check_mask_file(mask: str, model: str | None = None) -> None:
     """The mask must exist, be safetensors, and (for a local model) name the model's tensors
     with the model's shapes: checked from both files' headers, no weights read."""
     path = Path(mask)
     if not path.is_file():
         raise WagleError(f"mask file not found: {mask}")
-    shapes = tensor_shapes(path)
+    shapes = mask_shapes(path)
     if not shapes:
         raise WagleError(f"mask {mask} holds no tensors")
     if model is None or not Path(model).is_dir():

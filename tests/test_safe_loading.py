@@ -52,7 +52,17 @@ def test_a_directory_with_only_pickled_weights_is_not_loaded(tmp_path, tiny_mode
         load_pretrained(tmp_path)
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["mask", "--help"], ["evaluate", "--help"]])
+LIGHT = [
+    ["--help"],
+    ["mask", "--help"],
+    ["evaluate", "--help"],
+    ["playground", "build", "--help"],
+    ["demo", "--help"],
+    ["evaluate", "--model", "/nonexistent/model", "--out", "/tmp/unused"],  # a user error
+]
+
+
+@pytest.mark.parametrize("argv", LIGHT, ids=" ".join)
 def test_help_does_not_import_torch_or_transformers(argv):
     code = (
         "import sys\nfrom wagle.cli import main\n"

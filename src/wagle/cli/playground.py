@@ -7,7 +7,7 @@ import json
 
 from wagle import config as cfg
 from wagle.cli import COMMANDS
-from wagle.playground import PlaygroundConfig, build_playground, load_info
+from wagle.playground.config import PlaygroundConfig
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -34,6 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
+    from wagle.playground.build import build_playground
+
     config = cfg.build(PlaygroundConfig, args)
     info = build_playground(config, force=args.force, progress=not args.quiet)
     print_info(info)
@@ -41,6 +43,8 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
+    from wagle.playground.build import load_info
+
     info = load_info(cfg.build(PlaygroundConfig, args))
     if args.json:
         print(json.dumps(info, indent=2))

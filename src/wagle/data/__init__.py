@@ -1,7 +1,8 @@
 """Data: loading TOFU-schema QA, text corpora and multiple choice; prompts; collation.
 
 Names are imported on first use, so the light modules (``wagle.data.load``, the playground
-generator) do not load torch.
+generator) do not load torch. (``collate`` is not re-exported: the name is its submodule's;
+import it from ``wagle.data.collate``.)
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from typing import Any
 _EXPORTS = {
     "encode_records": "wagle.data.batching",
     "iter_batches": "wagle.data.batching",
-    "collate": "wagle.data.collate",
     "load_mcq": "wagle.data.load",
     "load_qa": "wagle.data.load",
     "load_text": "wagle.data.load",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -51,7 +52,11 @@ def test_playground_eval_writes_every_per_sample_value(
     )
     assert result["config"]["data"] == playground_data
     assert result["forget_quality"] is None
-    assert result["model_utility"] == result["summary"]["model_utility"] >= 0
+    figures = result["summary"]["figures"]
+    nine = [figures[f"{s}.{m}"] for s in ("retain", "real_authors", "world_facts")
+            for m in ("probability", "rouge_l_recall", "truth_ratio")]  # fmt: skip
+    assert result["model_utility"] == result["summary"]["model_utility"]
+    assert result["model_utility"] == pytest.approx(9 / sum(1 / x for x in nine))
     assert set(result["sections"]) == {"forget", "retain", "real_authors", "world_facts", "mia"}
     forget = result["sections"]["forget"]
     assert forget["n"] == 20
@@ -179,7 +184,11 @@ def test_text_file_perplexity(model_dir, tmp_path):
     path = tmp_path / "corpus.jsonl"
     path.write_text("\n".join(json.dumps({"text": t}) for t in ["One text.", "Another text here."]))
     result = evaluate(model_dir, tmp_path / "ev", "--benchmark", "text", "--data", str(path))
-    assert result["sections"]["text"]["aggregates"]["perplexity"] > 1
+    text = result["sections"]["text"]
+    nll, n = text["per_sample"]["nll"], text["per_sample"]["n_tokens"]
+    corpus_nll = sum(x * k for x, k in zip(nll, n, strict=True)) / sum(n)  # token-weighted
+    assert text["aggregates"]["nll"] == pytest.approx(corpus_nll)
+    assert text["aggregates"]["perplexity"] == pytest.approx(math.exp(corpus_nll))
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,14 @@ what was kept (evaluate). `wagle playground build` makes a small offline world t
 """
 
 
+def add_loading_flags(parser: argparse.ArgumentParser, replaces: str) -> None:
+    """``--overwrite`` (replace ``replaces``) and ``--trust-remote-code``."""
+    parser.add_argument("--overwrite", action="store_true", help=f"replace {replaces}")
+    parser.add_argument(
+        "--trust-remote-code", action="store_true", help="run the model's own code (off: safer)"
+    )
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The full parser; with ``only``, just that command in full and the others by name."""
     parser = argparse.ArgumentParser(

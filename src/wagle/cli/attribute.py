@@ -9,7 +9,7 @@ from wagle import config as cfg
 from wagle import validate
 from wagle.attribution.attribute import AttributionConfig, attribute
 from wagle.attribution.masks import save_mask
-from wagle.cli import COMMANDS
+from wagle.cli import COMMANDS, add_loading_flags
 from wagle.cli.mask import print_density
 from wagle.data.load import Record, load_qa, load_text, read_records
 from wagle.errors import WagleError
@@ -45,10 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="mask file; a sweep adds -ratio…-gamma…")
     parser.add_argument("--config", help="YAML file of AttributionConfig options")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or tables")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing mask files")
-    parser.add_argument(
-        "--trust-remote-code", action="store_true", help="run the model's own code (off: safer)"
-    )
+    add_loading_flags(parser, "existing mask files")
     cfg.add_arguments(parser, AttributionConfig)
     parser.set_defaults(func=run)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from wagle import config as cfg
 from wagle import validate
-from wagle.cli import COMMANDS
+from wagle.cli import COMMANDS, add_loading_flags
 from wagle.evaluation.config import EvalConfig
 
 
@@ -23,10 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True, help="model directory (with its tokenizer)")
     parser.add_argument("--out", required=True, help="output directory for eval.json")
     parser.add_argument("--config", help="YAML file of EvalConfig options")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing eval.json")
-    parser.add_argument(
-        "--trust-remote-code", action="store_true", help="run the model's own code (off: safer)"
-    )
+    add_loading_flags(parser, "an existing eval.json")
     cfg.add_arguments(parser, EvalConfig)
     parser.set_defaults(func=_evaluate)
 

@@ -7,8 +7,7 @@ import it from ``wagle.data.collate``.)
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from wagle.lazy import lazy_exports
 
 _EXPORTS = {
     "encode_records": "wagle.data.batching",
@@ -21,10 +20,4 @@ _EXPORTS = {
     "encode_text": "wagle.data.prompt",
     "format_prompt": "wagle.data.prompt",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'wagle.data' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -10,8 +10,7 @@ Names are imported on first use, so ``wagle.evaluation.config`` (and ``wagle eva
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from wagle.lazy import lazy_exports
 
 _EXPORTS = {
     "EvalConfig": "wagle.evaluation.config",
@@ -21,10 +20,4 @@ _EXPORTS = {
     "load_reference": "wagle.evaluation.summary",
     "summarise": "wagle.evaluation.summary",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'wagle.evaluation' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

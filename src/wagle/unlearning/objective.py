@@ -115,6 +115,24 @@ class RetainObjective(Objective):
     def prepare(self, model: torch.nn.Module, data: PairedDataset, pad_token_id: int) -> None:
         self.retain.prepare(model)
 
+    def with_retain(
+        self,
+        model: torch.nn.Module,
+        batch: ForgetRetainBatch,
+        forget: torch.Tensor,
+        forget_nll: torch.Tensor,
+    ) -> Terms:
+        """The terms of a forget loss ``forget`` plus λ·retain on ``batch.retain``; the
+        forget set's token-mean NLL ``forget_nll`` is logged."""
+        retain = self.retain(model, batch.retain)
+        return {
+            "loss": forget + retain["retain"],
+            "forget": forget.detach(),
+            "retain": retain["retain"].detach(),
+            "forget_nll": forget_nll.detach(),
+            "retain_nll": retain["retain_nll"],
+        }
+
 
 def token_kl(ref_logits: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """KL(p_ref ‖ p_model) of next-token distributions, mean over labelled positions (fp32).

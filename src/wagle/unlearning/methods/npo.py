@@ -74,14 +74,7 @@ class NPO(RetainObjective):
         else:
             ref_nll = self.ref_nll.to(nll.device)[batch.forget_index]
         forget = npo_loss(nll, ref_nll, self.options.beta)
-        retain = self.retain(model, batch.retain)
-        return {
-            "loss": forget + retain["retain"],
-            "forget": forget.detach(),
-            "retain": retain["retain"].detach(),
-            "forget_nll": token_mean(nll, n_tokens).detach(),
-            "retain_nll": retain["retain_nll"],
-        }
+        return self.with_retain(model, batch, forget, token_mean(nll, n_tokens))
 
 
 @torch.no_grad()

@@ -46,11 +46,4 @@ class SimNPO(RetainObjective):
         forget = simnpo_loss(
             per_sequence_mean(nll, n_tokens), self.options.beta, self.options.delta
         )
-        retain = self.retain(model, batch.retain)
-        return {
-            "loss": forget + retain["retain"],
-            "forget": forget.detach(),
-            "retain": retain["retain"].detach(),
-            "forget_nll": token_mean(nll, n_tokens).detach(),
-            "retain_nll": retain["retain_nll"],
-        }
+        return self.with_retain(model, batch, forget, token_mean(nll, n_tokens))

@@ -234,3 +234,28 @@ def test_the_in_memory_path_gives_the_cli_model(workspace):
     cli = AutoModelForCausalLM.from_pretrained(workspace / "out")
     for (name, a), b in zip(result.model.named_parameters(), cli.parameters(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_without_reference_lora_runs_are_evaluated_and_merged(workspace):
+    """The eval_benchmark path (no forget quality) with LoRA: the selection is restored into
+    the adapters, which are then merged into a plain model."""
+    from transformers import AutoTokenizer
+
+    config = UnlearnConfig(
+        method="graddiff", max_steps=2, batch_size=2, gradient_accumulation_steps=1,
+        learning_rate=5e-2, max_length=48, progress=False, lora=True, lora_rank=2,
+        eval_benchmark="playground", eval_data=str(workspace / "data"), eval_every=1,
+        eval_forget_size=4, eval_retain_size=4, utility_floor=0.0,
+    )  # fmt: skip
+    model = AutoModelForCausalLM.from_pretrained(workspace / "model")
+    tokenizer = AutoTokenizer.from_pretrained(workspace / "model")
+    forget, retain = (read_records(workspace / f"{n}.jsonl") for n in ("forget", "retain"))
+    result = unlearn_model(model, tokenizer, forget, retain, config, out=workspace / "run")
+    assert [p["step"] for p in result.trajectory] == [0, 1, 2]
+    assert all(p["forget_quality"] is None and p["rouge_gap"] is None for p in result.trajectory)
+    assert result.criterion["rule"] == "lowest forget_prob"
+    best = min(result.trajectory[1:], key=lambda p: p["forget_prob"])
+    assert result.selected["step"] == best["step"]
+    assert not any("lora" in name for name, _ in result.model.named_parameters())
+    saved = json.loads((workspace / "run" / "trajectory.json").read_text())
+    assert saved["selected"]["step"] == best["step"] and len(saved["points"]) == 3

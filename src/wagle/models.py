@@ -82,10 +82,11 @@ def load_pretrained(
     return model, tokenizer
 
 
-def default_device() -> str:
-    import torch
+def default_device() -> torch.device:
+    """This process's device: its GPU under torchrun / accelerate launch, else cuda or cpu."""
+    from accelerate import PartialState
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return PartialState().device
 
 
 def _first_line(err: Exception) -> str:

@@ -22,6 +22,7 @@ from wagle.errors import WagleError
 COMMANDS = {
     "playground": "build or inspect the offline playground (fictitious authors + small Llama "
     "models)",
+    "plan": "expected peak memory per device for attribute and unlearn",
     "attribute": "score weights for unlearning and write mask file(s)",
     "mask": "inspect or compare mask files",
     "unlearn": "unlearn a forget set with a method (ga, graddiff, npo, simnpo, po, rmu) under a "

@@ -59,11 +59,16 @@ def run(args: argparse.Namespace) -> int:
 
     result = attribute(model, tokenizer, forget, retain, config, progress=not args.quiet)
     sources = {"model": args.model, **_fingerprints(args)}
+    from accelerate import PartialState
+
+    main_process = PartialState().is_main_process  # several processes: the first one writes
     for gamma in result.gammas:
         scores = result.scores(gamma)
         for ratio in config.ratio:
             mask = result.select(scores, ratio)
             path = out_path(Path(args.out), ratio, gamma, config)
+            if not main_process:
+                continue
             save_mask(mask, path, result.metadata(ratio, gamma, scores) | sources)
             print(f"wrote {path}  (ratio {ratio}, gamma {gamma}, method {config.method})")
             if not args.quiet:

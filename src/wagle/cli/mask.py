@@ -33,9 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from wagle.attribution.masks import load_mask, mask_metadata
+    from wagle.attribution.masks import mask_metadata, open_mask
 
-    mask = load_mask(args.file)
+    mask = open_mask(args.file)
     for key, value in sorted(mask_metadata(args.file).items()):
         print(f"{key + ':':<20} {json.dumps(value)}")
     print_density(mask)
@@ -43,9 +43,9 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from wagle.attribution.masks import GROUPINGS, compare_masks, load_mask
+    from wagle.attribution.masks import GROUPINGS, compare_masks, open_mask
 
-    a, b = load_mask(args.a), load_mask(args.b)
+    a, b = open_mask(args.a), open_mask(args.b)
     print(f"A = {args.a}\nB = {args.b}")
     for grouping in (None, *GROUPINGS):
         table = compare_masks(a, b, GROUPINGS.get(grouping))

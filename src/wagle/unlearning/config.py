@@ -20,6 +20,11 @@ from wagle.errors import WagleError
 from wagle.models import DTYPES
 from wagle.registry import lookup
 from wagle.unlearning.objective import METHODS
+from wagle.unlearning.selective_adamw import (
+    AUTO_MAX_DENSITY,
+    OPTIMIZER_STATES,
+    SELECTIVE_OPTIMIZERS,
+)
 
 # Optimizers whose update of an entry with zero gradient (and zero moments) is exactly zero,
 # and whose weight decay is decoupled (so wagle can apply it under the mask). SGD's decay is
@@ -47,6 +52,12 @@ class UnlearnConfig:
     weight_decay: float = cfg.field(0.01, "AdamW decoupled weight decay (mask-aware)")
     max_grad_norm: float = cfg.field(1.0, "gradient clipping norm (0: off)")
     optimizer: str = cfg.field("adamw_torch", f"one of {', '.join(EXACT_OPTIMIZERS)}")
+    optimizer_state: str = cfg.field(
+        "auto",
+        "AdamW state: 'full' (fp32 moments for every entry of a partly selected tensor), "
+        "'selected' (moments and fp32 masters for the selected entries only; same weights), "
+        f"'auto' (selected when the mask selects < {AUTO_MAX_DENSITY:g} of the trainable weights)",
+    )
     dtype: str = cfg.field("float32", f"weight dtype to load and train in: {', '.join(DTYPES)}")
     bf16: bool = cfg.field(False, "bf16 mixed precision (autocast) on fp32 weights")
     max_length: int = cfg.field(512, "maximum tokens per sample")
@@ -96,6 +107,10 @@ class UnlearnConfig:
                 f"optimizer {self.optimizer!r} is not supported; the mask invariant is exact "
                 f"with: {', '.join(EXACT_OPTIMIZERS)}"
             )
+        if self.optimizer_state not in OPTIMIZER_STATES:
+            raise WagleError(f"optimizer_state must be one of {', '.join(OPTIMIZER_STATES)}")
+        if self.optimizer_state == "selected" and self.optimizer not in SELECTIVE_OPTIMIZERS:
+            raise WagleError("optimizer_state 'selected' needs an AdamW optimizer")
         if self.dtype not in DTYPES:
             raise WagleError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         positive = ("learning_rate", "batch_size", "gradient_accumulation_steps", "max_length")

@@ -101,6 +101,7 @@ def unlearn_model(
             objective=objective,
             mask=None if config.lora else mask,
             trajectory=trajectory,
+            optimizer_state=config.optimizer_state,
         )
         with trainer.accelerator.autocast():  # reference values in the training precision
             objective.prepare(model, data, tokenizer.pad_token_id)

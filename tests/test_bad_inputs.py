@@ -300,3 +300,12 @@ def test_sequences_longer_than_max_length_are_counted(tmp_path, saved_inputs, ca
     assert "8 of 8 samples are longer than max_length=16 tokens and were truncated" in (
         capsys.readouterr().err
     )
+
+
+def test_a_missing_path_under_an_existing_directory_is_not_taken_for_a_hub_id(
+    ws, capsys, monkeypatch
+):
+    """``runs/npo-wagle`` looks like ``org/name``, but ``runs/`` is a local directory."""
+    monkeypatch.chdir(ws)
+    (ws / "runs").mkdir()
+    fails(attribute(ws, model="runs/npo-wagle"), capsys, "model not found: runs/npo-wagle")

@@ -7,7 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-HEADLINE = ("forget_quality", "model_utility", "privacy_leakage", "forget_efficacy", "utility")
+HEADLINE = ("forget_quality", "model_utility", "privleak", "forget_efficacy", "utility")
 
 
 def print_eval(result: dict[str, Any], console: Console | None = None) -> None:
@@ -30,15 +30,19 @@ def print_eval(result: dict[str, Any], console: Console | None = None) -> None:
         head = ["summary" if key == HEADLINE[0] else "", ""]
         ref = [] if reference is None else [""]
         table.add_row(*head, key, _fmt(result["summary"][key]), *ref)
+    if degeneration := result["summary"].get("degeneration"):
+        for key in ("repetition", "rouge_gap", "degenerate"):
+            ref = [] if reference is None else [""]
+            table.add_row("", "", key, _fmt(degeneration[key]), *ref)
     console.print(table)
     if result["reference"] is None:
-        console.print(
-            "no --reference: forget_quality and privacy_leakage need a retain model's eval"
-        )
+        console.print("no --reference: forget_quality and privleak need a retain model's eval")
     console.print(f"evaluated in {result['seconds']:.1f} s")
 
 
-def _fmt(value: float | None) -> str:
+def _fmt(value: float | bool | None) -> str:
     if value is None:
         return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     return f"{value:.3g}" if abs(value) < 1e-3 and value != 0 else f"{value:.4f}"

@@ -23,7 +23,6 @@ from wagle.unlearning.objective import METHODS
 from wagle.unlearning.selective_adamw import (
     AUTO_MAX_DENSITY,
     OPTIMIZER_STATES,
-    SELECTIVE_OPTIMIZERS,
 )
 
 # Optimizers whose update of an entry with zero gradient (and zero moments) is exactly zero,
@@ -109,8 +108,6 @@ class UnlearnConfig:
             )
         if self.optimizer_state not in OPTIMIZER_STATES:
             raise WagleError(f"optimizer_state must be one of {', '.join(OPTIMIZER_STATES)}")
-        if self.optimizer_state == "selected" and self.optimizer not in SELECTIVE_OPTIMIZERS:
-            raise WagleError("optimizer_state 'selected' needs an AdamW optimizer")
         if self.dtype not in DTYPES:
             raise WagleError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         positive = ("learning_rate", "batch_size", "gradient_accumulation_steps", "max_length")

@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM
 from wagle.cli import main
 from wagle.data.load import read_records
 from wagle.data.playground import write
+from wagle.errors import WagleError
 from wagle.evaluation.degeneration import degeneration, repetition_rate
 from wagle.unlearning import PairCollator, PairedDataset, UnlearnConfig, unlearn_model
 from wagle.unlearning.objective import METHODS
@@ -109,8 +110,9 @@ class ScriptedEvaluator:
         }  # fmt: skip
 
 
-def run_trainer(tiny_model, tokenizer, micro_splits, callback, max_steps):
+def run_trainer(tiny_model, tokenizer, micro_splits, callback, max_steps, mask_of=None):
     model = tiny_model(seed=0)
+    mask = None if mask_of is None else mask_of(model)
     config = UnlearnConfig(method="graddiff", max_steps=max_steps, batch_size=2,
                            gradient_accumulation_steps=1, learning_rate=1e-2, max_length=48,
                            progress=False)  # fmt: skip
@@ -123,6 +125,7 @@ def run_trainer(tiny_model, tokenizer, micro_splits, callback, max_steps):
         train_dataset=data,
         data_collator=PairCollator(tokenizer.pad_token_id),
         objective=objective,
+        mask=mask,
         trajectory=callback,
     )
     objective.prepare(model, data, tokenizer.pad_token_id)
@@ -142,6 +145,25 @@ def test_the_model_ends_with_the_selected_steps_weights(tiny_model, tokenizer, m
     for name, param in model.named_parameters():
         assert torch.equal(param, at_step_2[name]), name
     assert not torch.equal(model.lm_head.weight, evaluator.weights[4]["lm_head.weight"])
+
+
+def test_the_mask_checksum_covers_the_restored_checkpoint(tiny_model, tokenizer, micro_splits):
+    """A selected copy in which an unselected weight moved is refused, though the last
+    weights (verified first) are fine."""
+
+    class Corrupting(TrajectoryCallback):
+        def finish(self, model):
+            self.best_state["lm_head.weight"][0, 0] += 1.0  # row 0 is outside the mask
+            super().finish(model)
+
+    def half_of_lm_head(model):
+        mask = {n: torch.ones_like(p, dtype=torch.bool) for n, p in model.named_parameters()}
+        mask["lm_head.weight"][0] = False
+        return mask
+
+    callback = Corrupting(ScriptedEvaluator([1e-9, 0.5, 1e-3]), every=1, log=lambda line: None)
+    with pytest.raises(WagleError, match="masked weights changed"):
+        run_trainer(tiny_model, tokenizer, micro_splits, callback, 2, mask_of=half_of_lm_head)
 
 
 def test_early_stopping_stops_once_the_best_is_patience_evaluations_old(

@@ -20,10 +20,7 @@ from wagle.errors import WagleError
 from wagle.models import DTYPES
 from wagle.registry import lookup
 from wagle.unlearning.objective import METHODS
-from wagle.unlearning.selective_adamw import (
-    AUTO_MAX_DENSITY,
-    OPTIMIZER_STATES,
-)
+from wagle.unlearning.selective_adamw import AUTO_MAX_DENSITY, OPTIMIZER_STATES
 
 # Optimizers whose update of an entry with zero gradient (and zero moments) is exactly zero,
 # and whose weight decay is decoupled (so wagle can apply it under the mask). SGD's decay is

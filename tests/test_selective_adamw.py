@@ -115,6 +115,8 @@ def test_optimizer_state_is_validated_in_the_config():
     base = {"model": "m", "forget": "f", "retain": "r", "out": "o"}
     with pytest.raises(WagleError, match="optimizer_state must be one of"):
         UnlearnConfig(**base, optimizer_state="half")
+    with pytest.raises(WagleError, match="optimizer 'sgd' is not supported"):  # no sgd at all
+        UnlearnConfig(**base, optimizer_state="selected", optimizer="sgd")
 
 
 def test_a_saved_state_loads_back_with_its_fp32_moments_and_masters(tiny_model):

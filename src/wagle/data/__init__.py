@@ -3,10 +3,16 @@
 from wagle.data.batching import encode_records, iter_batches
 from wagle.data.collate import collate
 from wagle.data.load import load_mcq, load_qa, load_text
-from wagle.data.prompt import PROMPT_TEMPLATE, encode_qa, encode_text, format_prompt
+from wagle.data.prompt import (
+    PROMPT_FORMATS,
+    encode_qa,
+    encode_text,
+    format_prompt,
+    use_prompt_format,
+)
 
 __all__ = [
-    "PROMPT_TEMPLATE",
+    "PROMPT_FORMATS",
     "collate",
     "encode_qa",
     "encode_records",
@@ -16,4 +22,5 @@ __all__ = [
     "load_mcq",
     "load_qa",
     "load_text",
+    "use_prompt_format",
 ]

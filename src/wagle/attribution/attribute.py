@@ -30,6 +30,7 @@ from wagle.attribution.scores import SCORES, ScoreMethod, Scores, compute_scores
 from wagle.attribution.select import GRANULARITIES, check_ratio, select_mask
 from wagle.data.batching import encode_records
 from wagle.data.load import Record
+from wagle.data.prompt import PROMPT_FORMAT_HELP, check_prompt_format, use_prompt_format
 from wagle.data.refusals import refusal_records
 from wagle.errors import WagleError
 from wagle.registry import lookup
@@ -71,6 +72,7 @@ class AttributionConfig:
     dtype: str = cfg.field(
         "float32", f"dtype to load the model in: {', '.join(DTYPES)} (gradients sum in fp32)"
     )
+    prompt_format: str = cfg.field("auto", PROMPT_FORMAT_HELP)
 
     def __post_init__(self) -> None:
         method = lookup(SCORES, self.method, "score method")
@@ -84,6 +86,7 @@ class AttributionConfig:
         lookup(GRANULARITIES, self.granularity or method.granularity, "granularity")
         lookup(ELIGIBLE, self.eligible, "eligible-parameter preset")
         lookup(DTYPES, self.dtype, "dtype")
+        check_prompt_format(self.prompt_format)
         if self.max_samples < 0 or self.retain_samples < -1 or self.batch_size < 1:
             raise WagleError("max_samples ≥ 0, retain_samples ≥ -1 and batch_size ≥ 1 are needed")
         try:
@@ -159,6 +162,7 @@ def attribute(
     ``forget`` / ``retain`` are QA records (loss on answer tokens) or raw texts (all tokens).
     """
     method = config.score_method
+    use_prompt_format(tokenizer, config.prompt_format)
     forget_examples = encode_forget(tokenizer, forget, config)
     needs_retain = method.uses_gamma
     n_forget = len(forget_examples)

@@ -6,7 +6,7 @@ import argparse
 
 from wagle import config as cfg
 from wagle.evaluation.config import EvalConfig
-from wagle.evaluation.suite import evaluate, load_model, write_eval
+from wagle.evaluation.suite import evaluate, load_model, refuse_several_processes, write_eval
 from wagle.evaluation.summary import load_reference
 from wagle.evaluation.table import print_eval
 
@@ -29,12 +29,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _evaluate(args: argparse.Namespace) -> int:
     config = cfg.build(EvalConfig, cfg.load_yaml(args.config), args)
+    refuse_several_processes()
     reference = (
         load_reference(config.reference, config.benchmark, config.split)
         if config.reference
         else None
     )  # checked before the model is loaded
-    model, tokenizer = load_model(args.model)
+    model, tokenizer = load_model(args.model, config.dtype)
     result = evaluate(model, tokenizer, config, reference=reference, model_path=args.model)
     path = write_eval(result, args.out)
     print_eval(result)

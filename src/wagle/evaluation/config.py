@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from wagle import config as cfg
+from wagle.data.prompt import PROMPT_FORMAT_HELP, check_prompt_format
 from wagle.errors import WagleError
 from wagle.registry import lookup
 
@@ -35,6 +36,10 @@ class EvalConfig:
     )
     prefix_tokens: int = cfg.field(32, "MUSE verbatim memorisation: prompt length in tokens")
     continuation_tokens: int = cfg.field(128, "MUSE verbatim memorisation: tokens to continue")
+    dtype: str = cfg.field(
+        "float32", "dtype to load the model in: float32, bfloat16 (7B models) or float16"
+    )
+    prompt_format: str = cfg.field("auto", PROMPT_FORMAT_HELP)
 
     def __post_init__(self) -> None:
         if not 0 < self.mink_k <= 1:
@@ -47,4 +52,7 @@ class EvalConfig:
         from wagle.evaluation.mcq import CHOICE_STYLES
 
         lookup(CHOICE_STYLES, self.mcq_style, "multiple-choice style")
+        check_prompt_format(self.prompt_format)
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise WagleError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
         self.split = self.split or lookup(BENCHMARKS, self.benchmark, "benchmark").default_split

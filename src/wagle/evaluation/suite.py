@@ -8,6 +8,7 @@ itself a valid ``--reference`` when the evaluated model is a retain model.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from transformers.utils import logging as hf_logging
 
 from wagle import __version__
 from wagle import config as cfg
+from wagle.data.prompt import use_prompt_format
 from wagle.errors import WagleError
 from wagle.evaluation.benchmarks import BENCHMARKS
 from wagle.evaluation.config import EvalConfig
@@ -46,6 +48,7 @@ def evaluate(
     ``reference`` is a loaded retain-model evaluation; by default ``config.reference`` is read.
     """
     benchmark = lookup(BENCHMARKS, config.benchmark, "benchmark")
+    use_prompt_format(tokenizer, config.prompt_format)
     if reference is None and config.reference:
         reference = load_reference(config.reference, config.benchmark, config.split)
     start = time.perf_counter()
@@ -68,18 +71,31 @@ def evaluate(
     }
 
 
-def load_model(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A causal LM and its tokenizer from one directory (or cached hub id), on GPU if any."""
+def load_model(
+    path: str | Path, dtype: str = "float32"
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A causal LM (in ``dtype``) and its tokenizer from one directory (or cached hub id), on
+    GPU if any. Evaluation runs in one process: :func:`refuse_several_processes`."""
     hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
     except (OSError, ValueError) as err:
         raise WagleError(f"cannot load a model from {path}: {str(err).splitlines()[0]}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return model.to(device).eval(), tokenizer
+
+
+def refuse_several_processes() -> None:
+    """Evaluation runs on one process (one device): a launch with several is a user error,
+    rather than N processes each writing the same eval.json."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise WagleError(
+            "wagle evaluate runs on one process (one device); start it without torchrun or "
+            "accelerate launch (a 7B model fits one GPU in bfloat16: --dtype bfloat16)"
+        )
 
 
 def write_eval(result: dict[str, Any], out_dir: str | Path) -> Path:

@@ -23,11 +23,13 @@ from wagle import config as cfg
 from wagle.attribution.masks import load_mask, mask_metadata
 from wagle.data.batching import encode_records
 from wagle.data.load import read_records
+from wagle.data.prompt import use_prompt_format
 from wagle.errors import WagleError
 from wagle.io import atomic_dir, fingerprint, write_json
 from wagle.registry import lookup
 from wagle.unlearning.batch import PairCollator, PairedDataset
 from wagle.unlearning.config import UnlearnConfig
+from wagle.unlearning.devices import accumulation_steps, refuse_sharded_training, world_size
 from wagle.unlearning.lora import add_lora, merge_lora
 from wagle.unlearning.objective import METHODS
 from wagle.unlearning.trainer import MaskedUnlearningTrainer
@@ -43,8 +45,10 @@ class UnlearnResult:
 def unlearn(config: UnlearnConfig, options: Any = None) -> UnlearnResult:
     """Run ``config`` with the method's ``options`` (None: its defaults) and save the result."""
     objective = lookup(METHODS, config.method, "unlearning method")(options)
+    refuse_sharded_training()
     hf_logging.disable_progress_bar()
     tokenizer = AutoTokenizer.from_pretrained(config.model)
+    use_prompt_format(tokenizer, config.prompt_format)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(config.model, dtype=getattr(torch, config.dtype))
@@ -81,7 +85,12 @@ def training_arguments(config: UnlearnConfig, output_dir: str) -> TrainingArgume
     return TrainingArguments(
         output_dir=output_dir,
         per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        gradient_accumulation_steps=accumulation_steps(
+            config.batch_size,
+            config.gradient_accumulation_steps,
+            config.global_batch_size,
+            world_size(),
+        ),
         num_train_epochs=config.epochs,
         max_steps=config.max_steps or -1,
         learning_rate=config.learning_rate,
@@ -91,6 +100,8 @@ def training_arguments(config: UnlearnConfig, output_dir: str) -> TrainingArgume
         max_grad_norm=config.max_grad_norm,
         optim=config.optimizer,
         bf16=config.bf16,
+        gradient_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
         seed=config.seed,
         data_seed=config.seed,
         logging_strategy="no",

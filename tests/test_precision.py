@@ -1,0 +1,87 @@
+"""Precision, gradient checkpointing and what runs on several processes.
+
+At lr 1e-5 an AdamW step moves a weight by about 1e-5. bf16 keeps 8 significant bits, so a
+bf16 weight w only moves when 1e-5 exceeds half its spacing, |w|·2⁻⁹ or more: for the tiny
+model's N(0, 0.02²) weights that is |w| < ~5e-3, about 20% of them. fp32 weights (the default,
+with or without bf16 autocast) keep every update.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from wagle.attribution.masks import save_mask
+from wagle.errors import WagleError
+from wagle.evaluation.suite import load_model, refuse_several_processes
+from wagle.unlearning import UnlearnConfig, unlearn
+from wagle.unlearning.devices import accumulation_steps
+
+LINEAR = "model.layers.0.mlp.gate_proj.weight"
+
+
+def _run(tmp_path, saved_inputs, out="out", **overrides):
+    """Unlearn 2 steps at lr 1e-5 under a random half mask; (before, after, mask) of LINEAR."""
+    model = saved_inputs()
+    generator = torch.Generator().manual_seed(0)
+    mask = {n: torch.rand(p.shape, generator=generator) < 0.5 for n, p in model.named_parameters()}
+    save_mask(mask, tmp_path / "mask.safetensors")
+    options = dict(
+        model=str(tmp_path / "model"), forget=str(tmp_path / "forget.jsonl"),
+        retain=str(tmp_path / "retain.jsonl"), out=str(tmp_path / out), method="graddiff",
+        mask=str(tmp_path / "mask.safetensors"), learning_rate=1e-5, max_steps=2, warmup=0,
+        batch_size=4, gradient_accumulation_steps=1, max_length=48, progress=False,
+    ) | overrides  # fmt: skip
+    result = unlearn(UnlearnConfig(**options))
+    after = dict(result.model.named_parameters())[LINEAR].detach().float()
+    before = dict(model.named_parameters())[LINEAR].detach()
+    return before, after, mask[LINEAR]
+
+
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "fp32+bf16-autocast"])
+def test_default_precision_moves_selected_weights_at_lr_1e5(tmp_path, saved_inputs, bf16):
+    before, after, selected = _run(tmp_path, saved_inputs, bf16=bf16)
+    changed = after != before
+    assert changed[selected].float().mean() > 0.99
+    assert torch.equal(after[~selected], before[~selected])
+
+
+def test_pure_bf16_loses_most_updates_and_warns(tmp_path, saved_inputs):
+    with pytest.warns(UserWarning, match="resolution"):
+        before, after, selected = _run(tmp_path, saved_inputs, dtype="bfloat16")
+    moved = (after != before.bfloat16().float())[selected].float().mean()
+    assert moved < 0.5  # ~20%: only weights with |w| < ~5e-3 move
+    assert torch.equal(after[~selected], before.bfloat16().float()[~selected])
+
+
+def test_gradient_checkpointing_gives_the_same_weights(tmp_path, saved_inputs):
+    _, plain, _ = _run(tmp_path, saved_inputs, "a", learning_rate=1e-3)
+    _, checkpointed, _ = _run(tmp_path, saved_inputs, "b", learning_rate=1e-3,
+                              gradient_checkpointing=True)  # fmt: skip
+    torch.testing.assert_close(checkpointed, plain, rtol=0, atol=1e-7)
+
+
+def test_global_batch_sets_accumulation_for_the_world_size():
+    """32 forget samples per step at 4 per device: 8 micro-batches on 1 process, 1 on 8."""
+    assert accumulation_steps(4, 8, 32, 1) == 8
+    assert accumulation_steps(4, 8, 32, 8) == 1
+    assert accumulation_steps(4, 8, 0, 8) == 8  # no global batch: the per-process setting
+    with pytest.raises(WagleError, match="not a multiple"):
+        accumulation_steps(4, 8, 32, 3)
+
+
+def test_sharded_training_is_refused_before_loading(monkeypatch, tmp_path):
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    config = UnlearnConfig(model=str(tmp_path / "missing"), forget="f.jsonl", retain="r.jsonl",
+                           out=str(tmp_path / "out"))  # fmt: skip
+    with pytest.raises(WagleError, match="FSDP is not supported"):
+        unlearn(config)
+
+
+def test_evaluation_runs_on_one_process_and_loads_a_dtype(monkeypatch, tmp_path, saved_inputs):
+    saved_inputs()
+    model, _ = load_model(tmp_path / "model", "bfloat16")
+    assert model.dtype == torch.bfloat16
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(WagleError, match="one process"):
+        refuse_several_processes()

@@ -101,11 +101,15 @@ def freeze_above(model: torch.nn.Module, layer: int) -> list[str]:
     0..``layer`` (what the hidden state after ``layer`` depends on); returns their names.
 
     The last layer's hidden state is taken after the final norm, which then stays trainable.
+    A model without ``get_decoder().layers`` (not a transformers decoder) is left as it is.
     """
-    layers = model.get_decoder().layers
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+    layers = getattr(decoder, "layers", None)
+    if layers is None:
+        return []
     reached = [model.get_input_embeddings(), *layers[: layer + 1]]
     if layer == len(layers) - 1:
-        reached.append(model.get_decoder().norm)
+        reached.append(decoder.norm)
     keep = {id(p) for module in reached for p in module.parameters()}
     frozen = []
     for name, param in model.named_parameters():

@@ -9,7 +9,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from wagle.data.playground import BenchmarkSpec, generate
-from wagle.playground.tokenizer import train_tokenizer
+from wagle.playground.tokenizer import train_sentencepiece_tokenizer, train_tokenizer
 
 torch.set_num_threads(1)  # tiny models: threads cost more than they give, and CI has 2 cores
 
@@ -73,44 +73,7 @@ def saved_inputs(tmp_path, tiny_model, tokenizer, micro_splits):
 
 @pytest.fixture(scope="session")
 def sp_tokenizer(micro_splits):
-    """A SentencePiece-style BPE laid out like Llama-2's ``tokenizer.json`` (normalizer:
-    prepend ``▁`` and replace spaces by ``▁``; byte fallback), trained on the micro playground,
-    wrapped as a Llama fast tokenizer (BOS prepended, EOS ``</s>``, no chat template)."""
-    from tokenizers import (
-        Tokenizer,
-        decoders,
-        models,
-        normalizers,
-        pre_tokenizers,
-        processors,
-        trainers,
-    )
-    from transformers import LlamaTokenizerFast
-
-    backend = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
-    backend.normalizer = normalizers.Sequence(
-        [normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")]
-    )
-    backend.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="never", split=True)
-    backend.decoder = decoders.Sequence(
-        [
-            decoders.Replace("▁", " "),
-            decoders.ByteFallback(),
-            decoders.Fuse(),
-            decoders.Strip(" ", 1, 0),
-        ]
-    )
+    """A SentencePiece-style BPE laid out like Llama-2's, as a Llama fast tokenizer (no chat
+    template), trained on the micro playground."""
     texts = [r["question"] + " " + r["answer"] for rs in micro_splits.values() for r in rs]
-    special = ["<unk>", "<s>", "</s>"]
-    backend.train_from_iterator(
-        texts, trainers.BpeTrainer(vocab_size=500, special_tokens=special, show_progress=False)
-    )
-    backend.post_processor = processors.TemplateProcessing(
-        single="<s> $A", special_tokens=[("<s>", backend.token_to_id("<s>"))]
-    )
-    tokenizer = LlamaTokenizerFast(
-        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
-    )
-    tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.model_max_length = 256
-    return tokenizer
+    return train_sentencepiece_tokenizer(texts, vocab_size=500, model_max_length=256)

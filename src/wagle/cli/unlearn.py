@@ -14,6 +14,7 @@ examples:
   wagle unlearn --model target/ --forget forget10.jsonl --retain retain90.jsonl \\
       --method npo --mask mask.safetensors --out unlearned/
   wagle unlearn --config configs/playground_npo.yaml --model target/ --out unlearned/
+  wagle unlearn ... --eval-reference retain_eval/eval.json --eval-every 13 --early-stop 4 --keep-last
   torchrun --nproc_per_node 2 -m wagle unlearn ...   (or: accelerate launch -m wagle unlearn ...)
 """
 
@@ -24,7 +25,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="unlearn a forget set with a method (ga, graddiff, npo, simnpo, po, rmu) under a mask",
         description="Unlearn the forget set while keeping the retain set, with the transformers "
         "Trainer. With --mask, every weight outside the mask stays bit-for-bit unchanged. The "
-        "output directory holds the model and tokenizer, run_config.json and training_log.json.",
+        "output directory holds the model and tokenizer, run_config.json and training_log.json. "
+        "With --eval-reference (a retain model's eval.json) the run is evaluated while it unlearns "
+        "(trajectory.json, one line per point) and the best checkpoint is saved: the highest "
+        "forget quality among points with utility ≥ --utility-floor × the original's that are "
+        "not degenerate.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -58,5 +63,23 @@ def _run(args: argparse.Namespace) -> int:
     config = cfg.build(UnlearnConfig, run_options, args)
     options = method_options(config.method, recipe_method_options, args)
     result = unlearn(config, options)
+    if result.trajectory:
+        print(selection_line(result.selected, result.criterion, result.trajectory[-1]))
     print(f"unlearned model written to {result.out}")
     return 0
+
+
+def selection_line(selected: dict, criterion: dict, last: dict) -> str:
+    """Which step was kept and why, against the last step."""
+    if not criterion["met_floor"]:
+        return f"no evaluation point met the utility floor: kept the last step {last['step']}"
+    return (
+        f"kept step {selected['step']} ({criterion['rule']}, utility ≥ "
+        f"{criterion['utility_floor']} × original): forget quality {_fmt(selected['forget_quality'])}"
+        f", utility {_fmt(selected['model_utility'])}; last step {last['step']}: forget quality "
+        f"{_fmt(last['forget_quality'])}, utility {_fmt(last['model_utility'])}"
+    )
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3g}"

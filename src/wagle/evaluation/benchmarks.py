@@ -30,6 +30,7 @@ from wagle.evaluation import corpus
 from wagle.evaluation.mcq import mcq_accuracy
 from wagle.evaluation.mia import membership_inference
 from wagle.evaluation.qa import evaluate_qa, score_qa
+from wagle.registry import lookup
 
 if TYPE_CHECKING:
     from wagle.evaluation.config import EvalConfig
@@ -43,6 +44,7 @@ RETAIN_EVAL_SIZE = 400
 class Benchmark:
     run: Callable[[PreTrainedModel, PreTrainedTokenizerBase, EvalConfig], Sections]
     default_split: str = ""
+    qa_sets: Callable[[str, str], dict[str, tuple[str, str, list[Record]]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -75,22 +77,31 @@ def _playground_data() -> str:
     return load_info(PlaygroundConfig())["data"]
 
 
-def qa_benchmark(layout_of: Callable[[str], QALayout], default_source: Callable[[], str]):
+def qa_benchmark(
+    layout_of: Callable[[str], QALayout], default_source: Callable[[], str]
+) -> Benchmark:
     """A TOFU-style run: QA metrics on forget, retain and real-world sets, MIA vs holdout."""
 
-    def run(model, tokenizer, config: EvalConfig) -> Sections:
-        if config.split not in FORGET_SPLITS:
-            raise WagleError(
-                f"unknown forget split {config.split!r}; choose one of {FORGET_SPLITS}"
-            )
-        source, layout = config.data or default_source(), layout_of(config.split)
+    def sets(split: str, data: str) -> dict[str, tuple[str, str, list[Record]]]:
+        """``{section: (role, source split, records)}`` of the QA sets of a forget split."""
+        if split not in FORGET_SPLITS:
+            raise WagleError(f"unknown forget split {split!r}; choose one of {FORGET_SPLITS}")
+        source, layout = data or default_source(), layout_of(split)
         roles = {"forget": ("forget", layout.forget), "retain": ("retain", layout.retain)}
-        roles |= {name: ("real_world", split) for name, split in layout.real_world.items()}
-        data = {
-            name: load_qa(source, split, for_eval=role != "real_world")
-            for name, (role, split) in roles.items()
+        roles |= {name: ("real_world", s) for name, s in layout.real_world.items()}
+        loaded = {
+            name: (role, s, load_qa(source, s, for_eval=role != "real_world"))
+            for name, (role, s) in roles.items()
         }
-        data["retain"] = evenly_spaced(data["retain"], layout.retain_limit or len(data["retain"]))
+        role, s, retain = loaded["retain"]
+        loaded["retain"] = (role, s, evenly_spaced(retain, layout.retain_limit or len(retain)))
+        return loaded
+
+    def run(model, tokenizer, config: EvalConfig) -> Sections:
+        loaded = sets(config.split, config.data)
+        source, layout = config.data or default_source(), layout_of(config.split)
+        roles = {name: (role, split) for name, (role, split, _) in loaded.items()}
+        data = {name: records for name, (_, _, records) in loaded.items()}
         sections: Sections = {}
         for name, (role, split) in roles.items():
             scores = score_qa(
@@ -107,7 +118,16 @@ def qa_benchmark(layout_of: Callable[[str], QALayout], default_source: Callable[
         sections["mia"] = _mia(model, tokenizer, data["forget"], holdout, layout.holdout, config)
         return sections
 
-    return run
+    return Benchmark(run, "forget10", qa_sets=sets)
+
+
+def qa_sets(benchmark: str, split: str, data: str = "") -> dict[str, tuple[str, str, list[Record]]]:
+    """The QA sets ``wagle evaluate`` scores for a TOFU-style benchmark and forget split:
+    ``{section: (role, source split, records)}`` (forget, retain, real_authors, world_facts)."""
+    sets = lookup(BENCHMARKS, benchmark, "benchmark").qa_sets
+    if sets is None:
+        raise WagleError(f"benchmark {benchmark!r} has no QA sets (playground and tofu have)")
+    return sets(split, data)
 
 
 def evenly_spaced(records: list[Record], count: int) -> list[Record]:
@@ -186,8 +206,8 @@ def _required_data(config: EvalConfig) -> str:
     return config.data
 
 
-BENCHMARKS["playground"] = Benchmark(qa_benchmark(_playground_layout, _playground_data), "forget10")
-BENCHMARKS["tofu"] = Benchmark(qa_benchmark(_tofu_layout, lambda: "locuslab/TOFU"), "forget10")
+BENCHMARKS["playground"] = qa_benchmark(_playground_layout, _playground_data)
+BENCHMARKS["tofu"] = qa_benchmark(_tofu_layout, lambda: "locuslab/TOFU")
 BENCHMARKS["mcq"] = Benchmark(_mcq)
 BENCHMARKS["muse"] = Benchmark(_muse)
 BENCHMARKS["text"] = Benchmark(_text)

@@ -17,6 +17,8 @@ Every aggregate of every section is a *figure* named ``<section>.<aggregate>`` (
   ROUGE with the retain model's rather than reading "lower is better").
 - ``utility`` (higher = more kept): the harmonic mean of the utility figures present: the nine
   of model_utility (then utility == model_utility) and knowmem_retain.rouge_l_f1.
+- ``degeneration``: repetition of the greedy forget answers, their ROUGE gap to the reference's
+  and the ``degenerate`` flag (``wagle.evaluation.degeneration``); None without forget answers.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 from wagle.errors import WagleError
 from wagle.evaluation import stats
+from wagle.evaluation.degeneration import section_degeneration
 
 Sections = dict[str, dict[str, Any]]
 UTILITY_FIGURES = [
@@ -69,6 +72,7 @@ def summarise(sections: Sections, reference: dict[str, Any] | None) -> dict[str,
         if has_all_nine
         else None,
         "privacy_leakage": privacy_leakage(sections, reference) if reference else None,
+        "degeneration": section_degeneration(sections, reference),
         "forget_efficacy_terms": terms,
         "figures": flat,
         "reference_figures": figures(reference["sections"]) if reference else None,

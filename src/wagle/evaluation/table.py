@@ -30,6 +30,10 @@ def print_eval(result: dict[str, Any], console: Console | None = None) -> None:
         head = ["summary" if key == HEADLINE[0] else "", ""]
         ref = [] if reference is None else [""]
         table.add_row(*head, key, _fmt(result["summary"][key]), *ref)
+    if degeneration := result["summary"].get("degeneration"):
+        for key in ("repetition", "rouge_gap", "degenerate"):
+            ref = [] if reference is None else [""]
+            table.add_row("", "", key, _fmt(degeneration[key]), *ref)
     console.print(table)
     if result["reference"] is None:
         console.print(
@@ -38,7 +42,9 @@ def print_eval(result: dict[str, Any], console: Console | None = None) -> None:
     console.print(f"evaluated in {result['seconds']:.1f} s")
 
 
-def _fmt(value: float | None) -> str:
+def _fmt(value: float | bool | None) -> str:
     if value is None:
         return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     return f"{value:.3g}" if abs(value) < 1e-3 and value != 0 else f"{value:.4f}"

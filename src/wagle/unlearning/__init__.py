@@ -5,7 +5,7 @@ from wagle.unlearning.batch import ForgetRetainBatch, PairCollator, PairedDatase
 from wagle.unlearning.config import UnlearnConfig, method_options
 from wagle.unlearning.masking import MaskEnforcer, full_mask
 from wagle.unlearning.objective import METHODS, Objective
-from wagle.unlearning.run import UnlearnResult, unlearn
+from wagle.unlearning.run import UnlearnResult, unlearn, unlearn_model
 from wagle.unlearning.trainer import MaskedUnlearningTrainer
 
 __all__ = [
@@ -22,4 +22,5 @@ __all__ = [
     "method_options",
     "methods",
     "unlearn",
+    "unlearn_model",
 ]

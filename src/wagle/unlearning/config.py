@@ -78,11 +78,36 @@ class UnlearnConfig:
         "module names that get LoRA adapters",
     )
     progress: bool = cfg.field(True, "show progress bars")
+    # Evaluation during unlearning and the best checkpoint (wagle.unlearning.trajectory).
+    eval_reference: str = cfg.field(
+        "",
+        "eval.json of a retain model (wagle evaluate): evaluate during unlearning on its "
+        "benchmark and split, with forget quality, and keep the best checkpoint",
+    )
+    eval_benchmark: str = cfg.field(
+        "", "benchmark to evaluate on during unlearning without --eval-reference (playground, tofu)"
+    )
+    eval_data: str = cfg.field("", "data of --eval-benchmark (default: the benchmark's own)")
+    eval_every: int = cfg.field(
+        0, "evaluate every N optimizer steps (0: at every eval_epochs-th epoch end)"
+    )
+    eval_epochs: int = cfg.field(2, "with eval_every 0: evaluate every this many epochs")
+    eval_forget_size: int = cfg.field(
+        32, "forget questions answered per evaluation (ROUGE, degeneration)"
+    )
+    eval_retain_size: int = cfg.field(
+        32, "records of each utility set (retain, real authors, world facts) per evaluation"
+    )
+    eval_batch_size: int = cfg.field(64, "sequences per forward pass / generation batch")
+    utility_floor: float = cfg.field(
+        0.95, "a checkpoint is eligible if its utility ≥ this × the original model's"
+    )
+    early_stop: int = cfg.field(
+        0, "stop once the best checkpoint has not changed for this many evaluations (0: off)"
+    )
+    keep_last: bool = cfg.field(False, "also save the last step's weights in <out>/last")
 
     def __post_init__(self) -> None:
-        for name in ("model", "forget", "retain", "out"):
-            if not getattr(self, name):
-                raise WagleError(f"--{name} is required (on the command line or in --config)")
         lookup(METHODS, self.method, "unlearning method")
         if self.optimizer not in EXACT_OPTIMIZERS:
             raise WagleError(
@@ -112,6 +137,21 @@ class UnlearnConfig:
             raise WagleError("set epochs > 0 or max_steps > 0")
         if self.lora and self.lora_rank <= 0:
             raise WagleError("lora_rank must be > 0")
+        counts = ("eval_epochs", "eval_forget_size", "eval_retain_size", "eval_batch_size")
+        if bad := [n for n in counts if getattr(self, n) <= 0]:
+            raise WagleError(f"{', '.join(bad)} must be > 0")
+        if self.eval_every < 0 or self.early_stop < 0:
+            raise WagleError("eval_every and early_stop must be ≥ 0")
+        if not 0 <= self.utility_floor <= 1:
+            raise WagleError(f"utility_floor must be in [0, 1], got {self.utility_floor}")
+        if self.keep_last and self.lora:
+            raise WagleError("keep_last is not supported with lora (the result is merged once)")
+
+    def require_paths(self) -> None:
+        """A run from files (``unlearn``) needs them; the in-memory ``unlearn_model`` does not."""
+        for name in ("model", "forget", "retain", "out"):
+            if not getattr(self, name):
+                raise WagleError(f"--{name} is required (on the command line or in --config)")
 
 
 def method_options_class(method: str) -> type:

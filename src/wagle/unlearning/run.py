@@ -1,16 +1,25 @@
-"""One unlearning run, end to end: load → pair data → (LoRA) → train under the mask → save.
+"""Unlearning runs: ``unlearn_model`` on loaded objects, ``unlearn`` = load → it → save.
 
-The output directory (written atomically, by the main process only) holds the unlearned model
-and tokenizer (``save_pretrained``, safetensors), ``run_config.json`` (the resolved run and
-method options, the mask's fingerprint and metadata) and ``training_log.json`` (per step:
-loss terms, forget and retain NLL, learning rate).
+``unlearn_model`` takes a loaded model, tokenizer and forget/retain records and returns the
+unlearned plain model, holding the **selected** checkpoint's weights when the run is evaluated
+while it unlearns (a ``reference`` or ``config.eval_benchmark``; ``wagle.unlearning.trajectory``),
+else the last step's. It never loads or saves a model; given ``out`` it writes
+``trajectory.json`` there as points are measured.
+
+``unlearn``'s output directory (written atomically, by the main process only) holds the
+unlearned model and tokenizer (``save_pretrained``, safetensors), ``run_config.json`` (the
+resolved run and method options, the mask's fingerprint and metadata, the selection criterion
+and the selected point), ``training_log.json`` (per step: loss terms, forget and retain NLL,
+learning rate), ``trajectory.json`` when evaluated, and with ``keep_last`` the last step's
+weights in ``last/``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +29,14 @@ from transformers.utils import logging as hf_logging
 
 from wagle import __version__
 from wagle import config as cfg
-from wagle.attribution.masks import load_mask, mask_metadata
+from wagle.attribution.masks import Mask, load_mask, mask_metadata
 from wagle.data.batching import encode_records
-from wagle.data.load import read_records
+from wagle.data.load import Record, read_records
 from wagle.data.prompt import use_prompt_format
 from wagle.errors import WagleError
-from wagle.io import atomic_dir, fingerprint, write_json
+from wagle.evaluation.benchmarks import qa_sets
+from wagle.evaluation.summary import load_reference
+from wagle.io import atomic_dir, ensure_writable_dir, fingerprint, write_json
 from wagle.registry import lookup
 from wagle.unlearning.batch import PairCollator, PairedDataset
 from wagle.unlearning.config import UnlearnConfig
@@ -33,31 +44,52 @@ from wagle.unlearning.devices import accumulation_steps, refuse_sharded_training
 from wagle.unlearning.lora import add_lora, merge_lora
 from wagle.unlearning.objective import METHODS
 from wagle.unlearning.trainer import MaskedUnlearningTrainer
+from wagle.unlearning.trajectory import (
+    TRAJECTORY_FILE,
+    TrajectoryCallback,
+    TrajectoryEvaluator,
+    load_state,
+)
 
 
 @dataclass
 class UnlearnResult:
-    model: torch.nn.Module  # the unlearned plain model (LoRA merged), on its training device
-    out: Path
+    model: torch.nn.Module  # the plain model (LoRA merged) with the selected weights
     step_log: list[dict[str, float]]
+    trajectory: list[dict[str, Any]] = field(default_factory=list)  # evaluation points
+    selected: dict[str, Any] = field(default_factory=dict)  # the chosen point, with "step"
+    criterion: dict[str, Any] = field(default_factory=dict)  # how it was chosen
+    last_state: dict[str, torch.Tensor] | None = None  # keep_last: the last trainable weights
+    out: Path | None = None
 
 
-def unlearn(config: UnlearnConfig, options: Any = None) -> UnlearnResult:
-    """Run ``config`` with the method's ``options`` (None: its defaults) and save the result."""
+def unlearn_model(
+    model: torch.nn.Module,
+    tokenizer,
+    forget: list[Record],
+    retain: list[Record],
+    config: UnlearnConfig,
+    options: Any = None,
+    mask: Mask | None = None,
+    reference: dict[str, Any] | None = None,
+    out: Path | None = None,
+) -> UnlearnResult:
+    """Unlearn ``forget`` from ``model`` (in place) while keeping ``retain``; see the module doc.
+
+    ``options``: the method's options (None: its defaults); ``mask``: what may change (None:
+    dense); ``reference``: a loaded retain-model evaluation (``load_reference``; default: read
+    ``config.eval_reference`` if set) for forget quality during unlearning.
+    """
     objective = lookup(METHODS, config.method, "unlearning method")(options)
     refuse_sharded_training()
-    hf_logging.disable_progress_bar()
-    tokenizer = AutoTokenizer.from_pretrained(config.model)
     use_prompt_format(tokenizer, config.prompt_format)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(config.model, dtype=getattr(torch, config.dtype))
-    mask = load_mask(config.mask, model) if config.mask else None
-    forget = objective.forget_records(read_records(config.forget, config.forget_split))
-    retain = read_records(config.retain, config.retain_split)
+    if reference is None and config.eval_reference:
+        reference = _load_reference(config)
+    forget = objective.forget_records(forget)
     data = PairedDataset(
         _encode(tokenizer, forget, config), _encode(tokenizer, retain, config), config.seed
     )
+    trajectory = _trajectory(tokenizer, config, reference, out)
     trained = (
         add_lora(model, config.lora_targets, config.lora_rank, config.lora_alpha, mask)
         if config.lora
@@ -71,13 +103,94 @@ def unlearn(config: UnlearnConfig, options: Any = None) -> UnlearnResult:
             data_collator=PairCollator(tokenizer.pad_token_id),
             objective=objective,
             mask=None if config.lora else mask,
+            trajectory=trajectory,
         )
         objective.prepare(model, data, tokenizer.pad_token_id)
         trainer.train()
     final = merge_lora(trained, mask) if config.lora else model
-    if trainer.is_world_process_zero():
-        _save(final, tokenizer, config, options or objective.options, trainer.step_log)
-    return UnlearnResult(final, Path(config.out), trainer.step_log)
+    result = UnlearnResult(final, trainer.step_log, out=out)
+    if trajectory is None:
+        result.selected = {"step": trainer.state.global_step}
+        result.criterion = {"rule": "last step (not evaluated during unlearning)"}
+    else:
+        result.trajectory, result.selected = trajectory.points, trajectory.selected
+        result.criterion, result.last_state = trajectory.criterion, trajectory.last_state
+    return result
+
+
+def unlearn(config: UnlearnConfig, options: Any = None) -> UnlearnResult:
+    """Run ``config`` with the method's ``options`` (None: its defaults) and save the result."""
+    config.require_paths()
+    objective = lookup(METHODS, config.method, "unlearning method")(options)
+    reference = _load_reference(config) if config.eval_reference else None
+    refuse_sharded_training()  # before anything loads
+    hf_logging.disable_progress_bar()
+    tokenizer = AutoTokenizer.from_pretrained(config.model)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(config.model, dtype=getattr(torch, config.dtype))
+    mask = load_mask(config.mask, model) if config.mask else None
+    forget = read_records(config.forget, config.forget_split)
+    retain = read_records(config.retain, config.retain_split)
+    options = options or objective.options
+    result = unlearn_model(
+        model, tokenizer, forget, retain, config, options, mask, reference, Path(config.out)
+    )
+    if _is_main_process():
+        _save(result, tokenizer, config, options)
+    return result
+
+
+def _trajectory(
+    tokenizer, config: UnlearnConfig, reference: dict[str, Any] | None, out: Path | None
+) -> TrajectoryCallback | None:
+    """The evaluation callback, on the reference's benchmark and split (or eval_benchmark's)."""
+    if reference is None and not config.eval_benchmark:
+        return None
+    if reference is not None:
+        benchmark, split = reference["benchmark"], reference["split"]
+        data = config.eval_data or reference.get("config", {}).get("data", "")
+    else:
+        benchmark, split = config.eval_benchmark, config.forget_split or "forget10"
+        data = config.eval_data
+    evaluator = TrajectoryEvaluator(
+        tokenizer,
+        qa_sets(benchmark, split, data),
+        reference,
+        forget_size=config.eval_forget_size,
+        retain_size=config.eval_retain_size,
+        batch_size=config.eval_batch_size,
+        # answers as long as the reference's, so that their ROUGE compares like with like
+        max_new_tokens=(reference or {}).get("config", {}).get("max_new_tokens", 64),
+    )
+    if out is not None and _is_main_process():
+        ensure_writable_dir(out)
+    return TrajectoryCallback(
+        evaluator,
+        every=config.eval_every,
+        epochs=config.eval_epochs,
+        utility_floor=config.utility_floor,
+        early_stop=config.early_stop,
+        keep_last=config.keep_last,
+        path=None if out is None else Path(out) / TRAJECTORY_FILE,
+    )
+
+
+def _load_reference(config: UnlearnConfig) -> dict[str, Any]:
+    """``config.eval_reference``, checked against ``eval_benchmark`` when set (else its own)."""
+    path = Path(config.eval_reference)
+    path = path / "eval.json" if path.is_dir() else path
+    try:
+        record = json.loads(path.read_text())
+        benchmark, split = record.get("benchmark"), record.get("split")
+    except (OSError, ValueError, AttributeError):
+        benchmark = split = None  # load_reference reports what is wrong
+    return load_reference(path, config.eval_benchmark or benchmark, split)
+
+
+def _is_main_process() -> bool:
+    dist = torch.distributed
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def training_arguments(config: UnlearnConfig, output_dir: str) -> TrainingArguments:
@@ -124,12 +237,29 @@ def _encode(tokenizer, records: list[dict], config: UnlearnConfig) -> list[dict]
     raise WagleError(f"records need question/answer or text fields; got {sorted(records[0])}")
 
 
-def _save(model, tokenizer, config: UnlearnConfig, options: Any, log: list[dict]) -> None:
+def _save(result: UnlearnResult, tokenizer, config: UnlearnConfig, options: Any) -> None:
     with atomic_dir(config.out) as tmp:
-        model.save_pretrained(tmp)
+        result.model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        write_json(tmp / "run_config.json", _run_record(config, options))
-        write_json(tmp / "training_log.json", {"steps": log})
+        record = _run_record(config, options)
+        record |= {"criterion": result.criterion, "selected": result.selected}
+        write_json(tmp / "run_config.json", record)
+        write_json(tmp / "training_log.json", {"steps": result.step_log})
+        if result.trajectory:
+            trajectory = {"criterion": result.criterion, "points": result.trajectory}
+            write_json(tmp / TRAJECTORY_FILE, trajectory | {"selected": result.selected})
+        if result.last_state is not None:
+            _save_last(result, tmp / "last")
+            tokenizer.save_pretrained(tmp / "last")
+
+
+def _save_last(result: UnlearnResult, path: Path) -> None:
+    """Save the model with the last step's weights, then give it back its selected ones."""
+    selected = {n: p.detach().to("cpu", copy=True) for n, p in result.model.named_parameters()}
+    selected = {n: selected[n] for n in result.last_state}
+    load_state(result.model, result.last_state)
+    result.model.save_pretrained(path)
+    load_state(result.model, selected)
 
 
 def _run_record(config: UnlearnConfig, options: Any) -> dict[str, Any]:

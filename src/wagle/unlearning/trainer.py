@@ -3,8 +3,8 @@
 The objective (any registered method) is passed in, not subclassed. The trainer overrides
 ``compute_loss`` (objective on a forget/retain batch, stop on a non-finite loss),
 ``training_step`` (zero unselected gradients after the last micro-batch of a step, before
-clipping), ``create_optimizer`` (mask-aware weight decay) and ``train`` (verify the mask
-invariant).
+clipping), ``create_optimizer`` (mask-aware weight decay) and ``train`` (load the selected
+checkpoint of the trajectory, if any, and verify the mask invariant on the weights it leaves).
 Everything else — AdamW, warm-up and schedule, clipping, gradient accumulation, DDP through
 ``accelerate launch`` / ``torchrun`` — is the stock Trainer.
 """
@@ -22,23 +22,36 @@ from wagle.errors import WagleError
 from wagle.unlearning.batch import ForgetRetainBatch
 from wagle.unlearning.masking import MaskEnforcer
 from wagle.unlearning.objective import Objective
+from wagle.unlearning.trajectory import TrajectoryCallback
 
 
 class MaskedUnlearningTrainer(Trainer):
     """``Trainer(model, args, train_dataset=PairedDataset, data_collator=PairCollator, ...)``
-    plus ``objective`` and ``mask`` (None: dense, every trainable weight selected).
+    plus ``objective`` and ``mask`` (None: dense, every trainable weight selected), and
+    optionally a ``trajectory`` (evaluation during training; the model ends with its selected
+    checkpoint's weights).
 
     ``step_log`` holds, per optimizer step, the objective's terms averaged over the step's
     micro-batches (this process's batches), the learning rate and the epoch.
     """
 
-    def __init__(self, *args: Any, objective: Objective, mask: Mask | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        objective: Objective,
+        mask: Mask | None = None,
+        trajectory: TrajectoryCallback | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self.objective = objective
         self.enforcer = MaskEnforcer(self.model, mask)
         self.step_log: list[dict[str, float]] = []
         self._pending: list[dict[str, float]] = []
+        self.trajectory = trajectory
         self.add_callback(_StepLogger(self))
+        if trajectory is not None:  # after the step logger: a point sees its step's log
+            self.add_callback(trajectory)
         if self.args.disable_tqdm:  # quiet means quiet: no printed log dicts either
             self.remove_callback(PrinterCallback)
 
@@ -68,7 +81,10 @@ class MaskedUnlearningTrainer(Trainer):
     def train(self, *args: Any, **kwargs: Any):
         try:
             output = super().train(*args, **kwargs)
-            self.enforcer.verify()
+            self.enforcer.verify()  # the last weights
+            if self.trajectory is not None:
+                self.trajectory.finish(self.model)
+                self.enforcer.verify()  # the selected checkpoint's, which are saved
         finally:
             self.enforcer.remove()
         return output

@@ -1,0 +1,131 @@
+"""Unlearning trajectories on the playground: the selected checkpoint against the last step, and
+the cost of evaluating while unlearning.
+
+For each method (``configs/playground_<method>.yaml``) and mask (dense; WAGLE at ρ 0.95), runs
+``unlearn_model`` on the playground target with the retain model's evaluation as the reference,
+at the default evaluation schedule of ``UnlearnConfig`` unless overridden. Records the selected
+and the last point, every point, and the evaluation overhead: seconds spent evaluating ÷ seconds
+spent unlearning (the run's wall time minus the evaluations), measured in the same run. Writes
+benchmarks/results/trajectory.json.
+
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/trajectory.py [--methods npo graddiff]
+        [--masks dense wagle] [--work /tmp/wagle-trajectory] [--eval-every N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import logging as hf_logging
+
+from wagle import config as cfg
+from wagle.attribution import AttributionConfig, attribute
+from wagle.attribution.masks import load_mask, save_mask
+from wagle.data.load import load_qa, read_records
+from wagle.evaluation import EvalConfig, evaluate, load_model, write_eval
+from wagle.evaluation.summary import load_reference
+from wagle.playground import PlaygroundConfig, load_info
+from wagle.unlearning import UnlearnConfig, method_options, unlearn_model
+from wagle.unlearning.config import split_recipe
+
+ROOT = Path(__file__).parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "trajectory.json"
+SHOWN = ("step", "forget_quality", "model_utility", "forget_prob", "forget_rouge", "degenerate")
+
+
+def reference(info: dict, work: Path) -> dict:
+    """The retain model's evaluation on forget10 (computed once, then reused)."""
+    path = work / "reference" / "eval.json"
+    if not path.is_file():
+        model, tokenizer = load_model(info["retain"])
+        record = evaluate(model, tokenizer, EvalConfig(benchmark="playground", split="forget10"))
+        write_eval(record | {"model": info["retain"]}, path.parent)
+    return load_reference(path, "playground", "forget10")
+
+
+def wagle_mask(info: dict, work: Path, ratio: float) -> Path:
+    """``wagle attribute`` (published γ) at ``ratio`` on forget10 / retain90 of the target."""
+    path = work / f"wagle-{ratio:g}.safetensors"
+    if not path.is_file():
+        model = AutoModelForCausalLM.from_pretrained(info["target"])
+        tokenizer = AutoTokenizer.from_pretrained(info["target"])
+        forget = load_qa(info["data"], "forget10")
+        retain = load_qa(info["data"], "retain90")
+        config = AttributionConfig(ratio=[ratio])
+        result = attribute(model, tokenizer, forget, retain, config, progress=False)
+        scores = result.scores()
+        save_mask(result.select(scores, ratio), path, result.metadata(ratio, None, scores))
+    return path
+
+
+def run(info, method: str, mask_path: Path | None, ref: dict, overrides: dict) -> dict:
+    recipe = ROOT / "configs" / f"playground_{method}.yaml"
+    run_options, options = split_recipe(cfg.load_yaml(recipe))
+    config = cfg.build(UnlearnConfig, run_options, {"progress": False} | overrides)
+    tokenizer = AutoTokenizer.from_pretrained(info["target"])
+    model = AutoModelForCausalLM.from_pretrained(info["target"])
+    mask = load_mask(mask_path, model) if mask_path else None
+    forget = read_records(info["data"], config.forget_split)
+    retain = read_records(info["data"], config.retain_split)
+    start = time.perf_counter()
+    result = unlearn_model(
+        model, tokenizer, forget, retain, config, method_options(method, options), mask, ref
+    )
+    total = time.perf_counter() - start
+    evaluating = sum(p["eval_seconds"] for p in result.trajectory)
+    return {
+        "recipe": str(recipe.relative_to(ROOT)),
+        "schedule": {"eval_every": config.eval_every, "eval_epochs": config.eval_epochs},
+        "steps": result.trajectory[-1]["step"],
+        "points": len(result.trajectory),
+        "seconds_total": round(total, 1),
+        "seconds_evaluating": round(evaluating, 1),
+        "eval_overhead": round(evaluating / (total - evaluating), 3),
+        "criterion": result.criterion,
+        "selected": {k: result.selected[k] for k in SHOWN},
+        "last": {k: result.trajectory[-1][k] for k in SHOWN},
+        "trajectory": result.trajectory,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--methods", nargs="+", default=["npo", "graddiff"])
+    parser.add_argument("--masks", nargs="+", default=["dense", "wagle"])
+    parser.add_argument("--mask-only", action="store_true", help="make the mask and stop")
+    parser.add_argument("--ratio", type=float, default=0.95)
+    parser.add_argument("--work", default="/tmp/wagle-trajectory", help="reference and masks")
+    parser.add_argument("--eval-every", type=int, default=None)
+    parser.add_argument("--eval-epochs", type=int, default=None)
+    args = parser.parse_args()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    info, work = load_info(PlaygroundConfig()), Path(args.work)
+    ref = reference(info, work)
+    overrides = {
+        k: v for k, v in (("eval_every", args.eval_every), ("eval_epochs", args.eval_epochs)) if v
+    }
+    if args.mask_only:
+        print(wagle_mask(info, work, args.ratio))
+        return
+    for mask_name in args.masks:
+        mask_path = None if mask_name == "dense" else wagle_mask(info, work, args.ratio)
+        for method in args.methods:
+            key = f"{method}/{mask_name if mask_path is None else f'wagle-{args.ratio:g}'}"
+            figures = run(info, method, mask_path, ref, overrides)
+            print(key, json.dumps({k: v for k, v in figures.items() if k != "trajectory"}))
+            record(key, figures)
+
+
+def record(key: str, figures: dict) -> None:
+    """Add one run to the results file (re-read first: runs may go on in parallel)."""
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    RESULTS.write_text(json.dumps(results | {key: figures}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

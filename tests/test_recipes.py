@@ -23,7 +23,7 @@ def test_unlearning_recipes_build_without_a_precision_warning(path):
     run, options = split_recipe(cfg.load_yaml(path))
     required = {"model": "m", "forget": "f", "retain": "r"}
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", UserWarning)
         config = cfg.build(UnlearnConfig, required | run | {"out": "o"})
     method_options(config.method, options)
     assert config.global_batch_size > 0

@@ -2,7 +2,7 @@
 
     result = attribute(model, tokenizer, forget_records, retain_records, config)
     for gamma in result.gammas:
-        scores = result.scores(gamma)
+        scores = result.scores(gamma)  # lazy: each tensor's scores computed when read
         for ratio in config.ratio:
             save_mask(result.select(scores, ratio), path, result.metadata(ratio, gamma, scores))
 
@@ -24,10 +24,10 @@ from transformers import PreTrainedTokenizerBase
 
 from wagle import config as cfg
 from wagle.attribution.eligible import ELIGIBLE, eligible_names
-from wagle.attribution.gradients import Examples, Statistics, collect_statistics
+from wagle.attribution.gradients import SUM_PLACES, Examples, Statistics, collect_statistics
 from wagle.attribution.masks import Mask, complete_mask
 from wagle.attribution.scores import SCORES, ScoreMethod, Scores, compute_scores
-from wagle.attribution.select import GRANULARITIES, check_ratio, select_mask
+from wagle.attribution.select import GRANULARITIES, check_ratio, numels, select_mask
 from wagle.data.batching import encode_records
 from wagle.data.load import Record
 from wagle.data.prompt import PROMPT_FORMAT_HELP, check_prompt_format, use_prompt_format
@@ -73,6 +73,15 @@ class AttributionConfig:
         "float32", f"dtype to load the model in: {', '.join(DTYPES)} (gradients sum in fp32)"
     )
     prompt_format: str = cfg.field("auto", PROMPT_FORMAT_HELP)
+    gradient_checkpointing: bool = cfg.field(
+        False, "recompute each decoder layer in backward instead of keeping its activations"
+    )
+    gradient_sums: str = cfg.field(
+        "float32",
+        "where the gradient sums live: float32 (on the model's device), float32-cpu (host "
+        "memory: frees 8 bytes per weight on the GPU, slower), model-dtype (bf16 sums halve "
+        "them but round every addition)",
+    )
 
     def __post_init__(self) -> None:
         method = lookup(SCORES, self.method, "score method")
@@ -87,6 +96,7 @@ class AttributionConfig:
         lookup(ELIGIBLE, self.eligible, "eligible-parameter preset")
         lookup(DTYPES, self.dtype, "dtype")
         check_prompt_format(self.prompt_format)
+        lookup(SUM_PLACES, self.gradient_sums, "gradient_sums")
         if self.max_samples < 0 or self.retain_samples < -1 or self.batch_size < 1:
             raise WagleError("max_samples ≥ 0, retain_samples ≥ -1 and batch_size ≥ 1 are needed")
         try:
@@ -113,6 +123,7 @@ class Attribution:
         return list(self.config.gamma) if self.config.score_method.uses_gamma else [None]
 
     def scores(self, gamma: float | None = None) -> Scores:
+        """Lazy scores (``LazyScores``): nothing is computed or kept until selection reads it."""
         gamma = self.config.gamma[0] if gamma is None else gamma
         return compute_scores(
             self.model,
@@ -139,7 +150,7 @@ class Attribution:
             "granularity": c.granularity or c.score_method.granularity,
             "eligible": c.eligible,
             "eligible_pattern": c.eligible_pattern,
-            "n_eligible": sum(s.numel() for s in scores.values()),
+            "n_eligible": sum(numels(scores).values()),
             "n_forget": self.stats.n_forget,
             "n_retain": self.stats.n_retain,
             "forget_target": c.forget_target,
@@ -177,6 +188,8 @@ def attribute(
         batch_size=config.batch_size,
         pad_token_id=tokenizer.pad_token_id,
         progress=progress,
+        sums=config.gradient_sums,
+        checkpointing=config.gradient_checkpointing,
     )
     return Attribution(model, config, names, stats)
 

@@ -11,10 +11,10 @@ import os
 import sys
 
 from wagle import __version__
-from wagle.cli import attribute, demo, evaluate, mask, playground, unlearn
+from wagle.cli import attribute, demo, evaluate, mask, plan, playground, unlearn
 from wagle.errors import WagleError
 
-COMMANDS = [playground, attribute, mask, unlearn, evaluate, demo]
+COMMANDS = [playground, plan, attribute, mask, unlearn, evaluate, demo]
 
 DESCRIPTION = """\
 Weight attribution-guided unlearning (WAGLE) for Hugging Face causal LMs.

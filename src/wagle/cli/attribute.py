@@ -60,11 +60,16 @@ def run(args: argparse.Namespace) -> int:
 
     result = attribute(model, tokenizer, forget, retain, config, progress=not args.quiet)
     sources = {"model": args.model, **_fingerprints(args)}
+    from accelerate import PartialState
+
+    main_process = PartialState().is_main_process  # several processes: the first one writes
     for gamma in result.gammas:
         scores = result.scores(gamma)
         for ratio in config.ratio:
             mask = result.select(scores, ratio)
             path = out_path(Path(args.out), ratio, gamma, config)
+            if not main_process:
+                continue
             save_mask(mask, path, result.metadata(ratio, gamma, scores) | sources)
             print(f"wrote {path}  (ratio {ratio}, gamma {gamma}, method {config.method})")
             if not args.quiet:
@@ -79,7 +84,8 @@ def load_records(source: str, split: str | None = None) -> list[Record] | list[s
 
 
 def load_model(path: str, dtype: str) -> tuple[torch.nn.Module, AutoTokenizer]:
-    """Model (on cuda if available) and tokenizer; a user error if they cannot be loaded."""
+    """Model (on this process's device: cuda if available) and tokenizer; a user error if they
+    cannot be loaded. Under ``torchrun`` / ``accelerate launch`` this joins the process group."""
     hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
@@ -88,7 +94,9 @@ def load_model(path: str, dtype: str) -> tuple[torch.nn.Module, AutoTokenizer]:
         raise WagleError(f"cannot load a causal LM from {path}: {err}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model.to("cuda" if torch.cuda.is_available() else "cpu"), tokenizer
+    from accelerate import PartialState
+
+    return model.to(PartialState().device), tokenizer
 
 
 def out_path(out: Path, ratio: float, gamma: float | None, config: AttributionConfig) -> Path:

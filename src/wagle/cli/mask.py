@@ -10,8 +10,8 @@ from wagle.attribution.masks import (
     Mask,
     compare_masks,
     density,
-    load_mask,
     mask_metadata,
+    open_mask,
 )
 
 
@@ -37,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _info(args: argparse.Namespace) -> int:
-    mask = load_mask(args.file)
+    mask = open_mask(args.file)
     for key, value in sorted(mask_metadata(args.file).items()):
         print(f"{key + ':':<20} {json.dumps(value)}")
     print_density(mask)
@@ -45,7 +45,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    a, b = load_mask(args.a), load_mask(args.b)
+    a, b = open_mask(args.a), open_mask(args.b)
     print(f"A = {args.a}\nB = {args.b}")
     for grouping in (None, *GROUPINGS):
         table = compare_masks(a, b, GROUPINGS.get(grouping))

@@ -5,11 +5,13 @@ Method-specific options (β, λ, ...) live on each method's ``Options`` dataclas
 Training defaults follow the TOFU recipe: AdamW, lr 1e-5, weight decay 0.01, effective
 batch 32 (4 × 8 accumulation), 5 epochs, linear schedule with one epoch (20%) of warm-up.
 
-Precision: weights are loaded and updated in fp32 by default, with ``bf16`` autocast for the
-forward and backward passes (mixed precision). Training bf16 weights directly (``dtype:
-bfloat16`` without LoRA) loses most updates: bf16 keeps 8 significant bits, so a weight w moves
-only when its update exceeds about |w|·2⁻⁹, and at lr 1e-5 AdamW's steps (≈ lr) fall below that
-for any |w| > ~5e-3. It is allowed, with a warning.
+Precision: weights are loaded and updated in fp32 by default; ``bf16: true`` adds bf16
+autocast for the forward and backward passes (mixed precision, what the 7B recipes use).
+Training bf16 weights directly (``dtype: bfloat16`` without LoRA) loses most updates: bf16
+keeps 8 significant bits, so a weight w moves only when its update exceeds about |w|·2⁻⁹, and
+at lr 1e-5 AdamW's steps (≈ lr) fall below that for any |w| > ~5e-3. It is allowed, with a
+warning, except with ``optimizer_state: selected``, which keeps fp32 masters of the selected
+weights (tested: tests/test_precision.py).
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ from wagle.registry import lookup
 from wagle.unlearning.devices import accumulation_steps, world_size
 from wagle.unlearning.masking import EXACT_OPTIMIZERS
 from wagle.unlearning.objective import METHODS
+from wagle.unlearning.selective_adamw import (
+    AUTO_MAX_DENSITY,
+    OPTIMIZER_STATES,
+    SELECTIVE_OPTIMIZERS,
+)
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -58,10 +65,16 @@ class UnlearnConfig:
     weight_decay: float = cfg.field(0.01, "AdamW decoupled weight decay (mask-aware)")
     max_grad_norm: float = cfg.field(1.0, "gradient clipping norm (0: off)")
     optimizer: str = cfg.field("adamw_torch", f"one of {', '.join(EXACT_OPTIMIZERS)}")
+    optimizer_state: str = cfg.field(
+        "auto",
+        "AdamW state: 'full' (fp32 moments for every entry of a partly selected tensor), "
+        "'selected' (moments and fp32 masters for the selected entries only; same weights), "
+        f"'auto' (selected when the mask selects < {AUTO_MAX_DENSITY:g} of the trainable weights)",
+    )
     dtype: str = cfg.field(
         "float32",
-        f"weight dtype to load and train in: {', '.join(DTYPES)} (not float32: updates below "
-        "its resolution are lost; see bf16)",
+        f"weight dtype to load and train in: {', '.join(DTYPES)} (not float32: without fp32 "
+        "masters, updates below its resolution are lost; see bf16 and optimizer_state)",
     )
     bf16: bool = cfg.field(False, "bf16 mixed precision (autocast) on fp32 weights")
     gradient_checkpointing: bool = cfg.field(
@@ -114,14 +127,19 @@ class UnlearnConfig:
                 f"optimizer {self.optimizer!r} is not supported; the mask invariant is exact "
                 f"with: {', '.join(EXACT_OPTIMIZERS)}"
             )
+        if self.optimizer_state not in OPTIMIZER_STATES:
+            raise WagleError(f"optimizer_state must be one of {', '.join(OPTIMIZER_STATES)}")
+        if self.optimizer_state == "selected" and self.optimizer not in SELECTIVE_OPTIMIZERS:
+            raise WagleError("optimizer_state 'selected' needs an AdamW optimizer")
         if self.dtype not in DTYPES:
             raise WagleError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         check_prompt_format(self.prompt_format)
-        if self.dtype != "float32" and not self.lora:
+        if self.dtype != "float32" and not self.lora and self.optimizer_state != "selected":
             warnings.warn(
                 f"training {self.dtype} weights directly: AdamW updates smaller than the "
                 f"{self.dtype} resolution of a weight (~|w|/256) are lost, so at lr 1e-5 most "
-                "selected weights never move; use dtype float32 with bf16 (mixed precision)",
+                "selected weights never move; use dtype float32 with bf16 (mixed precision), "
+                "or optimizer_state selected (fp32 masters of the selected weights)",
                 UserWarning,
                 stacklevel=2,
             )

@@ -104,6 +104,7 @@ def unlearn_model(
             objective=objective,
             mask=None if config.lora else mask,
             trajectory=trajectory,
+            optimizer_state=config.optimizer_state,
         )
         objective.prepare(model, data, tokenizer.pad_token_id)
         trainer.train()
@@ -213,8 +214,8 @@ def training_arguments(config: UnlearnConfig, output_dir: str) -> TrainingArgume
         max_grad_norm=config.max_grad_norm,
         optim=config.optimizer,
         bf16=config.bf16,
-        gradient_checkpointing=config.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False},
+        activation_checkpointing=config.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False},
         seed=config.seed,
         data_seed=config.seed,
         logging_strategy="no",

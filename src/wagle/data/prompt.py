@@ -35,7 +35,7 @@ from transformers import PreTrainedTokenizerBase
 from wagle.errors import WagleError
 
 IGNORE_INDEX = -100  # the label value that torch's cross-entropy skips
-_SENTINEL = "\x1fwagle-answer\x1f"  # stands for the answer when locating the separator
+_SENTINEL = "WagleAnswerSentinel"  # stands for the answer when locating the separator
 
 
 @dataclass(frozen=True)

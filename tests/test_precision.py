@@ -12,8 +12,10 @@ import pytest
 import torch
 
 from wagle.attribution.masks import save_mask
+from wagle.cli import main
+from wagle.data.playground import write
 from wagle.errors import WagleError
-from wagle.evaluation.suite import load_model, refuse_several_processes
+from wagle.evaluation import suite
 from wagle.unlearning import UnlearnConfig, unlearn
 from wagle.unlearning.devices import accumulation_steps
 
@@ -78,13 +80,25 @@ def test_sharded_training_is_refused_before_loading(monkeypatch, tmp_path):
         unlearn(config)
 
 
-def test_evaluation_runs_on_one_process_and_loads_a_dtype(monkeypatch, tmp_path, saved_inputs):
+def test_evaluate_loads_the_model_in_dtype_and_runs_on_one_process(
+    monkeypatch, tmp_path, saved_inputs, micro_splits, capsys
+):
     saved_inputs()
-    model, _ = load_model(tmp_path / "model", "bfloat16")
-    assert model.dtype == torch.bfloat16
+    write(micro_splits, tmp_path / "data")
+    seen = []
+    original = suite.evaluate
+    monkeypatch.setattr(
+        suite,
+        "evaluate",
+        lambda model, *a, **k: seen.append(model.dtype) or original(model, *a, **k),
+    )
+    argv = ["evaluate", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "data"),
+            "--max-new-tokens", "2", "--dtype", "bfloat16"]  # fmt: skip
+    assert main([*argv, "--out", str(tmp_path / "ev")]) == 0
+    assert seen == [torch.bfloat16]
     monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(WagleError, match="one process"):
-        refuse_several_processes()
+    assert main([*argv, "--out", str(tmp_path / "ev2")]) == 2
+    assert "runs on one process" in capsys.readouterr().err
 
 
 def test_bf16_weights_with_selected_state_keep_fp32_masters(tmp_path, saved_inputs):

@@ -33,9 +33,9 @@ from wagle.data.load import Record
 from wagle.data.prompt import PROMPT_FORMAT_HELP, check_prompt_format, use_prompt_format
 from wagle.data.refusals import refusal_records
 from wagle.errors import WagleError
+from wagle.models import DTYPES
 from wagle.registry import lookup
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 GRADIENT_CONVENTION = "sum over samples of each sample's mean NLL over its labelled tokens"
 
 
@@ -94,7 +94,8 @@ class AttributionConfig:
             raise WagleError(f"score method {self.method!r} has no γ; give a single --gamma")
         lookup(GRANULARITIES, self.granularity or method.granularity, "granularity")
         lookup(ELIGIBLE, self.eligible, "eligible-parameter preset")
-        lookup(DTYPES, self.dtype, "dtype")
+        if self.dtype not in DTYPES:
+            raise WagleError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         check_prompt_format(self.prompt_format)
         lookup(SUM_PLACES, self.gradient_sums, "gradient_sums")
         if self.max_samples < 0 or self.retain_samples < -1 or self.batch_size < 1:

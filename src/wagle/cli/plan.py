@@ -6,13 +6,14 @@ from __future__ import annotations
 import argparse
 import json
 
+from wagle.cli import COMMANDS
 from wagle.plan import PRESETS, GiB, load_shape, plan_table
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "plan",
-        help="expected peak memory per device for attribute and unlearn",
+        help=COMMANDS["plan"],
         description="Peak memory per device, from a model's config alone: attribution, and "
         "unlearning with dense (full) or selective AdamW state, bf16 or fp32 weights, with and "
         "without gradient checkpointing. The model and its formulas: wagle/plan.py.",

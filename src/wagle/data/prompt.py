@@ -29,10 +29,12 @@ give the same ids.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from transformers import PreTrainedTokenizerBase
+from typing import TYPE_CHECKING
 
 from wagle.errors import WagleError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 IGNORE_INDEX = -100  # the label value that torch's cross-entropy skips
 _SENTINEL = "WagleAnswerSentinel"  # stands for the answer when locating the separator

@@ -23,11 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from wagle import config as cfg
+from wagle import validate
+from wagle.data.load import read_records
 from wagle.data.prompt import PROMPT_FORMAT_HELP, check_prompt_format
 from wagle.errors import WagleError
+from wagle.models import DTYPES
 from wagle.registry import lookup
 from wagle.unlearning.devices import accumulation_steps, world_size
-from wagle.unlearning.masking import EXACT_OPTIMIZERS
 from wagle.unlearning.objective import METHODS
 from wagle.unlearning.selective_adamw import (
     AUTO_MAX_DENSITY,
@@ -35,7 +37,10 @@ from wagle.unlearning.selective_adamw import (
     SELECTIVE_OPTIMIZERS,
 )
 
-DTYPES = ("float32", "bfloat16", "float16")
+# Optimizers whose update of an entry with zero gradient (and zero moments) is exactly zero,
+# and whose weight decay is decoupled (so wagle can apply it under the mask). SGD's decay is
+# coupled L2 inside the optimizer: it is not offered.
+EXACT_OPTIMIZERS = ("adamw_torch", "adamw_torch_fused")
 
 
 @dataclass
@@ -91,6 +96,7 @@ class UnlearnConfig:
         "module names that get LoRA adapters",
     )
     progress: bool = cfg.field(True, "show progress bars")
+    trust_remote_code: bool = cfg.field(False, "run the model's own Python code (off: safer)")
     # Evaluation during unlearning and the best checkpoint (wagle.unlearning.trajectory).
     eval_reference: str = cfg.field(
         "",
@@ -170,6 +176,36 @@ class UnlearnConfig:
         for name in ("model", "forget", "retain", "out"):
             if not getattr(self, name):
                 raise WagleError(f"--{name} is required (on the command line or in --config)")
+
+
+def check_inputs(config: UnlearnConfig, overwrite: bool = False) -> None:
+    """The run's files, checked before any model is loaded: the model directory, forget and
+    retain data (records, fields, emptiness; a warning if they share samples), the mask
+    against the model's shapes, and an output directory that already holds a finished run."""
+    config.require_paths()
+    validate.check_model_dir(config.model)
+    validate.check_data_source(config.forget, config.forget_split, "forget")
+    validate.check_data_source(config.retain, config.retain_split, "retain")
+    if config.mask:
+        validate.check_mask_file(config.mask, config.model)
+    validate.check_output(config.out, overwrite)
+    forget = read_records(config.forget, config.forget_split)
+    retain = read_records(config.retain, config.retain_split)
+    for name, records in (("forget", forget), ("retain", retain)):
+        check_records(records, name)
+    validate.warn_overlap(forget, retain)
+
+
+def check_records(records: list[dict], what: str) -> None:
+    """Every record must be QA (question and answer strings) or raw text (a text string)."""
+    qa = "question" in records[0]
+    fields = ("question", "answer") if qa else ("text",)
+    for i, record in enumerate(records):
+        if bad := [f for f in fields if not isinstance(record.get(f), str)]:
+            raise WagleError(
+                f"{what} record {i + 1} needs field {bad[0]!r} (a string); "
+                f"it has fields {sorted(record)}"
+            )
 
 
 def method_options_class(method: str) -> type:

@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
-from transformers.utils import logging as hf_logging
+from transformers import TrainingArguments, set_seed
 
 from wagle import __version__
 from wagle import config as cfg
@@ -37,6 +36,7 @@ from wagle.errors import WagleError
 from wagle.evaluation.benchmarks import qa_sets
 from wagle.evaluation.summary import load_reference
 from wagle.io import atomic_dir, ensure_writable_dir, fingerprint, write_json
+from wagle.models import load_pretrained
 from wagle.registry import lookup
 from wagle.unlearning.batch import PairCollator, PairedDataset
 from wagle.unlearning.config import UnlearnConfig
@@ -90,6 +90,7 @@ def unlearn_model(
         _encode(tokenizer, forget, config), _encode(tokenizer, retain, config), config.seed
     )
     trajectory = _trajectory(tokenizer, config, reference, out)
+    set_seed(config.seed)  # LoRA's initialisation happens before the Trainer seeds
     trained = (
         add_lora(model, config.lora_targets, config.lora_rank, config.lora_alpha, mask)
         if config.lora
@@ -106,7 +107,8 @@ def unlearn_model(
             trajectory=trajectory,
             optimizer_state=config.optimizer_state,
         )
-        objective.prepare(model, data, tokenizer.pad_token_id)
+        with trainer.accelerator.autocast():  # reference values in the training precision
+            objective.prepare(model, data, tokenizer.pad_token_id)
         trainer.train()
     final = merge_lora(trained, mask) if config.lora else model
     result = UnlearnResult(final, trainer.step_log, out=out)
@@ -125,11 +127,9 @@ def unlearn(config: UnlearnConfig, options: Any = None) -> UnlearnResult:
     objective = lookup(METHODS, config.method, "unlearning method")(options)
     reference = _load_reference(config) if config.eval_reference else None
     refuse_sharded_training()  # before anything loads
-    hf_logging.disable_progress_bar()
-    tokenizer = AutoTokenizer.from_pretrained(config.model)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(config.model, dtype=getattr(torch, config.dtype))
+    model, tokenizer = load_pretrained(
+        config.model, dtype=config.dtype, device=None, trust_remote_code=config.trust_remote_code
+    )
     mask = load_mask(config.mask, model) if config.mask else None
     forget = read_records(config.forget, config.forget_split)
     retain = read_records(config.retain, config.retain_split)

@@ -23,7 +23,7 @@ import torch
 from wagle import config as cfg
 from wagle.errors import WagleError
 from wagle.registry import register
-from wagle.sequence import token_nll
+from wagle.sequence import mean_nll_of_logits
 from wagle.unlearning.batch import ForgetRetainBatch, PairedDataset
 from wagle.unlearning.objective import METHODS, Objective, Terms, frozen_copy
 
@@ -120,5 +120,4 @@ def freeze_above(model: torch.nn.Module, layer: int) -> list[str]:
 
 
 def _logged_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    nll = token_nll(logits.detach(), labels)
-    return nll.sum() / (labels[:, 1:] != -100).sum().clamp(min=1)
+    return mean_nll_of_logits(logits.detach(), labels)

@@ -158,5 +158,5 @@ def test_a_mask_file_is_checked_against_the_model_from_its_header_alone(tiny_mod
 
 def test_a_pickle_passed_as_a_mask_is_refused(tiny_model, tmp_path):
     torch.save(half_mask(tiny_model()), tmp_path / "mask.pt")
-    with pytest.raises(WagleError, match="not a readable safetensors mask"):
+    with pytest.raises(WagleError, match="not a safetensors file"):
         load_mask(tmp_path / "mask.pt")

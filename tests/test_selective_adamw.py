@@ -115,5 +115,3 @@ def test_optimizer_state_is_validated_in_the_config():
     base = {"model": "m", "forget": "f", "retain": "r", "out": "o"}
     with pytest.raises(WagleError, match="optimizer_state must be one of"):
         UnlearnConfig(**base, optimizer_state="half")
-    with pytest.raises(WagleError, match="needs an AdamW optimizer"):
-        UnlearnConfig(**base, optimizer_state="selected", optimizer="sgd")

@@ -132,8 +132,10 @@ def run_trainer(tiny_model, tokenizer, micro_splits, callback, max_steps):
 
 def test_the_model_ends_with_the_selected_steps_weights(tiny_model, tokenizer, micro_splits):
     evaluator = ScriptedEvaluator([1e-9, 1e-4, 0.2, 1e-3, 1e-5])
-    callback = TrajectoryCallback(evaluator, every=1, log=lambda line: None)
+    lines: list[str] = []
+    callback = TrajectoryCallback(evaluator, every=1, log=lines.append)
     model, _ = run_trainer(tiny_model, tokenizer, micro_splits, callback, max_steps=4)
+    assert len(lines) == 5 and not any("early stop" in line for line in lines)  # max_steps ≠ early
     assert [p["step"] for p in callback.points] == [0, 1, 2, 3, 4]
     assert callback.selected["step"] == 2
     at_step_2 = evaluator.weights[2]
@@ -146,11 +148,15 @@ def test_early_stopping_stops_once_the_best_is_patience_evaluations_old(
     tiny_model, tokenizer, micro_splits
 ):
     evaluator = ScriptedEvaluator([1e-9, 0.5, 1e-3, 1e-4] + [1.0] * 6)
-    callback = TrajectoryCallback(evaluator, every=1, early_stop=2, log=lambda line: None)
+    lines: list[str] = []
+    callback = TrajectoryCallback(evaluator, every=1, early_stop=2, log=lines.append)
     _, trainer = run_trainer(tiny_model, tokenizer, micro_splits, callback, max_steps=9)
-    # best at step 1; steps 2 and 3 do not beat it → stop after step 3 (0.99 never seen)
+    # best at step 1; steps 2 and 3 do not beat it → stop after step 3 (1.0 never seen)
     assert trainer.state.global_step == 3
     assert [p["step"] for p in callback.points] == [0, 1, 2, 3]
+    assert lines[-1].startswith("step 3 | forget quality 0.0001 |")
+    assert lines[-1].endswith("| early stop") and "best: step 1 (0.5)" in lines[-1]
+    assert not any("early stop" in line for line in lines[:-1])
 
 
 def test_points_every_epoch_by_default(tiny_model, tokenizer, micro_splits):
@@ -254,7 +260,8 @@ def test_without_reference_lora_runs_are_evaluated_and_merged(workspace):
     assert [p["step"] for p in result.trajectory] == [0, 1, 2]
     assert all(p["forget_quality"] is None and p["rouge_gap"] is None for p in result.trajectory)
     assert result.criterion["rule"] == "lowest forget_prob"
-    best = min(result.trajectory[1:], key=lambda p: p["forget_prob"])
+    eligible = [p for p in result.trajectory[1:] if not p["degenerate"]] or result.trajectory[-1:]
+    best = min(eligible, key=lambda p: p["forget_prob"])
     assert result.selected["step"] == best["step"]
     assert not any("lora" in name for name, _ in result.model.named_parameters())
     saved = json.loads((workspace / "run" / "trajectory.json").read_text())

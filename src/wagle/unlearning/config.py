@@ -31,11 +31,7 @@ from wagle.models import DTYPES
 from wagle.registry import lookup
 from wagle.unlearning.devices import accumulation_steps, world_size
 from wagle.unlearning.objective import METHODS
-from wagle.unlearning.selective_adamw import (
-    AUTO_MAX_DENSITY,
-    OPTIMIZER_STATES,
-    SELECTIVE_OPTIMIZERS,
-)
+from wagle.unlearning.selective_adamw import AUTO_MAX_DENSITY, OPTIMIZER_STATES
 
 # Optimizers whose update of an entry with zero gradient (and zero moments) is exactly zero,
 # and whose weight decay is decoupled (so wagle can apply it under the mask). SGD's decay is
@@ -135,8 +131,6 @@ class UnlearnConfig:
             )
         if self.optimizer_state not in OPTIMIZER_STATES:
             raise WagleError(f"optimizer_state must be one of {', '.join(OPTIMIZER_STATES)}")
-        if self.optimizer_state == "selected" and self.optimizer not in SELECTIVE_OPTIMIZERS:
-            raise WagleError("optimizer_state 'selected' needs an AdamW optimizer")
         if self.dtype not in DTYPES:
             raise WagleError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         check_prompt_format(self.prompt_format)

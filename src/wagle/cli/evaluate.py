@@ -32,12 +32,21 @@ def _evaluate(args: argparse.Namespace) -> int:
     config = cfg.build(EvalConfig, cfg.load_yaml(args.config), args)
     validate.check_model_dir(args.model)
     validate.check_output(Path(args.out) / "eval.json", args.overwrite)
-    from wagle.evaluation.suite import check_inputs, evaluate, write_eval  # torch from here on
+    from wagle.evaluation.suite import (  # torch from here on
+        check_inputs,
+        evaluate,
+        refuse_several_processes,
+        write_eval,
+    )
+
+    refuse_several_processes()
     from wagle.evaluation.table import print_eval
     from wagle.models import load_pretrained
 
     config, reference = check_inputs(config)  # data and reference, before the model is loaded
-    model, tokenizer = load_pretrained(args.model, trust_remote_code=args.trust_remote_code)
+    model, tokenizer = load_pretrained(
+        args.model, dtype=config.dtype, trust_remote_code=args.trust_remote_code
+    )
     result = evaluate(model.eval(), tokenizer, config, reference=reference, model_path=args.model)
     path = write_eval(result, args.out)
     print_eval(result)

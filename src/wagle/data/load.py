@@ -101,16 +101,11 @@ def _read_json_file(path: Path) -> list[Record]:
     return [record for _, record in numbered]
 
 
-def _read_hub(repo_id: str, config: str | None) -> list[Record]:
-    """A hub data set through ``datasets`` (offline machines need it in the local HF cache)."""
-    import datasets
+def _read_hub(repo_id: str, name: str | None) -> list[Record]:
+    """A hub data set through ``datasets`` (configs and splits: ``wagle.data.hub``)."""
+    from wagle.data.hub import read_hub
 
-    try:
-        return datasets.load_dataset(repo_id, config, split="train").to_list()
-    except Exception as err:  # datasets raises many types; the user needs one line
-        raise WagleError(
-            f"cannot load {repo_id!r} ({config}) from the hub or cache: {err}"
-        ) from None
+    return read_hub(repo_id, name)
 
 
 def _check_schema(records: list[Record], schema: dict[str, type], source: Any) -> None:

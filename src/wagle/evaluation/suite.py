@@ -8,12 +8,15 @@ itself a valid ``--reference`` when the evaluated model is a retain model.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wagle import __version__
 from wagle import config as cfg
+from wagle.data.prompt import use_prompt_format
+from wagle.errors import WagleError
 from wagle.evaluation.benchmarks import resolve
 from wagle.evaluation.config import EvalConfig
 from wagle.evaluation.summary import load_reference, summarise
@@ -40,6 +43,7 @@ def evaluate(
     (and checked by ``check_inputs``).
     """
     benchmark, config = resolve(config)
+    use_prompt_format(tokenizer, config.prompt_format)
     if reference is None and config.reference:
         config, reference = check_inputs(config)
     start = time.perf_counter()
@@ -75,6 +79,16 @@ def check_inputs(config: EvalConfig) -> tuple[EvalConfig, dict[str, Any] | None]
     if questions is not None and theirs is not None:
         check_same_questions(questions, theirs, reference["path"])
     return config, reference
+
+
+def refuse_several_processes() -> None:
+    """Evaluation runs on one process (one device): a launch with several is a user error,
+    rather than N processes each writing the same eval.json."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise WagleError(
+            "wagle evaluate runs on one process (one device); start it without torchrun or "
+            "accelerate launch (a 7B model fits one GPU in bfloat16: --dtype bfloat16)"
+        )
 
 
 def write_eval(result: dict[str, Any], out_dir: str | Path) -> Path:

@@ -31,6 +31,7 @@ from wagle import config as cfg
 from wagle.attribution.masks import Mask, load_mask, mask_metadata
 from wagle.data.batching import encode_records
 from wagle.data.load import Record, read_records
+from wagle.data.prompt import use_prompt_format
 from wagle.errors import WagleError
 from wagle.evaluation.benchmarks import qa_sets
 from wagle.evaluation.summary import load_reference
@@ -39,6 +40,7 @@ from wagle.models import load_pretrained
 from wagle.registry import lookup
 from wagle.unlearning.batch import PairCollator, PairedDataset
 from wagle.unlearning.config import UnlearnConfig
+from wagle.unlearning.devices import accumulation_steps, refuse_sharded_training, world_size
 from wagle.unlearning.lora import add_lora, merge_lora
 from wagle.unlearning.objective import METHODS
 from wagle.unlearning.trainer import MaskedUnlearningTrainer
@@ -79,6 +81,8 @@ def unlearn_model(
     ``config.eval_reference`` if set) for forget quality during unlearning.
     """
     objective = lookup(METHODS, config.method, "unlearning method")(options)
+    refuse_sharded_training()
+    use_prompt_format(tokenizer, config.prompt_format)
     if reference is None and config.eval_reference:
         reference = _load_reference(config)
     forget = objective.forget_records(forget)
@@ -122,6 +126,7 @@ def unlearn(config: UnlearnConfig, options: Any = None) -> UnlearnResult:
     config.require_paths()
     objective = lookup(METHODS, config.method, "unlearning method")(options)
     reference = _load_reference(config) if config.eval_reference else None
+    refuse_sharded_training()  # before anything loads
     model, tokenizer = load_pretrained(
         config.model, dtype=config.dtype, device=None, trust_remote_code=config.trust_remote_code
     )
@@ -194,7 +199,12 @@ def training_arguments(config: UnlearnConfig, output_dir: str) -> TrainingArgume
     return TrainingArguments(
         output_dir=output_dir,
         per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        gradient_accumulation_steps=accumulation_steps(
+            config.batch_size,
+            config.gradient_accumulation_steps,
+            config.global_batch_size,
+            world_size(),
+        ),
         num_train_epochs=config.epochs,
         max_steps=config.max_steps or -1,
         learning_rate=config.learning_rate,
@@ -204,6 +214,8 @@ def training_arguments(config: UnlearnConfig, output_dir: str) -> TrainingArgume
         max_grad_norm=config.max_grad_norm,
         optim=config.optimizer,
         bf16=config.bf16,
+        activation_checkpointing=config.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False},
         seed=config.seed,
         data_seed=config.seed,
         logging_strategy="no",

@@ -73,3 +73,27 @@ def test_help_does_not_import_torch_or_transformers(argv):
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_remote_code_runs_only_when_asked(tmp_path, tiny_model, tokenizer, monkeypatch):
+    """Every loader call passes trust_remote_code=False and use_safetensors=True unless the
+    caller (``--trust-remote-code``) asks for remote code."""
+    import transformers
+
+    tiny_model().save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    seen = []
+    for auto in (transformers.AutoModelForCausalLM, transformers.AutoTokenizer):
+        real = auto.from_pretrained
+
+        def spy(*args, _real=real, **kwargs):
+            seen.append({k: kwargs.get(k) for k in ("trust_remote_code", "use_safetensors")})
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(auto, "from_pretrained", spy)
+    load_pretrained(tmp_path, device=None)
+    assert [s["trust_remote_code"] for s in seen] == [False, False]
+    assert seen[1]["use_safetensors"] is True  # the model's weights
+    seen.clear()
+    load_pretrained(tmp_path, device=None, trust_remote_code=True)
+    assert [s["trust_remote_code"] for s in seen] == [True, True]

@@ -33,7 +33,7 @@ from wagle.attribution.masks import Mask, load_mask, mask_metadata
 from wagle.data.batching import encode_records
 from wagle.data.load import Record, read_records
 from wagle.errors import WagleError
-from wagle.evaluation.benchmarks import qa_sets
+from wagle.evaluation.benchmarks import BENCHMARKS, qa_sets
 from wagle.evaluation.summary import load_reference
 from wagle.io import atomic_dir, ensure_writable_dir, fingerprint, write_json
 from wagle.registry import lookup
@@ -119,6 +119,13 @@ def unlearn(config: UnlearnConfig, options: Any = None) -> UnlearnResult:
     config.require_paths()
     objective = lookup(METHODS, config.method, "unlearning method")(options)
     reference = _load_reference(config) if config.eval_reference else None
+    if (
+        config.eval_benchmark
+        and lookup(BENCHMARKS, config.eval_benchmark, "benchmark").qa_sets is None
+    ):
+        raise WagleError(
+            f"eval_benchmark must be a QA benchmark (playground, tofu), got {config.eval_benchmark!r}"
+        )
     hf_logging.disable_progress_bar()
     tokenizer = AutoTokenizer.from_pretrained(config.model)
     if tokenizer.pad_token_id is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from wagle import __version__
 from wagle.attribution.masks import (
@@ -15,6 +16,7 @@ from wagle.attribution.masks import (
     load_mask,
     mask_metadata,
     module_type,
+    open_mask,
     save_mask,
 )
 from wagle.errors import WagleError
@@ -52,7 +54,7 @@ def test_a_mask_whose_shapes_differ_is_an_error_naming_the_parameter(tiny_model)
 
 def test_a_file_that_is_not_a_mask_is_an_error(tmp_path):
     (tmp_path / "x.safetensors").write_text("not a mask")
-    with pytest.raises(WagleError, match="not a readable safetensors mask"):
+    with pytest.raises(WagleError, match="is not a safetensors file"):
         load_mask(tmp_path / "x.safetensors")
 
 
@@ -96,3 +98,65 @@ def test_compare_gives_jaccard_and_overlap():
 def test_comparing_masks_of_different_models_is_an_error():
     with pytest.raises(WagleError, match="different parameters"):
         compare_masks({"w": torch.ones(2).bool()}, {"v": torch.ones(2).bool()})
+
+
+# ---- packed files ---------------------------------------------------------------------------
+
+
+def test_each_tensor_is_packed_as_bits_or_indices_whichever_is_smaller(tmp_path):
+    """n = 1000 per tensor: bits take 125 bytes; indices 4 per selected weight, smaller below
+    31 selected (density < 1/32). An unselected tensor takes 0 bytes."""
+    n = 1000
+    mask = {
+        "half": torch.arange(n) % 2 == 0,  # 500 selected → bits (125 B)
+        "sparse": torch.isin(torch.arange(n), torch.tensor([3, 500, 999])),  # 3 → indices (12 B)
+        "none": torch.zeros(n, dtype=torch.bool),  # → indices (0 B)
+        "all": torch.ones(4, 250, dtype=torch.bool),  # → bits (125 B)
+        "edge": torch.arange(n) < 31,  # 31·4 = 124 < 125 → indices
+    }
+    save_mask(mask, tmp_path / "m.safetensors")
+    handle = open_mask(tmp_path / "m.safetensors")
+    assert handle.encodings == {
+        "half": "bits", "sparse": "indices", "none": "indices", "all": "bits", "edge": "indices",
+    }  # fmt: skip
+    assert handle.shapes["all"] == (4, 250)
+    for name, selected in mask.items():
+        assert torch.equal(handle[name], selected), name
+    data_bytes = 125 + 12 + 0 + 125 + 124
+    header = (tmp_path / "m.safetensors").stat().st_size - data_bytes
+    assert 0 < header < 1000
+
+
+def test_a_random_mask_round_trips_exactly_at_every_density(tmp_path):
+    generator = torch.Generator().manual_seed(0)
+    for rho in (0.0, 0.001, 0.03, 0.2, 0.5, 0.97, 1.0):
+        mask = {"w": torch.rand(37, 53, generator=generator) < rho}  # 1961: not a multiple of 8
+        save_mask(mask, tmp_path / "m.safetensors")
+        assert torch.equal(load_mask(tmp_path / "m.safetensors")["w"], mask["w"]), rho
+
+
+def test_a_file_of_the_first_format_still_loads(tiny_model, tmp_path):
+    """The first format: one uint8 tensor per parameter in its own shape, metadata as JSON."""
+    model = tiny_model()
+    mask = half_mask(model)
+    tensors = {n: s.to(torch.uint8) for n, s in mask.items()}
+    save_file(tensors, tmp_path / "old.safetensors", metadata={"ratio": "0.5"})
+    loaded = load_mask(tmp_path / "old.safetensors", model)
+    assert all(torch.equal(loaded[n], mask[n]) for n in mask)
+    assert mask_metadata(tmp_path / "old.safetensors") == {"ratio": 0.5}
+
+
+def test_a_mask_file_is_checked_against_the_model_from_its_header_alone(tiny_model, tmp_path):
+    """The shapes come from the header: a mismatch is found before any tensor is unpacked."""
+    model = tiny_model()
+    save_mask({"model.norm.weight": torch.ones(3, dtype=torch.bool)}, tmp_path / "m.safetensors")
+    handle = open_mask(tmp_path / "m.safetensors")
+    assert handle.shapes == {"model.norm.weight": (3,)}
+    with pytest.raises(WagleError, match=r"model.norm.weight is \(3,\) in the mask but \(16,\)"):
+        load_mask(tmp_path / "m.safetensors", model)
+
+
+def test_a_pickle_passed_as_a_mask_is_refused(tiny_model, tmp_path):
+    torch.save(half_mask(tiny_model()), tmp_path / "mask.pt")
+    with pytest.raises(WagleError, match="is not a safetensors file"):
+        load_mask(tmp_path / "mask.pt")

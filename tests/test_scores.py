@@ -62,10 +62,12 @@ def test_wagle_score_equals_the_autograd_reference(tiny_model, tokenizer, data):
     assert_scores_close(scores_of(model, tokenizer, data, method="wagle", gamma=[gamma]), expected)
 
 
-def test_wagle_fisher_uses_summed_squared_sample_gradients_with_batch_size_one(
-    tiny_model, tokenizer, data
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_wagle_fisher_uses_summed_squared_per_sample_gradients_at_any_batch_size(
+    tiny_model, tokenizer, data, batch_size
 ):
-    """With batch size 1: S = |(θ − g_r/(Σ_i g_r,i² + γ))·g_f|, γ the damping."""
+    """S = |(θ − g_r/(Σ_i g_r,i² + γ))·g_f|, γ the damping: per-sample squares whatever the
+    batch size (squaring a batch's summed gradient would add cross-sample products)."""
     model = tiny_model(seed=2)
     g_f = summed(per_sample_grads(model, tokenizer, data[0]))
     retain = per_sample_grads(model, tokenizer, data[1])
@@ -75,7 +77,7 @@ def test_wagle_fisher_uses_summed_squared_sample_gradients_with_batch_size_one(
         n: ((p.detach() - g_r[n] / (fisher[n] + gamma)) * g_f[n]).abs()
         for n, p in model.named_parameters()
     }
-    config = AttributionConfig(method="wagle-fisher", gamma=[gamma], batch_size=1)
+    config = AttributionConfig(method="wagle-fisher", gamma=[gamma], batch_size=batch_size)
     actual = attribute(model, tokenizer, *data, config, progress=False).scores(gamma)
     assert_scores_close(actual, expected)
 
@@ -151,3 +153,53 @@ def test_an_unknown_method_is_an_error_that_lists_the_choices():
 
 def _equal_masks(a, b) -> bool:
     return list(a) == list(b) and all(torch.equal(a[n], b[n]) for n in a)
+
+
+def test_scores_are_computed_when_read_and_not_kept(tiny_model, tokenizer, data):
+    """``scores()`` holds no score tensor; selecting from it equals selecting from the
+    materialised dict, and reading a tensor twice gives the same values."""
+    model = tiny_model(seed=8)
+    lazy = scores_of(model, tokenizer, data, method="wagle")
+    assert not any(isinstance(v, torch.Tensor) for v in vars(lazy).values())
+    eager = {name: lazy[name] for name in lazy}
+    assert all(torch.equal(lazy[n], eager[n]) for n in eager)
+    for granularity in ("global", "tensor", "row"):
+        assert _equal_masks(
+            select_mask(lazy, 0.3, granularity), select_mask(eager, 0.3, granularity)
+        )
+
+
+@pytest.mark.parametrize("sums", ["float32-cpu", "model-dtype"])
+def test_gradient_sums_can_live_on_cpu_or_in_the_model_dtype(tiny_model, tokenizer, data, sums):
+    model = tiny_model(seed=9).to(torch.bfloat16)
+    reference = attribute(model, tokenizer, *data, AttributionConfig(), progress=False).stats
+    other = attribute(
+        model, tokenizer, *data, AttributionConfig(gradient_sums=sums), progress=False
+    ).stats
+    g, g_ref = other.forget_grad["lm_head.weight"], reference.forget_grad["lm_head.weight"]
+    assert (g.device.type, g.dtype) == (
+        ("cpu", torch.float32) if sums == "float32-cpu" else ("cpu", torch.bfloat16)
+    )
+    if sums == "float32-cpu":
+        assert torch.equal(g, g_ref)
+    else:
+        assert (
+            torch.nn.functional.cosine_similarity(g.float().flatten(), g_ref.flatten(), dim=0)
+            > 0.999
+        )
+
+
+def test_gradient_checkpointing_gives_the_same_scores(tiny_model, tokenizer, data):
+    """Checkpointing recomputes each layer in backward (its MLP runs twice per batch: 2
+    forget + 2 retain batches of 4 and 2), same sums to fp32 rounding; the model's own mode and
+    checkpointing flag are left as they were."""
+    model = tiny_model(seed=10)
+    calls = []
+    mlp, forward = model.model.layers[0].mlp, model.model.layers[0].mlp.forward
+    mlp.forward = lambda x: (calls.append(1), forward(x))[1]  # hooks do not see recomputes
+    plain = {n: s for n, s in scores_of(model, tokenizer, data, method="wagle").items()}
+    assert len(calls) == 4
+    saved = scores_of(model, tokenizer, data, method="wagle", gradient_checkpointing=True)
+    assert len(calls) == 4 + 8
+    assert_scores_close(saved, plain)
+    assert not model.training and not model.is_gradient_checkpointing

@@ -120,3 +120,13 @@ def test_nan_scores_are_an_error():
 def test_an_unknown_granularity_is_an_error():
     with pytest.raises(WagleError, match="choose one of: global, row, tensor"):
         select_mask(random_scores(), 0.5, "layer")
+
+
+def test_negative_zero_ranks_as_zero_not_as_the_largest_score():
+    """−0.0 has the sign bit set: as raw int32 bits it would outrank every positive score."""
+    scores = {"w": torch.tensor([-0.0, 1.0, 2.0, 0.0, 3.0])}
+    assert float(kth_largest(list(scores.values()), 1)) == 3.0
+    assert float(kth_largest(list(scores.values()), 4)) == 0.0
+    assert select_mask(scores, 0.4)["w"].tolist() == [False, False, True, False, True]
+    # ties at zero are filled lowest index first, −0.0 and +0.0 alike
+    assert select_mask(scores, 0.8)["w"].tolist() == [True, True, True, False, True]

@@ -282,7 +282,8 @@ def test_without_reference_lora_runs_are_evaluated_and_merged(workspace):
     assert [p["step"] for p in result.trajectory] == [0, 1, 2]
     assert all(p["forget_quality"] is None and p["rouge_gap"] is None for p in result.trajectory)
     assert result.criterion["rule"] == "lowest forget_prob"
-    best = min(result.trajectory[1:], key=lambda p: p["forget_prob"])
+    eligible = [p for p in result.trajectory[1:] if not p["degenerate"]] or result.trajectory[-1:]
+    best = min(eligible, key=lambda p: p["forget_prob"])
     assert result.selected["step"] == best["step"]
     assert not any("lora" in name for name, _ in result.model.named_parameters())
     saved = json.loads((workspace / "run" / "trajectory.json").read_text())

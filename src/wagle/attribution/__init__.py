@@ -6,8 +6,16 @@ The public steps: ``attribute`` (one pass over forget and retain data) → ``Att
 
 from wagle.attribution.attribute import Attribution, AttributionConfig, attribute
 from wagle.attribution.gradients import Statistics, collect_statistics
-from wagle.attribution.masks import Mask, check_mask, load_mask, mask_metadata, save_mask
-from wagle.attribution.scores import SCORES, Scores, compute_scores
+from wagle.attribution.masks import (
+    Mask,
+    MaskFile,
+    check_mask,
+    load_mask,
+    mask_metadata,
+    open_mask,
+    save_mask,
+)
+from wagle.attribution.scores import SCORES, LazyScores, Scores, compute_scores
 from wagle.attribution.select import GRANULARITIES, select_mask
 
 __all__ = [
@@ -15,7 +23,9 @@ __all__ = [
     "SCORES",
     "Attribution",
     "AttributionConfig",
+    "LazyScores",
     "Mask",
+    "MaskFile",
     "Scores",
     "Statistics",
     "attribute",
@@ -24,6 +34,7 @@ __all__ = [
     "compute_scores",
     "load_mask",
     "mask_metadata",
+    "open_mask",
     "save_mask",
     "select_mask",
 ]

@@ -2,7 +2,7 @@
 
     result = attribute(model, tokenizer, forget_records, retain_records, config)
     for gamma in result.gammas:
-        scores = result.scores(gamma)
+        scores = result.scores(gamma)  # lazy: each tensor's scores computed when read
         for ratio in config.ratio:
             save_mask(result.select(scores, ratio), path, result.metadata(ratio, gamma, scores))
 
@@ -24,17 +24,18 @@ from transformers import PreTrainedTokenizerBase
 
 from wagle import config as cfg
 from wagle.attribution.eligible import ELIGIBLE, eligible_names
-from wagle.attribution.gradients import Examples, Statistics, collect_statistics
+from wagle.attribution.gradients import SUM_PLACES, Examples, Statistics, collect_statistics
 from wagle.attribution.masks import Mask, complete_mask
 from wagle.attribution.scores import SCORES, ScoreMethod, Scores, compute_scores
-from wagle.attribution.select import GRANULARITIES, check_ratio, select_mask
+from wagle.attribution.select import GRANULARITIES, check_ratio, numels, select_mask
 from wagle.data.batching import encode_records
 from wagle.data.load import Record
+from wagle.data.prompt import PROMPT_FORMAT_HELP, check_prompt_format, use_prompt_format
 from wagle.data.refusals import refusal_records
 from wagle.errors import WagleError
+from wagle.models import DTYPES
 from wagle.registry import lookup
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 GRADIENT_CONVENTION = "sum over samples of each sample's mean NLL over its labelled tokens"
 
 
@@ -71,6 +72,16 @@ class AttributionConfig:
     dtype: str = cfg.field(
         "float32", f"dtype to load the model in: {', '.join(DTYPES)} (gradients sum in fp32)"
     )
+    prompt_format: str = cfg.field("auto", PROMPT_FORMAT_HELP)
+    gradient_checkpointing: bool = cfg.field(
+        False, "recompute each decoder layer in backward instead of keeping its activations"
+    )
+    gradient_sums: str = cfg.field(
+        "float32",
+        "where the gradient sums live: float32 (on the model's device), float32-cpu (host "
+        "memory: frees 8 bytes per weight on the GPU, slower), model-dtype (bf16 sums halve "
+        "them but round every addition)",
+    )
 
     def __post_init__(self) -> None:
         method = lookup(SCORES, self.method, "score method")
@@ -83,7 +94,10 @@ class AttributionConfig:
             raise WagleError(f"score method {self.method!r} has no γ; give a single --gamma")
         lookup(GRANULARITIES, self.granularity or method.granularity, "granularity")
         lookup(ELIGIBLE, self.eligible, "eligible-parameter preset")
-        lookup(DTYPES, self.dtype, "dtype")
+        if self.dtype not in DTYPES:
+            raise WagleError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        check_prompt_format(self.prompt_format)
+        lookup(SUM_PLACES, self.gradient_sums, "gradient_sums")
         if self.max_samples < 0 or self.retain_samples < -1 or self.batch_size < 1:
             raise WagleError("max_samples ≥ 0, retain_samples ≥ -1 and batch_size ≥ 1 are needed")
         try:
@@ -110,6 +124,7 @@ class Attribution:
         return list(self.config.gamma) if self.config.score_method.uses_gamma else [None]
 
     def scores(self, gamma: float | None = None) -> Scores:
+        """Lazy scores (``LazyScores``): nothing is computed or kept until selection reads it."""
         gamma = self.config.gamma[0] if gamma is None else gamma
         return compute_scores(
             self.model,
@@ -136,7 +151,7 @@ class Attribution:
             "granularity": c.granularity or c.score_method.granularity,
             "eligible": c.eligible,
             "eligible_pattern": c.eligible_pattern,
-            "n_eligible": sum(s.numel() for s in scores.values()),
+            "n_eligible": sum(numels(scores).values()),
             "n_forget": self.stats.n_forget,
             "n_retain": self.stats.n_retain,
             "forget_target": c.forget_target,
@@ -159,6 +174,7 @@ def attribute(
     ``forget`` / ``retain`` are QA records (loss on answer tokens) or raw texts (all tokens).
     """
     method = config.score_method
+    use_prompt_format(tokenizer, config.prompt_format)
     forget_examples = encode_forget(tokenizer, forget, config)
     needs_retain = method.uses_gamma
     n_forget = len(forget_examples)
@@ -173,6 +189,8 @@ def attribute(
         batch_size=config.batch_size,
         pad_token_id=tokenizer.pad_token_id,
         progress=progress,
+        sums=config.gradient_sums,
+        checkpointing=config.gradient_checkpointing,
     )
     return Attribution(model, config, names, stats)
 

@@ -4,18 +4,26 @@ Gradient convention (DESIGN.md §1.1): the loss of one sample is its **mean** NL
 labelled tokens (answer tokens of a QA sample, every token of a text); gradients are **summed**
 over samples, ``g = Σ_i ∇ℓ_i``. That is the published convention (γ = 1e-6 on summed
 gradients ≡ γ = 1e-6 / N on mean gradients). Neither batch size nor padding changes ``g``.
-Accumulators are fp32 whatever the model's dtype; each gradient is added to them by a
-post-accumulate hook and then freed, so no second full-size ``.grad`` ever exists.
+Each gradient is added to the sums by a post-accumulate hook and then freed, so no second
+full-size ``.grad`` ever exists. The sums are fp32 on the model's device by default
+(``SUM_PLACES``: in host memory, or in the model's dtype, where memory is short).
+
+Several processes (``torchrun`` / ``accelerate launch``): each process takes every
+world-th sample (rank r: samples r, r + W, ...; none dropped, none twice), and the sums are
+all-reduced, so every process ends with the statistics of one process over all the data
+(to fp32 rounding: the order of the additions differs).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from wagle.data.batching import iter_batches
@@ -29,15 +37,22 @@ INPUT_NORMS = "input_norms"
 
 Examples = list[dict[str, list[int]]]
 
+# Where the gradient sums live: (device: None = the model's, dtype: None = the model's)
+SUM_PLACES: dict[str, tuple[str | None, torch.dtype | None]] = {
+    "float32": (None, torch.float32),
+    "float32-cpu": ("cpu", torch.float32),
+    "model-dtype": (None, None),
+}
+
 
 @dataclass
 class Statistics:
     """fp32 per-parameter statistics, keyed by parameter name; ``None`` when not collected.
 
     forget_grad / retain_grad: ``Σ_i ∇ℓ_i`` over the forget / retain samples, shaped like θ.
-    retain_fisher: ``Σ_b (∇ℓ_b)²`` over retain batches ``b`` with ``ℓ_b = Σ_{i∈b} ℓ_i``, the
-        empirical Fisher diagonal of the retain loss (exactly per-sample with batch size 1;
-        larger batches also add the cross-sample products within a batch).
+    retain_fisher: ``Σ_i (∇ℓ_i)²`` over the retain samples, the empirical Fisher diagonal of
+        the retain loss from per-sample gradients (the retain pass then runs one sample per
+        batch, whatever ``batch_size``, so the value does not depend on it).
     input_sq_norms: for the weight of each ``nn.Linear`` scored, ``Σ_tokens x_j²`` [in_features]
         over the non-padding forget tokens of its input x (Wanda's ``‖X_j‖₂²``).
     """
@@ -60,29 +75,65 @@ def collect_statistics(
     batch_size: int,
     pad_token_id: int,
     progress: bool = True,
+    sums: str = "float32",
+    checkpointing: bool = False,
 ) -> Statistics:
     """What ``needs`` asks for, for parameters ``names``, in at most one pass over each set.
 
     ``forget`` / ``retain`` are encoded examples (``input_ids``, ``labels``). The model is put
     in eval mode (no dropout) for the passes and returned to its previous mode, its
-    ``requires_grad`` flags restored and its ``.grad`` left empty.
+    ``requires_grad`` flags restored and its ``.grad`` left empty. ``sums``: a ``SUM_PLACES``
+    name. Under several processes each takes its share of the samples and the sums are
+    all-reduced. ``checkpointing``: recompute each decoder layer in backward (HF gradient
+    checkpointing) instead of keeping its activations.
     """
     wanted = set(names)
     params = {n: p for n, p in model.named_parameters() if n in wanted}
+    rank, world = _rank_and_world()
     run = functools.partial(
-        _pass, model, params, batch_size=batch_size, pad_token_id=pad_token_id, progress=progress
+        _pass, model, params, pad_token_id=pad_token_id, progress=progress, place=SUM_PLACES[sums]
     )
     stats = Statistics(n_forget=len(forget), n_retain=len(retain) if RETAIN_GRAD in needs else 0)
-    with _attribution_mode(model, params if needs - {INPUT_NORMS} else {}):
+    forget, retain = forget[rank::world], retain[rank::world]
+    grad_params = params if needs - {INPUT_NORMS} else {}
+    with _attribution_mode(model, grad_params), _checkpointing(model, checkpointing):
         if needs & {FORGET_GRAD, INPUT_NORMS}:
             with _input_norm_hooks(model, params if INPUT_NORMS in needs else {}) as norms:
-                grads, _ = run(forget, "forget", backward=FORGET_GRAD in needs, norms=norms)
+                grads, _ = run(
+                    forget, "forget", batch_size, backward=FORGET_GRAD in needs, norms=norms
+                )
             stats.forget_grad = grads if FORGET_GRAD in needs else None
             stats.input_sq_norms = norms.sums if INPUT_NORMS in needs else None
         if RETAIN_GRAD in needs:
-            fisher = RETAIN_FISHER in needs
-            stats.retain_grad, stats.retain_fisher = run(retain, "retain", fisher=fisher)
+            fisher = RETAIN_FISHER in needs  # per-sample gradients: one sample per batch
+            stats.retain_grad, stats.retain_fisher = run(
+                retain, "retain", 1 if fisher else batch_size, fisher=fisher
+            )
+    if world > 1:
+        for table in (stats.forget_grad, stats.retain_grad, stats.retain_fisher):
+            _all_reduce_sum(table or {})
+        _all_reduce_sum(stats.input_sq_norms or {})
     return stats
+
+
+def _rank_and_world() -> tuple[int, int]:
+    """(rank, world size); a ``torchrun`` / ``accelerate launch`` group is joined if needed."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        from accelerate import PartialState
+
+        PartialState()  # initialises the process group from the launcher's environment
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _all_reduce_sum(table: dict[str, torch.Tensor]) -> None:
+    """Sum every tensor over the processes in place (in fp32, on the backend's device)."""
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    for name in sorted(table):  # the same order on every process
+        buffer = table[name].to(device, torch.float32)
+        dist.all_reduce(buffer)
+        table[name].copy_(buffer)
 
 
 def _pass(
@@ -90,20 +141,25 @@ def _pass(
     params: dict[str, torch.nn.Parameter],
     examples: Examples,
     name: str,
+    batch_size: int,
     *,
     backward: bool = True,
     fisher: bool = False,
     norms: _InputNorms | None = None,
-    batch_size: int,
     pad_token_id: int,
     progress: bool,
+    place: tuple[str | None, torch.dtype | None],
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
     """One pass: forward each batch; backward its summed per-sample mean NLL if asked.
 
-    Returns the fp32 gradient sums (empty without ``backward``) and, with ``fisher``, the
-    sums of squared batch gradients.
+    Returns the gradient sums (empty without ``backward``) and, with ``fisher``, the sums of
+    squared batch gradients (per-sample when ``batch_size`` is 1).
     """
-    grads = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in params.items()}
+    device, dtype = place
+    grads = {
+        n: torch.zeros(p.shape, dtype=dtype or p.dtype, device=device or p.device)
+        for n, p in params.items()
+    }
     grads = grads if backward else {}
     squares = {n: torch.zeros_like(g) for n, g in grads.items()} if fisher else None
     device = next(model.parameters()).device
@@ -128,7 +184,7 @@ def _accumulate_into(
     """Hooks that add each batch gradient (and its square) to fp32 sums, then free ``.grad``."""
 
     def hook(name: str, param: torch.nn.Parameter) -> None:
-        g = param.grad.float()
+        g = param.grad.to(grads[name].device, torch.float32)
         grads[name].add_(g)
         if squares is not None:
             squares[name].addcmul_(g, g)
@@ -157,8 +213,7 @@ class _InputNorms:
         # x: [B, T, in]; attention_mask: [B, T] (0 on padding) → Σ over real tokens of x² [in]
         x = x.detach().reshape(-1, x.shape[-1]).float()
         weights = attention_mask.reshape(-1).to(x.dtype)
-        total = weights @ x.square()
-        self.sums[name] = self.sums[name] + total if name in self.sums else total
+        self.sums[name] += weights @ x.square()
 
 
 @contextlib.contextmanager
@@ -172,16 +227,46 @@ def _input_norm_hooks(
     def hook_for(name: str) -> Callable:
         return lambda _module, inputs, _output: norms.add(name, inputs[0], norms.attention_mask)
 
+    linears = [
+        m for m in model.modules() if isinstance(m, torch.nn.Linear) and id(m.weight) in name_of
+    ]
+    for module in linears:  # zeros first: a process with no sample still has every entry
+        weight = module.weight
+        norms.sums[name_of[id(weight)]] = torch.zeros(weight.shape[1], device=weight.device)
     handles = [
-        module.register_forward_hook(hook_for(name_of[id(module.weight)]))
-        for module in model.modules()
-        if isinstance(module, torch.nn.Linear) and id(module.weight) in name_of
+        module.register_forward_hook(hook_for(name_of[id(module.weight)])) for module in linears
     ]
     try:
         yield norms
     finally:
         for handle in handles:
             handle.remove()
+
+
+@contextlib.contextmanager
+def _checkpointing(model: torch.nn.Module, enabled: bool) -> Iterator[None]:
+    """HF gradient checkpointing for the passes, then as it was.
+
+    HF checkpoints a decoder layer only when that layer is in training mode: the layers alone
+    are flagged as training (``module.training``, not ``train()``), so dropout stays off.
+    """
+    if not enabled:
+        yield
+        return
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    was_enabled = getattr(model, "is_gradient_checkpointing", False)
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    for layer in layers:
+        layer.training = True
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.training = model.training
+        if not was_enabled:
+            model.gradient_checkpointing_disable()
 
 
 @contextlib.contextmanager

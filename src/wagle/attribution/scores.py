@@ -3,13 +3,19 @@
 Every score is ≥ 0 and larger means "more worth unlearning"; every one is computed per
 parameter from θ and the collected ``Statistics`` (gradients summed over samples, see
 gradients.py). A method declares which statistics it needs, so the passes over data run only
-what it uses, and may return ``None`` for a parameter it cannot score (Wanda: non-linear
-weights), which is then never selected.
+what it uses; it scores the parameters for which every statistic it needs was collected
+(Wanda: the weights of linear layers), the others are never selected.
+
+Scores stream: ``compute_scores`` returns a ``LazyScores`` mapping that computes one tensor's
+scores when it is accessed, on the parameter's device, and keeps nothing. Selection reads each
+tensor a few times (radix passes) instead of holding a full-size score copy: attribution's
+peak above the model is the statistics plus one tensor's scores.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -24,7 +30,7 @@ from wagle.attribution.gradients import (
 from wagle.errors import WagleError
 from wagle.registry import lookup, register
 
-Scores = dict[str, torch.Tensor]  # parameter name → fp32 scores shaped like the parameter
+Scores = Mapping[str, torch.Tensor]  # parameter name → fp32 scores shaped like the parameter
 
 
 @dataclass(frozen=True)
@@ -37,12 +43,12 @@ class ScoreInputs:
     fisher: torch.Tensor | None  # Σ squared retain batch gradients
     input_sq_norm: torch.Tensor | None  # [in_features] Σ x_j² over forget tokens (linear only)
     gamma: float
-    generator: torch.Generator  # CPU generator, seeded once per scoring
+    generator: torch.Generator  # CPU generator, seeded from (seed, parameter name)
 
 
 @dataclass(frozen=True)
 class ScoreMethod:
-    fn: Callable[[ScoreInputs], torch.Tensor | None]
+    fn: Callable[[ScoreInputs], torch.Tensor]
     needs: frozenset[str]
     granularity: str  # the selection the method is defined with
     uses_gamma: bool
@@ -54,7 +60,7 @@ SCORES: dict[str, ScoreMethod] = {}
 def score(name: str, needs: tuple[str, ...] = (), granularity: str = "global") -> Callable:
     """Decorator: register ``fn(ScoreInputs) -> scores`` as score method ``name``."""
 
-    def add(fn: Callable[[ScoreInputs], torch.Tensor | None]) -> Callable:
+    def add(fn: Callable[[ScoreInputs], torch.Tensor]) -> Callable:
         uses_gamma = RETAIN_GRAD in needs
         register(SCORES, name)(ScoreMethod(fn, frozenset(needs), granularity, uses_gamma))
         return fn
@@ -94,15 +100,13 @@ def magnitude(x: ScoreInputs) -> torch.Tensor:
 
 @score("random")
 def random(x: ScoreInputs) -> torch.Tensor:
-    """Uniform in [0, 1), from the seeded generator (parameter order fixes the draw)."""
+    """Uniform in [0, 1), from a generator seeded by (seed, parameter name)."""
     return torch.rand(x.theta.shape, generator=x.generator).to(x.theta.device)
 
 
 @score("wanda", needs=(INPUT_NORMS,), granularity="row")
-def wanda(x: ScoreInputs) -> torch.Tensor | None:
+def wanda(x: ScoreInputs) -> torch.Tensor:
     """|W_ij| · ‖X_j‖₂ for linear weights [out, in]; ‖X_j‖ over the forget tokens."""
-    if x.input_sq_norm is None:
-        return None
     return x.theta.abs() * x.input_sq_norm.sqrt()
 
 
@@ -114,36 +118,66 @@ def compute_scores(
     *,
     gamma: float = 1e-6,
     seed: int = 0,
-) -> Scores:
+) -> LazyScores:
     """Scores of ``method`` for parameters ``names`` (those it can score), fp32, in model order."""
     spec = lookup(SCORES, method, "score method")
-    generator = torch.Generator().manual_seed(seed)
     wanted = set(names)
-    scores: Scores = {}
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name not in wanted:
-                continue
-            value = spec.fn(_inputs(name, param, stats, gamma, generator))
-            if value is not None:
-                scores[name] = value
-    if not scores:
+    params = {
+        n: p
+        for n, p in model.named_parameters()
+        if n in wanted and all(n in (_table(stats, need) or {}) for need in spec.needs)
+    }
+    if not params:
         raise WagleError(f"score method {method!r} can score none of the eligible parameters")
-    return scores
+    return LazyScores(spec, params, stats, gamma, seed)
 
 
-def _inputs(
-    name: str, param: torch.Tensor, stats: Statistics, gamma: float, generator: torch.Generator
-) -> ScoreInputs:
-    def get(table: dict[str, torch.Tensor] | None) -> torch.Tensor | None:
-        return None if table is None else table.get(name)
+class LazyScores(Mapping[str, torch.Tensor]):
+    """Parameter name → fp32 scores, computed on access from θ and the statistics (not kept)."""
 
-    return ScoreInputs(
-        theta=param.detach().float(),
-        g_f=get(stats.forget_grad),
-        g_r=get(stats.retain_grad),
-        fisher=get(stats.retain_fisher),
-        input_sq_norm=get(stats.input_sq_norms),
-        gamma=gamma,
-        generator=generator,
-    )
+    def __init__(
+        self,
+        spec: ScoreMethod,
+        params: dict[str, torch.nn.Parameter],
+        stats: Statistics,
+        gamma: float,
+        seed: int,
+    ) -> None:
+        self.spec, self.params, self.stats, self.gamma, self.seed = spec, params, stats, gamma, seed
+        self.numels = {n: p.numel() for n, p in params.items()}
+
+    @torch.no_grad()
+    def __getitem__(self, name: str) -> torch.Tensor:
+        param = self.params[name]
+        generator = torch.Generator().manual_seed(zlib.crc32(f"{self.seed}:{name}".encode()))
+
+        def get(need: str) -> torch.Tensor | None:
+            table = _table(self.stats, need)
+            value = None if table is None else table.get(name)
+            return None if value is None else value.to(param.device, torch.float32)
+
+        inputs = ScoreInputs(
+            theta=param.detach().float(),
+            g_f=get(FORGET_GRAD),
+            g_r=get(RETAIN_GRAD),
+            fisher=get(RETAIN_FISHER),
+            input_sq_norm=get(INPUT_NORMS),
+            gamma=self.gamma,
+            generator=generator,
+        )
+        return self.spec.fn(inputs)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.params)
+
+    def __len__(self) -> int:
+        return len(self.params)
+
+
+def _table(stats: Statistics, need: str) -> dict[str, torch.Tensor] | None:
+    return {
+        FORGET_GRAD: stats.forget_grad,
+        RETAIN_GRAD: stats.retain_grad,
+        RETAIN_FISHER: stats.retain_fisher,
+        INPUT_NORMS: stats.input_sq_norms,
+    }[need]

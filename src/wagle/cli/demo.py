@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from transformers import AutoModelForCausalLM, AutoTokenizer
-
+from wagle.cli import COMMANDS
 from wagle.cli.playground import print_info
-from wagle.data import load_qa
-from wagle.evaluation.generation import generate_answers
-from wagle.playground import PlaygroundConfig, build_playground
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="build the playground and show what its models know (what `make demo` runs)",
+        help=COMMANDS["demo"],
         description="Builds (or reuses) the default playground, then asks the target model and "
         "the retain model a few questions about authors in the forget split: the target knows "
         "them, the retain model, never trained on them, does not.",
@@ -25,6 +21,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from wagle.data import load_qa
+    from wagle.evaluation.generation import generate_answers
+    from wagle.models import load_pretrained
+    from wagle.playground import PlaygroundConfig, build_playground
+
     info = build_playground(PlaygroundConfig())
     print_info(info)
     records = load_qa(info["data"], "forget10")[:: max(1, 200 // max(1, args.examples))]
@@ -32,8 +33,7 @@ def run(args: argparse.Namespace) -> int:
     questions = [r["question"] for r in records]
     answers = {}
     for name in ("target", "retain"):
-        model = AutoModelForCausalLM.from_pretrained(info[name])
-        tokenizer = AutoTokenizer.from_pretrained(info[name])
+        model, tokenizer = load_pretrained(info[name])
         answers[name] = generate_answers(model, tokenizer, questions, progress=False)
     print("\nQuestions about authors in the forget split:")
     for i, record in enumerate(records):

@@ -3,7 +3,8 @@
 The objective (any registered method) is passed in, not subclassed. The trainer overrides
 ``compute_loss`` (objective on a forget/retain batch, stop on a non-finite loss),
 ``training_step`` (zero unselected gradients after the last micro-batch of a step, before
-clipping), ``create_optimizer`` (mask-aware weight decay) and ``train`` (load the selected
+clipping), ``create_optimizer`` (mask-aware weight decay; or ``SelectiveAdamW``, whose state
+covers the selected entries only, under ``optimizer_state``) and ``train`` (load the selected
 checkpoint of the trajectory, if any, and verify the mask invariant on the weights it leaves).
 Everything else — AdamW, warm-up and schedule, clipping, gradient accumulation, DDP through
 ``accelerate launch`` / ``torchrun`` — is the stock Trainer.
@@ -22,6 +23,7 @@ from wagle.errors import WagleError
 from wagle.unlearning.batch import ForgetRetainBatch
 from wagle.unlearning.masking import MaskEnforcer
 from wagle.unlearning.objective import Objective
+from wagle.unlearning.selective_adamw import SelectiveAdamW, use_selective_state
 from wagle.unlearning.trajectory import TrajectoryCallback
 
 
@@ -41,11 +43,19 @@ class MaskedUnlearningTrainer(Trainer):
         objective: Objective,
         mask: Mask | None = None,
         trajectory: TrajectoryCallback | None = None,
+        optimizer_state: str = "auto",
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
         self.objective = objective
         self.enforcer = MaskEnforcer(self.model, mask)
+        optim = str(getattr(self.args.optim, "value", self.args.optim))
+        self.selective_state = use_selective_state(optimizer_state, mask, self.model, optim)
+        if self.selective_state:  # AdamW state for the selected entries only
+            selected = {id(p): s for p, s in self.enforcer.partial.values()}
+            adam = {"betas": (self.args.adam_beta1, self.args.adam_beta2)}
+            adam |= {"lr": self.args.learning_rate, "eps": self.args.adam_epsilon}
+            self.optimizer_cls_and_kwargs = (SelectiveAdamW, {"selected": selected} | adam)
         self.step_log: list[dict[str, float]] = []
         self._pending: list[dict[str, float]] = []
         self.trajectory = trajectory
@@ -57,7 +67,8 @@ class MaskedUnlearningTrainer(Trainer):
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         optimizer = super().create_optimizer(model)
-        self.enforcer.make_weight_decay_mask_aware(optimizer)
+        if not self.selective_state:  # SelectiveAdamW decays the selected entries alone
+            self.enforcer.make_weight_decay_mask_aware(optimizer)
         return optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

@@ -1,0 +1,222 @@
+"""The memory model against measured bytes on small models: parameters, gradients and
+optimizer state exactly; activations (bytes autograd saves) within 15%."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from wagle.attribution.select import select_mask
+from wagle.cli import main
+from wagle.errors import WagleError
+from wagle.plan import (
+    Shape,
+    activation_bytes,
+    attribution_memory,
+    load_shape,
+    unlearning_memory,
+)
+from wagle.sequence import sequence_nll
+from wagle.unlearning.selective_adamw import SelectiveAdamW
+
+CONFIG = {
+    "model_type": "llama", "vocab_size": 1500, "hidden_size": 96, "intermediate_size": 256,
+    "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2,
+    "max_position_embeddings": 64, "tie_word_embeddings": False,
+}  # fmt: skip
+
+
+def _model(dtype=torch.float32, **overrides) -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    config = {k: v for k, v in (CONFIG | overrides).items() if k != "model_type"}
+    return LlamaForCausalLM(LlamaConfig(**config)).to(dtype)
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_parameter_count_from_the_config_is_exact(tmp_path, tied):
+    model = _model(tie_word_embeddings=tied)
+    (tmp_path / "config.json").write_text(json.dumps(CONFIG | {"tie_word_embeddings": tied}))
+    assert load_shape(str(tmp_path)).parameters == sum(p.numel() for p in model.parameters())
+
+
+def test_llama2_7b_preset_has_its_published_size():
+    assert load_shape("llama2-7b").parameters == 6_738_415_616
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_gradient_and_optimizer_state_bytes_are_exact(tmp_path, dtype):
+    """Dense AdamW: two moments in the weights' dtype per weight; selective at ρ = 0.2:
+    12 bytes (index and moments; +4 for an fp32 master of bf16 weights) per selected weight."""
+    (tmp_path / "config.json").write_text(json.dumps(CONFIG))
+    name = "bfloat16" if dtype == torch.bfloat16 else "float32"
+    predicted = {
+        state: unlearning_memory(
+            load_shape(str(tmp_path)),
+            0.2,
+            name,
+            state=state,
+            devices=1,
+            checkpointing=False,
+            batch_size=1,
+            max_length=8,
+        )
+        for state in ("full", "selected")
+    }
+    ids = torch.randint(0, 1500, (1, 8))
+    measured = {}
+    for state in ("full", "selected"):
+        model = _model(dtype)
+        model(input_ids=ids, labels=ids).loss.backward()
+        grads = sum(p.grad.numel() * p.grad.element_size() for p in model.parameters())
+        if state == "full":
+            optimizer = torch.optim.AdamW(model.parameters())
+        else:
+            g = torch.Generator().manual_seed(0)
+            scores = {n: torch.rand(p.shape, generator=g) for n, p in model.named_parameters()}
+            mask = select_mask(scores, 0.2)
+            selected = {id(p): mask[n] for n, p in model.named_parameters()}
+            optimizer = SelectiveAdamW(model.parameters(), selected)
+        optimizer.step()
+        state_bytes = sum(
+            t.numel() * t.element_size()
+            for s in optimizer.state.values()
+            for t in s.values()
+            if isinstance(t, torch.Tensor) and t.dim() > 0  # not AdamW's scalar step
+        )
+        measured[state] = (grads, state_bytes)
+    for state in ("full", "selected"):
+        parts = predicted[state]
+        assert measured[state] == (parts["gradients"], parts["optimizer_state"]), state
+
+
+def _saved_bytes(model, batch: int, length: int, checkpointing: bool) -> int:
+    """Bytes of the tensors autograd saves for backward (weights excluded), one forward."""
+    if checkpointing:
+        model.gradient_checkpointing_enable()
+        model.train()
+    storages: dict[int, int] = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    ids = torch.randint(0, 1500, (batch, length), generator=torch.Generator().manual_seed(0))
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        sequence_nll(model, inputs)
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    return sum(n for ptr, n in storages.items() if ptr not in weights)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["no-ckpt", "ckpt"])
+def test_activation_model_is_within_15_percent_of_saved_bytes(dtype, checkpointing):
+    """The saved tensors are what the model predicts, less the loss gradient (V·(4 + a) per
+    token, alive only in backward) and, with checkpointing, the one recomputed layer."""
+    shape = Shape.from_config(CONFIG)
+    model = _model(getattr(torch, dtype))
+    batch, length = 3, 48
+    measured = _saved_bytes(model, batch, length, checkpointing)
+    a = 2 if dtype == "bfloat16" else 4
+    layer = (10 * shape.hidden + 4 * shape.intermediate) * a + (4 * shape.hidden if a == 2 else 0)
+    transient = shape.vocab * (4 + a) + (layer if checkpointing else 0)
+    predicted = (
+        activation_bytes(shape, batch * length, dtype, checkpointing) - batch * length * transient
+    )
+    assert abs(predicted - measured) / measured < 0.15, (predicted, measured)
+
+
+def test_plan_command_prints_the_7b_figures_as_json(capsys):
+    assert main(["plan", "--model", "llama2-7b", "--ratio", "0.2", "0.5", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    selective = [r for r in rows if r["state"] == "selected" and r["ratio"] == 0.2]
+    dense = [r for r in rows if r["state"] == "full" and r["ratio"] == 0.2]
+    for s, d in zip(selective, dense, strict=True):
+        assert s["parts"]["optimizer_state"] < d["parts"]["optimizer_state"]
+
+
+def test_an_unknown_model_is_a_user_error():
+    with pytest.raises(WagleError, match="neither a preset"):
+        load_shape("llama-9000")
+    with pytest.raises(WagleError, match="models llama, mistral, qwen2"):
+        Shape.from_config({"model_type": "gpt2"})
+
+
+PEAK_CHILD = """
+import json, sys
+from pathlib import Path
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+from wagle.attribution.gradients import FORGET_GRAD, RETAIN_GRAD, collect_statistics
+from wagle.sequence import sequence_nll
+
+def status(key):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+
+def reset():
+    Path("/proc/self/clear_refs").write_text("5")
+    return status("VmRSS")
+
+config, batch, length = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+torch.manual_seed(0)
+model = LlamaForCausalLM(LlamaConfig(**config))
+ids = torch.randint(0, config["vocab_size"], (batch, length))
+examples = [{"input_ids": row, "labels": row} for row in ids.tolist()]
+base = reset()
+collect_statistics(model, examples, examples, [n for n, _ in model.named_parameters()],
+                   frozenset({FORGET_GRAD, RETAIN_GRAD}), batch_size=batch, pad_token_id=0,
+                   progress=False)
+attribution = status("VmHWM") - base
+model.train()
+inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+base = reset()
+optimizer = torch.optim.AdamW(model.parameters(), foreach=False)
+loss = sum((nll / n).mean() for nll, n in [sequence_nll(model, inputs), sequence_nll(model, inputs)])
+loss.backward()
+optimizer.step()
+print(json.dumps({"attribution": attribution, "unlearning": status("VmHWM") - base}))
+"""
+
+
+def test_predicted_peaks_are_within_30_percent_of_measured_peak_rss():
+    """A 9M-parameter Llama in a fresh process: peak RSS above the model of one attribution
+    (forget and retain passes, fp32 sums) and of one dense AdamW step on a forget + retain
+    batch, against the plan's bytes above the weights (no mask on either side)."""
+    config = CONFIG | {"vocab_size": 8000, "hidden_size": 256, "intermediate_size": 688}
+    config |= {"num_hidden_layers": 4, "max_position_embeddings": 128}
+    shape = Shape.from_config(config)
+    batch, length = 4, 128
+    # a fixed mmap threshold: glibc returns every large block to the OS when it is freed, so
+    # the second phase's peak is not hidden by memory the first one left in the heap
+    env = os.environ | {"OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": "65536"}
+    args = [
+        json.dumps({k: v for k, v in config.items() if k != "model_type"}),
+        str(batch),
+        str(length),
+    ]
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_CHILD, *args], env=env, capture_output=True, text=True, timeout=120
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    attribution = attribution_memory(
+        shape, "float32", checkpointing=False, batch_size=batch, max_length=length
+    )
+    unlearning = unlearning_memory(
+        shape, 1.0, "float32", state="full", devices=1, checkpointing=False,
+        batch_size=batch // 2, max_length=length,
+    )  # fmt: skip
+    predicted = {
+        "attribution": sum(attribution.values()) - attribution["weights"],
+        "unlearning": sum(unlearning.values()) - unlearning["weights"],
+    }
+    for stage, value in predicted.items():
+        assert abs(value - measured[stage]) / measured[stage] < 0.3, (stage, value, measured)

@@ -33,7 +33,7 @@ from wagle.data.batching import encode_records
 from wagle.data.load import Record, read_records
 from wagle.data.prompt import use_prompt_format
 from wagle.errors import WagleError
-from wagle.evaluation.benchmarks import qa_sets
+from wagle.evaluation.benchmarks import BENCHMARKS, qa_sets
 from wagle.evaluation.summary import load_reference
 from wagle.io import atomic_dir, ensure_writable_dir, fingerprint, write_json
 from wagle.models import load_pretrained
@@ -126,6 +126,13 @@ def unlearn(config: UnlearnConfig, options: Any = None) -> UnlearnResult:
     config.require_paths()
     objective = lookup(METHODS, config.method, "unlearning method")(options)
     reference = _load_reference(config) if config.eval_reference else None
+    if (
+        config.eval_benchmark
+        and lookup(BENCHMARKS, config.eval_benchmark, "benchmark").qa_sets is None
+    ):
+        raise WagleError(
+            f"eval_benchmark must be a QA benchmark (playground, tofu), got {config.eval_benchmark!r}"
+        )
     refuse_sharded_training()  # before anything loads
     model, tokenizer = load_pretrained(
         config.model, dtype=config.dtype, device=None, trust_remote_code=config.trust_remote_code

@@ -148,7 +148,7 @@ def select(points: list[dict[str, Any]], utility_floor: float) -> tuple[dict, di
     eligible = [
         p
         for p in points[1:]
-        if not p["degenerate"] and (threshold is None or p["model_utility"] >= threshold)
+        if not p["degenerate"] and (threshold is None or (p["model_utility"] or 0.0) >= threshold)
     ]
     criterion = {
         "rule": "highest forget_quality" if by_quality else "lowest forget_prob",

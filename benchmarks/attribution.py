@@ -30,16 +30,17 @@ import torch
 
 from wagle.attribution import AttributionConfig, attribute
 from wagle.attribution.attribute import encode_forget, encode_retain
-from wagle.cli.attribute import load_model, load_records
+from wagle.cli.attribute import load_records
 from wagle.data.batching import iter_batches
 from wagle.io import write_json
+from wagle.models import load_pretrained
 
 RESULTS = Path(__file__).parent / "results" / "attribution.json"
 
 
 def main() -> None:
     args = parse_args()
-    model, tokenizer = load_model(args.model, "float32")
+    model, tokenizer = load_pretrained(args.model)
     forget, retain = load_records(args.forget), load_records(args.retain)
     config = AttributionConfig(method=args.method, ratio=[args.ratio], batch_size=args.batch_size)
     if args.child:

@@ -47,9 +47,9 @@ def parts(model_dir: str, data: str) -> dict[str, float]:
     from wagle.evaluation.generation import generate_answers
     from wagle.evaluation.likelihood import answer_nll, perturbed_nll
     from wagle.evaluation.mia import membership_inference
-    from wagle.evaluation.suite import load_model
+    from wagle.models import load_pretrained
 
-    model, tokenizer = load_model(model_dir)
+    model, tokenizer = load_pretrained(model_dir)
     splits = {s: load_qa(data, s) for s in ("forget10", "real_authors", "world_facts")}
     splits["retain"] = evenly_spaced(load_qa(data, "retain90"), RETAIN_EVAL_SIZE)
     records = [r for rs in splits.values() for r in rs]
@@ -75,10 +75,10 @@ def length_sorting(model_dir: str, data: str) -> dict[str, float]:
     from wagle.data.batching import encode_records, iter_batches
     from wagle.data.load import load_qa
     from wagle.evaluation.likelihood import mean_nll
-    from wagle.evaluation.suite import load_model
+    from wagle.models import load_pretrained
     from wagle.sequence import sequence_nll
 
-    model, tokenizer = load_model(model_dir)
+    model, tokenizer = load_pretrained(model_dir)
     records = load_qa(data, "forget10")
     examples = encode_records(
         tokenizer, [r | {"answer": w} for r in records for w in r["perturbed_answer"]]
@@ -128,7 +128,7 @@ def main() -> None:
         return {k: s["figures"][k] for k in keys} | {
             "forget_quality": e["forget_quality"],
             "model_utility": e["model_utility"],
-            "privacy_leakage": s["privacy_leakage"],
+            "privleak": s["privleak"],
             "forget_efficacy": s["forget_efficacy"],
         }
 

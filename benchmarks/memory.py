@@ -10,7 +10,7 @@
 - with --large: a synthetic mask of Llama-2-7B's shapes saved packed and loaded back tensor by
   tensor, peak RSS measured.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/memory.py [--large]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/memory.py [--large] [--parts ...]
 
 Writes benchmarks/results/memory.json.
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -43,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from masked_step import StepTimer, random_examples
 
 RESULTS = Path(__file__).parent / "results" / "memory.json"
+PARTS = ["optimizer", "attribution", "mask_files", "selection"]
 SHAPE = {"vocab": 8192, "hidden": 768, "intermediate": 2048, "layers": 12}
 
 
@@ -122,11 +124,14 @@ def attribution_child(mode: str) -> None:
     config = AttributionConfig(ratio=[0.2], batch_size=4, max_length=64)
     base = reset_peak_rss()
     result = attribute(model, tokenizer, texts, texts, config, progress=False)
+    passes = rss_peak() - base
+    reset_peak_rss()
     scores = result.scores()
     if mode == "materialised":
         scores = {name: scores[name] for name in scores}  # as before: a dict of full tensors
     select_mask(scores, 0.2)
-    print(json.dumps({"peak_above_model": rss_peak() - base}))
+    selection = rss_peak() - base
+    print(json.dumps({"peak_above_model": max(passes, selection), "selection": selection}))
 
 
 class _IdTokenizer:
@@ -141,16 +146,21 @@ class _IdTokenizer:
 
 
 def attribution_figures() -> dict:
-    peaks = {}
+    peaks, selection = {}, {}
+    env = os.environ | {"MALLOC_MMAP_THRESHOLD_": "65536"}  # freed blocks go back to the OS
     for mode in ("materialised", "streamed"):
         out = subprocess.run(
-            [sys.executable, __file__, "--child", mode], capture_output=True, text=True, check=True
-        )
-        peaks[mode] = json.loads(out.stdout.strip().splitlines()[-1])["peak_above_model"]
+            [sys.executable, __file__, "--child", mode],
+            capture_output=True, text=True, check=True, env=env,
+        )  # fmt: skip
+        figures = json.loads(out.stdout.strip().splitlines()[-1])
+        peaks[mode], selection[mode] = figures["peak_above_model"], figures["selection"]
     params = sum(p.numel() for p in model_100m().parameters())
     return {
         "peak_rss_above_model_bytes": peaks,
+        "selection_phase_peak_above_model_bytes": selection,
         "fp32_model_copy_bytes": 4 * params,
+        "bool_mask_bytes": params,
         "saved_bytes": peaks["materialised"] - peaks["streamed"],
     }
 
@@ -248,6 +258,11 @@ def main() -> None:
     parser.add_argument("--large", action="store_true", help="1B-score selection, 7B mask")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--parts", nargs="+", choices=[*PARTS, "llama2_7b_mask"],
+        help="figures to (re)measure, the others are kept from the results file (default: "
+        "all; the 7B mask only with --large)",
+    )  # fmt: skip
     args = parser.parse_args()
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
@@ -255,18 +270,21 @@ def main() -> None:
         attribution_child(args.child)
         return
     model = model_100m()
-    figures = {
+    figures = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    figures |= {
         "model": SHAPE | {"parameters": sum(p.numel() for p in model.parameters())},
         "torch_threads": torch.get_num_threads(),
-        "optimizer": optimizer_figures(args.steps, args.repeats),
-        "attribution": attribution_figures(),
-        "mask_files": mask_file_figures(model),
-        "selection": selection_figures(
-            [10_000_000, 100_000_000] + ([1_000_000_000] if args.large else [])
-        ),
     }
-    if args.large:
-        figures["llama2_7b_mask"] = llama7b_mask_figures()
+    sizes = [10_000_000, 100_000_000] + ([1_000_000_000] if args.large else [])
+    measure = {
+        "optimizer": lambda: optimizer_figures(args.steps, args.repeats),
+        "attribution": attribution_figures,
+        "mask_files": lambda: mask_file_figures(model),
+        "selection": lambda: selection_figures(sizes),
+        "llama2_7b_mask": llama7b_mask_figures,
+    }
+    for part in args.parts or [*PARTS, *(["llama2_7b_mask"] if args.large else [])]:
+        figures[part] = measure[part]()
     write_json(RESULTS, figures)
     print(json.dumps(figures, indent=2))
 

@@ -9,7 +9,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from wagle.data.playground import BenchmarkSpec, generate
-from wagle.playground.tokenizer import train_tokenizer
+from wagle.playground.tokenizer import train_sentencepiece_tokenizer, train_tokenizer
 
 torch.set_num_threads(1)  # tiny models: threads cost more than they give, and CI has 2 cores
 
@@ -69,3 +69,11 @@ def saved_inputs(tmp_path, tiny_model, tokenizer, micro_splits):
         return model
 
     return write
+
+
+@pytest.fixture(scope="session")
+def sp_tokenizer(micro_splits):
+    """A SentencePiece-style BPE laid out like Llama-2's, as a Llama fast tokenizer (no chat
+    template), trained on the micro playground."""
+    texts = [r["question"] + " " + r["answer"] for rs in micro_splits.values() for r in rs]
+    return train_sentencepiece_tokenizer(texts, vocab_size=500, model_max_length=256)

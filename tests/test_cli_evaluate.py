@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -51,7 +52,12 @@ def test_playground_eval_writes_every_per_sample_value(
     )
     assert result["config"]["data"] == playground_data
     assert result["forget_quality"] is None
-    assert result["model_utility"] == result["summary"]["model_utility"] >= 0
+    figures = result["summary"]["figures"]
+    nine = [figures[f"{s}.{m}"] for s in ("retain", "real_authors", "world_facts")
+            for m in ("probability", "rouge_l_recall", "truth_ratio")]  # fmt: skip
+    assert result["model_utility"] == result["summary"]["model_utility"]
+    expected = 0.0 if min(nine) == 0 else 9 / sum(1 / x for x in nine)  # a 0 sinks it
+    assert result["model_utility"] == pytest.approx(expected)
     assert set(result["sections"]) == {"forget", "retain", "real_authors", "world_facts", "mia"}
     forget = result["sections"]["forget"]
     assert forget["n"] == 20
@@ -70,14 +76,16 @@ def test_a_retain_eval_is_its_own_reference_with_forget_quality_one(
         model_dir, tmp_path / "b", "--data", playground_data, "--reference", str(tmp_path / "a")
     )
     assert second["forget_quality"] == 1.0
-    assert second["summary"]["privacy_leakage"] == 0.0
+    assert second["summary"]["privleak"] == 0.0
     assert second["reference"]["path"] == str(tmp_path / "a" / "eval.json")
     assert second["sections"]["forget"]["per_sample"] == first["sections"]["forget"]["per_sample"]
     assert second["summary"]["reference_figures"] == first["summary"]["figures"]
     assert "retain ref." in capsys.readouterr().out  # the table shows the reference side by side
 
 
-def test_reference_of_another_split_fails_before_loading_the_model(tmp_path, capsys):
+def test_reference_of_another_split_fails_before_loading_the_model(
+    model_dir, playground_data, tmp_path, capsys
+):
     (tmp_path / "eval.json").write_text(
         json.dumps({"benchmark": "playground", "split": "forget05", "sections": {}})
     )
@@ -85,13 +93,13 @@ def test_reference_of_another_split_fails_before_loading_the_model(tmp_path, cap
         [
             "evaluate",
             "--model",
-            str(tmp_path / "missing"),
+            model_dir,
             "--out",
             str(tmp_path / "o"),
             "--reference",
             str(tmp_path),
             "--data",
-            str(tmp_path),
+            playground_data,
         ]
     )
     assert code == 2
@@ -177,7 +185,11 @@ def test_text_file_perplexity(model_dir, tmp_path):
     path = tmp_path / "corpus.jsonl"
     path.write_text("\n".join(json.dumps({"text": t}) for t in ["One text.", "Another text here."]))
     result = evaluate(model_dir, tmp_path / "ev", "--benchmark", "text", "--data", str(path))
-    assert result["sections"]["text"]["aggregates"]["perplexity"] > 1
+    text = result["sections"]["text"]
+    nll, n = text["per_sample"]["nll"], text["per_sample"]["n_tokens"]
+    corpus_nll = sum(x * k for x, k in zip(nll, n, strict=True)) / sum(n)  # token-weighted
+    assert text["aggregates"]["nll"] == pytest.approx(corpus_nll)
+    assert text["aggregates"]["perplexity"] == pytest.approx(math.exp(corpus_nll))
 
 
 @pytest.mark.parametrize(

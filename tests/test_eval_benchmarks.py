@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wagle.evaluation.benchmarks import BENCHMARKS, evenly_spaced
+from wagle.evaluation.benchmarks import BENCHMARKS, evenly_spaced, resolve
 from wagle.evaluation.config import EvalConfig
 
 
@@ -16,7 +16,7 @@ def test_retain_subset_keeps_a_small_split_whole():
 
 
 def test_qa_benchmarks_default_to_forget10_and_others_to_no_split():
-    assert EvalConfig().split == "forget10"
-    assert EvalConfig(benchmark="tofu").split == "forget10"
-    assert EvalConfig(benchmark="mcq").split == ""
+    assert resolve(EvalConfig())[1].split == "forget10"
+    assert resolve(EvalConfig(benchmark="tofu"))[1].split == "forget10"
+    assert resolve(EvalConfig(benchmark="mcq"))[1].split == ""
     assert set(BENCHMARKS) == {"playground", "tofu", "mcq", "muse", "text"}

@@ -69,7 +69,29 @@ def test_auc_of_perfect_and_reversed_separation():
     assert stats.auc([1.0, 2.0], [5.0, 6.0]) == 0.0
 
 
-def test_privacy_leakage_is_relative_to_the_retain_auc():
-    """(0.9 − 0.5) / 0.5 = 0.8; a model as private as the retain model scores 0."""
-    assert stats.privacy_leakage(0.9, 0.5) == pytest.approx(0.8)
-    assert stats.privacy_leakage(0.5, 0.5) == 0.0
+def test_privleak_is_muse_percent_with_muse_auc_orientation():
+    """MUSE: PrivLeak = (AUC_unlearn − AUC_retain)/AUC_retain·100 with AUCs of "member scores
+    lower", i.e. 1 − wagle's. a = 0.9, r = 0.6: MUSE AUCs 0.1 and 0.4, (0.1 − 0.4)/0.4·100 =
+    −75. A model that forgot nothing (a = 1.0, r = 0.5): (0 − 0.5)/0.5·100 = −100. The retain
+    model itself: 0. Over-unlearned (a = 0.3, r = 0.6): (0.7 − 0.4)/0.4·100 = +75."""
+    assert stats.privleak(0.9, 0.6) == pytest.approx(-75.0)
+    assert stats.privleak(1.0, 0.5) == pytest.approx(-100.0)
+    assert stats.privleak(0.6, 0.6) == 0.0
+    assert stats.privleak(0.3, 0.6) == pytest.approx(75.0)
+    assert stats.privleak(0.7, 1.0) is None
+
+
+def test_forget_quality_is_tofus_ks_pvalue_on_fixed_numbers():
+    """Truth ratios [1, 2, 3] vs the retain model's [4, 5, 6]: D = 1, and the exact two-sided
+    p-value for n = m = 3 is 2 / C(6, 3) = 2/20 = 0.1. TOFU runs the test on 1/R (its
+    ``exp(perturbed − paraphrased)``): a monotone map, the same p-value."""
+    from wagle.evaluation.summary import forget_quality
+
+    def sections(ratios):
+        return {"forget": {"per_sample": {"truth_ratio": ratios}, "aggregates": {}}}
+
+    quality = forget_quality(sections([1.0, 2.0, 3.0]), {"sections": sections([4.0, 5.0, 6.0])})
+    assert quality == pytest.approx(0.1)
+    assert stats.ks_pvalue([1, 1 / 2, 1 / 3], [1 / 4, 1 / 5, 1 / 6]) == pytest.approx(0.1)
+    # D = 2/3: 12 of the 20 equally likely orderings of 3 + 3 values reach it.
+    assert stats.ks_pvalue([1.0, 2.0, 5.0], [3.0, 4.0, 6.0]) == pytest.approx(0.6)

@@ -36,16 +36,16 @@ def test_model_utility_is_the_harmonic_mean_of_the_nine_figures():
 def test_without_a_reference_there_is_no_forget_quality():
     """Efficacy terms 1 − 0.8, 1 − 0.6 and 1 − 2·|0.9 − 0.5| = 0.2: mean (0.2+0.4+0.2)/3."""
     summary = summarise(qa_sections([0.1, 0.2]), reference=None)
-    assert summary["forget_quality"] is None and summary["privacy_leakage"] is None
+    assert summary["forget_quality"] is None and summary["privleak"] is None
     assert summary["forget_efficacy"] == pytest.approx(0.8 / 3)
 
 
 def test_a_model_against_its_own_evaluation_has_forget_quality_one():
-    """KS of identical samples: p = 1. PrivLeak (0.9 − 0.9)/0.9 = 0. Efficacy gains the term 1."""
+    """KS of identical samples: p = 1. PrivLeak (0.9 − 0.9)/(1 − 0.9) = 0. Efficacy gains the term 1."""
     sections = qa_sections([0.1, 0.2, 0.7])
     summary = summarise(sections, reference={"sections": sections})
     assert summary["forget_quality"] == 1.0
-    assert summary["privacy_leakage"] == 0.0
+    assert summary["privleak"] == 0.0
     assert summary["forget_efficacy"] == pytest.approx((1 + 0.8) / 4)
 
 

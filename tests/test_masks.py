@@ -54,7 +54,7 @@ def test_a_mask_whose_shapes_differ_is_an_error_naming_the_parameter(tiny_model)
 
 def test_a_file_that_is_not_a_mask_is_an_error(tmp_path):
     (tmp_path / "x.safetensors").write_text("not a mask")
-    with pytest.raises(WagleError, match="not a readable safetensors mask"):
+    with pytest.raises(WagleError, match="is not a safetensors file"):
         load_mask(tmp_path / "x.safetensors")
 
 
@@ -158,5 +158,5 @@ def test_a_mask_file_is_checked_against_the_model_from_its_header_alone(tiny_mod
 
 def test_a_pickle_passed_as_a_mask_is_refused(tiny_model, tmp_path):
     torch.save(half_mask(tiny_model()), tmp_path / "mask.pt")
-    with pytest.raises(WagleError, match="not a readable safetensors mask"):
+    with pytest.raises(WagleError, match="is not a safetensors file"):
         load_mask(tmp_path / "mask.pt")

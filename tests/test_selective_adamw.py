@@ -115,5 +115,28 @@ def test_optimizer_state_is_validated_in_the_config():
     base = {"model": "m", "forget": "f", "retain": "r", "out": "o"}
     with pytest.raises(WagleError, match="optimizer_state must be one of"):
         UnlearnConfig(**base, optimizer_state="half")
-    with pytest.raises(WagleError, match="needs an AdamW optimizer"):
+    with pytest.raises(WagleError, match="optimizer 'sgd' is not supported"):  # no sgd at all
         UnlearnConfig(**base, optimizer_state="selected", optimizer="sgd")
+
+
+def test_a_saved_state_loads_back_with_its_fp32_moments_and_masters(tiny_model):
+    """torch's load_state_dict casts floating state to a bf16 parameter's dtype; the selective
+    state of bf16 weights must come back fp32 and equal, so a resumed run continues exactly."""
+    model = tiny_model(seed=0).to(torch.bfloat16)
+    mask = _mask(model)
+    selected = {id(p): mask[n] for n, p in model.named_parameters()}
+    optimizer = SelectiveAdamW(model.parameters(), selected, lr=1e-3)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    optimizer.step()
+    saved = optimizer.state_dict()
+    again = SelectiveAdamW(model.parameters(), selected, lr=1e-3)
+    again.load_state_dict(saved)
+    for p in model.parameters():
+        before, after = optimizer.state[p], again.state[p]
+        assert before.keys() == after.keys() and after["step"] == 1
+        for key in ("exp_avg", "exp_avg_sq", "master", "index"):
+            if key in before:
+                assert after[key].dtype == before[key].dtype and torch.equal(
+                    after[key], before[key]
+                )

@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM
 from wagle.cli import main
 from wagle.data.load import read_records
 from wagle.data.playground import write
+from wagle.errors import WagleError
 from wagle.evaluation.degeneration import degeneration, repetition_rate
 from wagle.unlearning import PairCollator, PairedDataset, UnlearnConfig, unlearn_model
 from wagle.unlearning.objective import METHODS
@@ -109,8 +110,9 @@ class ScriptedEvaluator:
         }  # fmt: skip
 
 
-def run_trainer(tiny_model, tokenizer, micro_splits, callback, max_steps):
+def run_trainer(tiny_model, tokenizer, micro_splits, callback, max_steps, mask_of=None):
     model = tiny_model(seed=0)
+    mask = None if mask_of is None else mask_of(model)
     config = UnlearnConfig(method="graddiff", max_steps=max_steps, batch_size=2,
                            gradient_accumulation_steps=1, learning_rate=1e-2, max_length=48,
                            progress=False)  # fmt: skip
@@ -123,6 +125,7 @@ def run_trainer(tiny_model, tokenizer, micro_splits, callback, max_steps):
         train_dataset=data,
         data_collator=PairCollator(tokenizer.pad_token_id),
         objective=objective,
+        mask=mask,
         trajectory=callback,
     )
     objective.prepare(model, data, tokenizer.pad_token_id)
@@ -132,8 +135,10 @@ def run_trainer(tiny_model, tokenizer, micro_splits, callback, max_steps):
 
 def test_the_model_ends_with_the_selected_steps_weights(tiny_model, tokenizer, micro_splits):
     evaluator = ScriptedEvaluator([1e-9, 1e-4, 0.2, 1e-3, 1e-5])
-    callback = TrajectoryCallback(evaluator, every=1, log=lambda line: None)
+    lines: list[str] = []
+    callback = TrajectoryCallback(evaluator, every=1, log=lines.append)
     model, _ = run_trainer(tiny_model, tokenizer, micro_splits, callback, max_steps=4)
+    assert len(lines) == 5 and not any("early stop" in line for line in lines)  # max_steps ≠ early
     assert [p["step"] for p in callback.points] == [0, 1, 2, 3, 4]
     assert callback.selected["step"] == 2
     at_step_2 = evaluator.weights[2]
@@ -142,15 +147,38 @@ def test_the_model_ends_with_the_selected_steps_weights(tiny_model, tokenizer, m
     assert not torch.equal(model.lm_head.weight, evaluator.weights[4]["lm_head.weight"])
 
 
+def test_the_mask_checksum_covers_the_restored_checkpoint(tiny_model, tokenizer, micro_splits):
+    """A selected copy in which an unselected weight moved is refused, though the last
+    weights (verified first) are fine."""
+
+    class Corrupting(TrajectoryCallback):
+        def finish(self, model):
+            self.best_state["lm_head.weight"][0, 0] += 1.0  # row 0 is outside the mask
+            super().finish(model)
+
+    def half_of_lm_head(model):
+        mask = {n: torch.ones_like(p, dtype=torch.bool) for n, p in model.named_parameters()}
+        mask["lm_head.weight"][0] = False
+        return mask
+
+    callback = Corrupting(ScriptedEvaluator([1e-9, 0.5, 1e-3]), every=1, log=lambda line: None)
+    with pytest.raises(WagleError, match="masked weights changed"):
+        run_trainer(tiny_model, tokenizer, micro_splits, callback, 2, mask_of=half_of_lm_head)
+
+
 def test_early_stopping_stops_once_the_best_is_patience_evaluations_old(
     tiny_model, tokenizer, micro_splits
 ):
     evaluator = ScriptedEvaluator([1e-9, 0.5, 1e-3, 1e-4] + [1.0] * 6)
-    callback = TrajectoryCallback(evaluator, every=1, early_stop=2, log=lambda line: None)
+    lines: list[str] = []
+    callback = TrajectoryCallback(evaluator, every=1, early_stop=2, log=lines.append)
     _, trainer = run_trainer(tiny_model, tokenizer, micro_splits, callback, max_steps=9)
-    # best at step 1; steps 2 and 3 do not beat it → stop after step 3 (0.99 never seen)
+    # best at step 1; steps 2 and 3 do not beat it → stop after step 3 (1.0 never seen)
     assert trainer.state.global_step == 3
     assert [p["step"] for p in callback.points] == [0, 1, 2, 3]
+    assert lines[-1].startswith("step 3 | forget quality 0.0001 |")
+    assert lines[-1].endswith("| early stop") and "best: step 1 (0.5)" in lines[-1]
+    assert not any("early stop" in line for line in lines[:-1])
 
 
 def test_points_every_epoch_by_default(tiny_model, tokenizer, micro_splits):
@@ -254,7 +282,8 @@ def test_without_reference_lora_runs_are_evaluated_and_merged(workspace):
     assert [p["step"] for p in result.trajectory] == [0, 1, 2]
     assert all(p["forget_quality"] is None and p["rouge_gap"] is None for p in result.trajectory)
     assert result.criterion["rule"] == "lowest forget_prob"
-    best = min(result.trajectory[1:], key=lambda p: p["forget_prob"])
+    eligible = [p for p in result.trajectory[1:] if not p["degenerate"]] or result.trajectory[-1:]
+    best = min(eligible, key=lambda p: p["forget_prob"])
     assert result.selected["step"] == best["step"]
     assert not any("lora" in name for name, _ in result.model.named_parameters())
     saved = json.loads((workspace / "run" / "trajectory.json").read_text())

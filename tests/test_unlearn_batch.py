@@ -40,3 +40,48 @@ def test_batch_sizes_must_agree():
     two = {"input_ids": torch.zeros(2, 2, dtype=torch.long)}
     with pytest.raises(ValueError, match="batch sizes differ"):
         ForgetRetainBatch(one, two, torch.tensor([0]))
+
+
+class _Recording(PairCollator):
+    """The collator of a real run, noting (forget index, retain sample) of every pair."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        super().__init__(pad_token_id)
+        self.pairs: list[tuple[int, int]] = []
+
+    def __call__(self, items):
+        self.pairs += [(i["index"], i["retain"]["input_ids"][0]) for i in items]
+        return super().__call__(items)
+
+
+def test_a_trainer_run_pairs_each_forget_sample_afresh_every_epoch(tiny_model, tmp_path):
+    """Three epochs of a real Trainer run over 6 forget samples: each is served once per
+    epoch, and its k-th retain partner is the seeded k-th draw random.Random("0:i:k")."""
+    import random
+
+    from wagle.unlearning import METHODS, MaskedUnlearningTrainer, UnlearnConfig
+    from wagle.unlearning.run import training_arguments
+
+    forget, retain = _examples(6, 0), _examples(50, 100)
+    data = PairedDataset(forget, retain, seed=0)
+    collator = _Recording(pad_token_id=0)
+    config = UnlearnConfig(
+        model="-", forget="-", retain="-", out="-", epochs=3, batch_size=2,
+        gradient_accumulation_steps=1, warmup=0, progress=False, method="graddiff",
+    )  # fmt: skip
+    trainer = MaskedUnlearningTrainer(
+        model=tiny_model(),
+        args=training_arguments(config, str(tmp_path)),
+        train_dataset=data,
+        data_collator=collator,
+        objective=METHODS["graddiff"](),
+    )
+    trainer.train()
+    served: dict[int, list[int]] = {}
+    for index, partner in collator.pairs:
+        served.setdefault(index, []).append(partner)
+    assert sorted(served) == list(range(6))
+    for index, partners in served.items():
+        expected = [100 + random.Random(f"0:{index}:{k}").randrange(50) for k in range(3)]
+        assert partners == expected, index
+    assert sum(len(set(p)) > 1 for p in served.values()) >= 5  # fresh partners, not one reused

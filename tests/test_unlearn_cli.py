@@ -90,6 +90,10 @@ def test_recipe_sets_options_and_flags_override_it(workspace):
         (["--method", "ga", "--beta", "0.5"], "do not apply to method 'ga'"),
         (["--optimizer", "adafactor"], "not supported"),
         (["--mask", "missing.safetensors"], "mask file not found"),
+        (["--eval-reference", "missing.json"], "reference evaluation not found"),
+        (["--eval-benchmark", "mcq"], "eval_benchmark must be a QA benchmark"),
+        (["--eval-benchmark", "mmlu"], "unknown benchmark 'mmlu'"),
+        (["--utility-floor", "1.5"], "utility_floor must be in [0, 1]"),
     ],
 )
 def test_user_errors_print_one_line(workspace, capsys, extra, message):

@@ -30,5 +30,24 @@ def sequence_nll(
     """
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     nll = token_nll(logits, batch["labels"])
-    n_tokens = (batch["labels"][:, 1:] != IGNORE_INDEX).sum(dim=1)
-    return nll.sum(dim=1), n_tokens
+    return nll.sum(dim=1), labelled(batch["labels"]).sum(dim=1)
+
+
+def mean_nll_of_logits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Token-mean NLL of a batch from logits already computed [B, T, V] (a scalar)."""
+    return token_mean(token_nll(logits, labels), labelled(labels).sum())
+
+
+def labelled(labels: torch.Tensor) -> torch.Tensor:
+    """[B, T-1] bool: the positions whose next-token label counts (not IGNORE_INDEX)."""
+    return labels[:, 1:] != IGNORE_INDEX
+
+
+def per_sequence_mean(nll_sum: torch.Tensor, n_tokens: torch.Tensor) -> torch.Tensor:
+    """Mean NLL of each sequence [B] (0 for a sequence without labelled tokens)."""
+    return nll_sum / n_tokens.clamp(min=1)
+
+
+def token_mean(nll_sum: torch.Tensor, n_tokens: torch.Tensor) -> torch.Tensor:
+    """Token-mean NLL of a batch: Σ NLL / Σ tokens (a scalar), like HF's causal-LM loss."""
+    return nll_sum.sum() / n_tokens.sum().clamp(min=1)

@@ -30,11 +30,12 @@ from wagle.attribution.scores import SCORES, ScoreMethod, Scores, compute_scores
 from wagle.attribution.select import GRANULARITIES, check_ratio, numels, select_mask
 from wagle.data.batching import encode_records
 from wagle.data.load import Record
+from wagle.data.prompt import PROMPT_FORMAT_HELP, check_prompt_format, use_prompt_format
 from wagle.data.refusals import refusal_records
 from wagle.errors import WagleError
+from wagle.models import DTYPES
 from wagle.registry import lookup
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 GRADIENT_CONVENTION = "sum over samples of each sample's mean NLL over its labelled tokens"
 
 
@@ -71,6 +72,7 @@ class AttributionConfig:
     dtype: str = cfg.field(
         "float32", f"dtype to load the model in: {', '.join(DTYPES)} (gradients sum in fp32)"
     )
+    prompt_format: str = cfg.field("auto", PROMPT_FORMAT_HELP)
     gradient_checkpointing: bool = cfg.field(
         False, "recompute each decoder layer in backward instead of keeping its activations"
     )
@@ -92,7 +94,9 @@ class AttributionConfig:
             raise WagleError(f"score method {self.method!r} has no γ; give a single --gamma")
         lookup(GRANULARITIES, self.granularity or method.granularity, "granularity")
         lookup(ELIGIBLE, self.eligible, "eligible-parameter preset")
-        lookup(DTYPES, self.dtype, "dtype")
+        if self.dtype not in DTYPES:
+            raise WagleError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        check_prompt_format(self.prompt_format)
         lookup(SUM_PLACES, self.gradient_sums, "gradient_sums")
         if self.max_samples < 0 or self.retain_samples < -1 or self.batch_size < 1:
             raise WagleError("max_samples ≥ 0, retain_samples ≥ -1 and batch_size ≥ 1 are needed")
@@ -170,6 +174,7 @@ def attribute(
     ``forget`` / ``retain`` are QA records (loss on answer tokens) or raw texts (all tokens).
     """
     method = config.score_method
+    use_prompt_format(tokenizer, config.prompt_format)
     forget_examples = encode_forget(tokenizer, forget, config)
     needs_retain = method.uses_gamma
     n_forget = len(forget_examples)

@@ -24,6 +24,7 @@ from wagle.attribution.masks import Mask
 from wagle.attribution.scores import Scores
 from wagle.errors import WagleError
 from wagle.registry import lookup, register
+from wagle.validate import check_ratio
 
 GRANULARITIES: dict[str, Callable[[Scores, float], Mask]] = {}
 
@@ -32,11 +33,6 @@ def select_mask(scores: Scores, ratio: float, granularity: str = "global") -> Ma
     """Bool mask (on CPU) over the scored parameters: the top ``ratio`` of weights by score."""
     check_ratio(ratio)
     return lookup(GRANULARITIES, granularity, "granularity")(_Checked(scores), ratio)
-
-
-def check_ratio(ratio: float) -> None:
-    if not 0 < ratio <= 1:
-        raise WagleError(f"ratio must be in (0, 1] (the fraction of weights selected); got {ratio}")
 
 
 def n_selected(n: int, ratio: float) -> int:

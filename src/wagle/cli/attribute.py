@@ -5,17 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
-from transformers.utils import logging as hf_logging
-
 from wagle import config as cfg
-from wagle.attribution.attribute import DTYPES, AttributionConfig, attribute
+from wagle import validate
+from wagle.attribution.attribute import AttributionConfig, attribute
 from wagle.attribution.masks import save_mask
+from wagle.cli import COMMANDS, add_loading_flags
 from wagle.cli.mask import print_density
 from wagle.data.load import Record, load_qa, load_text, read_records
 from wagle.errors import WagleError
 from wagle.io import fingerprint
+from wagle.models import load_pretrained
 
 EPILOG = """\
 γ convention: gradients are SUMMED over samples (each sample's loss is the mean NLL of its
@@ -32,7 +31,7 @@ writes masks/wagle-ratio0.5-gamma1e-06.safetensors and so on (one file per combi
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "attribute",
-        help="score weights for unlearning and write mask file(s)",
+        help=COMMANDS["attribute"],
         description="Score every weight of a causal LM for its influence on forgetting (WAGLE "
         "or a baseline score) and write the top-ρ weights as a mask.",
         epilog=EPILOG,
@@ -46,17 +45,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="mask file; a sweep adds -ratio…-gamma…")
     parser.add_argument("--config", help="YAML file of AttributionConfig options")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or tables")
+    add_loading_flags(parser, "existing mask files")
     cfg.add_arguments(parser, AttributionConfig)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     config = cfg.build(AttributionConfig, cfg.load_yaml(args.config), args)
-    forget = load_records(args.forget, args.forget_split)
-    retain = load_records(args.retain, args.retain_split) if args.retain else []
-    if config.score_method.uses_gamma and not retain:
-        raise WagleError(f"score method {config.method!r} needs --retain")
-    model, tokenizer = load_model(args.model, config.dtype)
+    forget, retain = check_inputs(args, config)
+    model, tokenizer = load_pretrained(
+        args.model, dtype=config.dtype, trust_remote_code=args.trust_remote_code
+    )
 
     result = attribute(model, tokenizer, forget, retain, config, progress=not args.quiet)
     sources = {"model": args.model, **_fingerprints(args)}
@@ -77,26 +76,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_inputs(args: argparse.Namespace, config: AttributionConfig) -> tuple[list, list]:
+    """Everything about the inputs that can be wrong, checked before the model is loaded;
+    returns the forget and retain records."""
+    validate.check_model_dir(args.model)
+    validate.check_data_source(args.forget, args.forget_split, "forget")
+    if args.retain:
+        validate.check_data_source(args.retain, args.retain_split, "retain")
+    gammas = config.gamma if config.score_method.uses_gamma else [None]
+    for ratio in config.ratio:
+        for gamma in gammas:
+            validate.check_output(out_path(Path(args.out), ratio, gamma, config), args.overwrite)
+    forget = load_records(args.forget, args.forget_split)
+    retain = load_records(args.retain, args.retain_split) if args.retain else []
+    if config.score_method.uses_gamma and not retain:
+        raise WagleError(f"score method {config.method!r} needs --retain")
+    validate.warn_overlap(forget, retain)
+    return forget, retain
+
+
 def load_records(source: str, split: str | None = None) -> list[Record] | list[str]:
     """QA records if the records have a ``question``, else the ``text`` of each."""
     first = read_records(source, split)[0]
     return load_qa(source, split) if "question" in first else load_text(source, split)
-
-
-def load_model(path: str, dtype: str) -> tuple[torch.nn.Module, AutoTokenizer]:
-    """Model (on this process's device: cuda if available) and tokenizer; a user error if they
-    cannot be loaded. Under ``torchrun`` / ``accelerate launch`` this joins the process group."""
-    hf_logging.disable_progress_bar()
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype])
-    except (OSError, ValueError) as err:
-        raise WagleError(f"cannot load a causal LM from {path}: {err}") from None
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    from accelerate import PartialState
-
-    return model.to(PartialState().device), tokenizer
 
 
 def out_path(out: Path, ratio: float, gamma: float | None, config: AttributionConfig) -> Path:

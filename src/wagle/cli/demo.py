@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from wagle.cli import COMMANDS
+
 DEFAULT_RECIPE = "configs/experiment_playground.yaml"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="build the playground, then run the default experiment (what `make demo` runs)",
+        help=COMMANDS["demo"],
         description="Builds (or reuses) the default playground and shows what its target and "
         "retain models know about a few forget-split authors; then runs the default "
         f"experiment ({DEFAULT_RECIPE}: NPO and GradDiff, dense and under the WAGLE, random "
@@ -45,14 +47,14 @@ def run(args: argparse.Namespace) -> int:
 def show_examples(info: dict, n: int) -> None:
     """A few forget questions answered by the target and by the retain model."""
     from wagle.data import load_qa
-    from wagle.evaluation import load_model
     from wagle.evaluation.generation import generate_answers
+    from wagle.models import load_pretrained
 
     records = load_qa(info["data"], "forget10")[:: max(1, 200 // n)][:n]
     questions = [r["question"] for r in records]
     answers = {}
     for name in ("target", "retain"):
-        model, tokenizer = load_model(info[name])
+        model, tokenizer = load_pretrained(info[name])
         answers[name] = generate_answers(model, tokenizer, questions, progress=False)
     print("\nQuestions about authors in the forget split:")
     for i, record in enumerate(records):

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from wagle import config as cfg
+from wagle import validate
+from wagle.cli import COMMANDS, add_loading_flags
 from wagle.evaluation.config import EvalConfig
-from wagle.evaluation.suite import evaluate, load_model, write_eval
-from wagle.evaluation.summary import load_reference
-from wagle.evaluation.table import print_eval
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate",
-        help="evaluate a model: TOFU metrics, forget quality, MIA, multiple choice, MUSE-style",
+        help=COMMANDS["evaluate"],
         description="Evaluate a model on a benchmark and write DIR/eval.json with every "
         "per-sample value, forget_quality (needs --reference: the eval.json of a retain model "
         "on the same benchmark and split), model_utility and a summary. The eval.json of a "
@@ -23,19 +23,31 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True, help="model directory (with its tokenizer)")
     parser.add_argument("--out", required=True, help="output directory for eval.json")
     parser.add_argument("--config", help="YAML file of EvalConfig options")
+    add_loading_flags(parser, "an existing eval.json")
     cfg.add_arguments(parser, EvalConfig)
     parser.set_defaults(func=_evaluate)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     config = cfg.build(EvalConfig, cfg.load_yaml(args.config), args)
-    reference = (
-        load_reference(config.reference, config.benchmark, config.split)
-        if config.reference
-        else None
-    )  # checked before the model is loaded
-    model, tokenizer = load_model(args.model)
-    result = evaluate(model, tokenizer, config, reference=reference, model_path=args.model)
+    validate.check_model_dir(args.model)
+    validate.check_output(Path(args.out) / "eval.json", args.overwrite)
+    from wagle.evaluation.suite import (  # torch from here on
+        check_inputs,
+        evaluate,
+        refuse_several_processes,
+        write_eval,
+    )
+
+    refuse_several_processes()
+    from wagle.evaluation.table import print_eval
+    from wagle.models import load_pretrained
+
+    config, reference = check_inputs(config)  # data and reference, before the model is loaded
+    model, tokenizer = load_pretrained(
+        args.model, dtype=config.dtype, trust_remote_code=args.trust_remote_code
+    )
+    result = evaluate(model.eval(), tokenizer, config, reference=reference, model_path=args.model)
     path = write_eval(result, args.out)
     print_eval(result)
     print(f"wrote {path}")

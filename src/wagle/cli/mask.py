@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
-from wagle.attribution.masks import (
-    GROUPINGS,
-    Mask,
-    compare_masks,
-    density,
-    mask_metadata,
-    open_mask,
-)
+if TYPE_CHECKING:
+    from wagle.attribution.masks import Mask
+from wagle.cli import COMMANDS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "mask",
-        help="inspect or compare mask files",
+        help=COMMANDS["mask"],
         description="A mask file (safetensors) holds one bool tensor per parameter: the weights "
         "that unlearning may change.",
     )
@@ -37,6 +33,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _info(args: argparse.Namespace) -> int:
+    from wagle.attribution.masks import mask_metadata, open_mask
+
     mask = open_mask(args.file)
     for key, value in sorted(mask_metadata(args.file).items()):
         print(f"{key + ':':<20} {json.dumps(value)}")
@@ -45,6 +43,8 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    from wagle.attribution.masks import GROUPINGS, compare_masks, open_mask
+
     a, b = open_mask(args.a), open_mask(args.b)
     print(f"A = {args.a}\nB = {args.b}")
     for grouping in (None, *GROUPINGS):
@@ -59,6 +59,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 def print_density(mask: Mask) -> None:
     """Overall density, then per layer and per module type."""
+    from wagle.attribution.masks import GROUPINGS, density
+
     for grouping in (None, *GROUPINGS):
         table = density(mask, GROUPINGS.get(grouping))
         rows = [[g, f"{s:,}", f"{n:,}", _f(s / n if n else 0.0)] for g, (s, n) in table.items()]

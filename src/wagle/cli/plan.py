@@ -6,13 +6,14 @@ from __future__ import annotations
 import argparse
 import json
 
+from wagle.cli import COMMANDS
 from wagle.plan import PRESETS, GiB, load_shape, plan_table
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "plan",
-        help="expected peak memory per device for attribute and unlearn",
+        help=COMMANDS["plan"],
         description="Peak memory per device, from a model's config alone: attribution, and "
         "unlearning with dense (full) or selective AdamW state, bf16 or fp32 weights, with and "
         "without gradient checkpointing. The model and its formulas: wagle/plan.py.",
@@ -36,14 +37,19 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"parameters": shape.parameters, "rows": rows}, indent=2))
         return 0
-    print(f"{args.model}: {shape.parameters / 1e9:.2f}B parameters, {args.devices} device(s), "
-          f"batch {args.batch_size} × {args.max_length} tokens; GiB per device")  # fmt: skip
-    print(f"{'stage':<10}{'dtype':<10}{'ckpt':<6}{'ratio':>6}  {'state':<18}{'total':>8}  parts")
+    print(f"{args.model}: {shape.parameters:,} parameters, {args.devices} device(s), "
+          f"batch {args.batch_size} × {args.max_length} tokens; per device")  # fmt: skip
+    print(f"{'stage':<10}{'dtype':<10}{'ckpt':<6}{'ratio':>6}  {'state':<18}{'total':>10}  parts")
     for row in rows:
-        parts = ", ".join(f"{k} {v / GiB:.1f}" for k, v in row["parts"].items() if v)
+        parts = ", ".join(f"{k} {_size(v)}" for k, v in row["parts"].items() if v)
         ratio = "" if row["ratio"] is None else f"{row['ratio']:g}"
         print(
             f"{row['stage']:<10}{row['dtype']:<10}{'on' if row['checkpointing'] else 'off':<6}"
-            f"{ratio:>6}  {row['state']:<18}{row['total'] / GiB:>8.1f}  {parts}"
+            f"{ratio:>6}  {row['state']:<18}{_size(row['total']):>10}  {parts}"
         )
     return 0
+
+
+def _size(n: int) -> str:
+    """Bytes as GiB (one decimal) from 1 GiB up, else MiB."""
+    return f"{n / GiB:.1f} GiB" if n >= GiB else f"{n / 2**20:.1f} MiB"

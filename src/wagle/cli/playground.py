@@ -6,13 +6,14 @@ import argparse
 import json
 
 from wagle import config as cfg
-from wagle.playground import PlaygroundConfig, build_playground, load_info
+from wagle.cli import COMMANDS
+from wagle.playground.config import PlaygroundConfig
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "playground",
-        help="build or inspect the offline playground (fictitious authors + small Llama models)",
+        help=COMMANDS["playground"],
         description="The playground is a fictitious-authors QA benchmark in the TOFU schema, a "
         "tokenizer, a small Llama trained on all of it (the target to unlearn) and one trained "
         "without the forget split (the retain model). It is built locally and cached under "
@@ -33,6 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
+    from wagle.playground.build import build_playground
+
     config = cfg.build(PlaygroundConfig, args)
     info = build_playground(config, force=args.force, progress=not args.quiet)
     print_info(info)
@@ -40,6 +43,8 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
+    from wagle.playground.build import load_info
+
     info = load_info(cfg.build(PlaygroundConfig, args))
     if args.json:
         print(json.dumps(info, indent=2))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from wagle.cli import COMMANDS
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "report",
-        help="write report.md, figures and results.json of a `wagle run` directory",
+        help=COMMANDS["report"],
         description="Reads the finished cells of an experiment directory (nothing is "
         "recomputed) and writes DIR/results.json (one record per cell), PNG figures and "
         "DIR/report.md; prints the table, then the report's path.",

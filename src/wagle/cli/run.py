@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from wagle.cli import COMMANDS
+
 EPILOG = """\
 examples:
   wagle run configs/experiment_playground.yaml --out runs/demo
@@ -17,7 +19,7 @@ An interrupted run resumes: finished cells (DIR/cells/*/result.json) are skipped
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "run",
-        help="run an experiment: methods × masks × ratios × seeds, then its report",
+        help=COMMANDS["run"],
         description="Runs every cell of the recipe's grid (unlearning method × mask method × "
         "ratio × seed) on one loaded model: attribution statistics once per seed, each cell "
         "unlearned in memory, its selected checkpoint evaluated. Each cell writes "

@@ -6,8 +6,9 @@ import argparse
 import dataclasses
 
 from wagle import config as cfg
+from wagle.cli import COMMANDS
 from wagle.unlearning import METHODS, UnlearnConfig, method_options, unlearn
-from wagle.unlearning.config import all_method_option_fields, split_recipe
+from wagle.unlearning.config import all_method_option_fields, check_inputs, split_recipe
 
 EPILOG = """\
 examples:
@@ -22,7 +23,7 @@ examples:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "unlearn",
-        help="unlearn a forget set with a method (ga, graddiff, npo, simnpo, po, rmu) under a mask",
+        help=COMMANDS["unlearn"],
         description="Unlearn the forget set while keeping the retain set, with the transformers "
         "Trainer. With --mask, every weight outside the mask stays bit-for-bit unchanged. The "
         "output directory holds the model and tokenizer, run_config.json and training_log.json. "
@@ -34,6 +35,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", help="YAML recipe of options; flags override it")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an output directory holding a run"
+    )
     cfg.add_arguments(parser, UnlearnConfig)
     cfg.add_arguments(parser, _method_options_class())
     parser.set_defaults(func=_run)
@@ -62,6 +66,7 @@ def _run(args: argparse.Namespace) -> int:
     run_options, recipe_method_options = split_recipe(cfg.load_yaml(args.config))
     config = cfg.build(UnlearnConfig, run_options, args)
     options = method_options(config.method, recipe_method_options, args)
+    check_inputs(config, args.overwrite)  # before the model is loaded
     result = unlearn(config, options)
     if result.trajectory:
         print(selection_line(result.selected, result.criterion, result.trajectory[-1]))

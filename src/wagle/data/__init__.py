@@ -1,19 +1,24 @@
-"""Data: loading TOFU-schema QA, text corpora and multiple choice; prompts; collation."""
+"""Data: loading TOFU-schema QA, text corpora and multiple choice; prompts; collation.
 
-from wagle.data.batching import encode_records, iter_batches
-from wagle.data.collate import collate
-from wagle.data.load import load_mcq, load_qa, load_text
-from wagle.data.prompt import PROMPT_TEMPLATE, encode_qa, encode_text, format_prompt
+Names are imported on first use, so the light modules (``wagle.data.load``, the playground
+generator) do not load torch. (``collate`` is not re-exported: the name is its submodule's;
+import it from ``wagle.data.collate``.)
+"""
 
-__all__ = [
-    "PROMPT_TEMPLATE",
-    "collate",
-    "encode_qa",
-    "encode_records",
-    "encode_text",
-    "format_prompt",
-    "iter_batches",
-    "load_mcq",
-    "load_qa",
-    "load_text",
-]
+from __future__ import annotations
+
+from wagle.lazy import lazy_exports
+
+_EXPORTS = {
+    "encode_records": "wagle.data.batching",
+    "iter_batches": "wagle.data.batching",
+    "load_mcq": "wagle.data.load",
+    "load_qa": "wagle.data.load",
+    "load_text": "wagle.data.load",
+    "PROMPT_FORMATS": "wagle.data.prompt",
+    "use_prompt_format": "wagle.data.prompt",
+    "encode_qa": "wagle.data.prompt",
+    "encode_text": "wagle.data.prompt",
+    "format_prompt": "wagle.data.prompt",
+}
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -10,6 +10,7 @@ from transformers import PreTrainedTokenizerBase
 from wagle.data.collate import collate
 from wagle.data.load import Record
 from wagle.data.prompt import encode_qa, encode_text
+from wagle.validate import warn
 
 
 def encode_records(
@@ -24,9 +25,31 @@ def encode_records(
     ``answer_key`` picks which answer is the target, e.g. ``paraphrased_answer``; the refusal
     (PO) method passes records whose ``answer`` is a refusal.
     """
-    if records and isinstance(records[0], str):
-        return [encode_text(tokenizer, text, max_length) for text in records]
-    return [encode_qa(tokenizer, r["question"], r[answer_key], max_length) for r in records]
+    text = bool(records) and isinstance(records[0], str)
+
+    def encode(record, limit: int) -> dict[str, list[int]]:
+        if text:
+            return encode_text(tokenizer, record, limit)
+        return encode_qa(tokenizer, record["question"], record[answer_key], limit)
+
+    examples = [encode(r, max_length) for r in records]
+    # A cut sample is at least max_length long: only those are encoded again, uncut.
+    cut = sum(
+        len(encode(r, 1 << 30)["input_ids"]) > len(e["input_ids"])
+        for r, e in zip(records, examples, strict=True)
+        if len(e["input_ids"]) >= max_length
+    )
+    warn_truncated(cut, len(examples), max_length)
+    return examples
+
+
+def warn_truncated(cut: int, total: int, max_length: int) -> None:
+    """One warning, with the count, when encoding cut samples to ``max_length``."""
+    if cut:
+        warn(
+            f"{cut} of {total} samples are longer than max_length={max_length} tokens "
+            "and were truncated"
+        )
 
 
 def iter_batches(

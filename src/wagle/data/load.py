@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from wagle.errors import WagleError
+from wagle.validate import looks_like_hub_id
 
 Record = dict[str, Any]
 
@@ -64,7 +65,7 @@ def read_records(source: str | Path, split: str | None = None) -> list[Record]:
         records = _read_json_file(found[0])
     elif path.is_file():
         records = _read_json_file(path)
-    elif path.suffix in (".json", ".jsonl") or str(source).startswith((".", "/")):
+    elif not looks_like_hub_id(str(source)):
         raise WagleError(f"data file not found: {source}")
     else:
         records = _read_hub(str(source), split)
@@ -74,25 +75,37 @@ def read_records(source: str | Path, split: str | None = None) -> list[Record]:
 
 
 def _read_json_file(path: Path) -> list[Record]:
-    text = path.read_text(encoding="utf-8")
+    """A JSON array of objects, or JSONL (one object per line); errors name the line."""
     try:
-        if path.suffix == ".json" and text.lstrip().startswith("["):
-            return json.loads(text)
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    except json.JSONDecodeError as err:
-        raise WagleError(f"{path} is not valid JSON/JSONL: {err}") from None
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise WagleError(f"{path} is not UTF-8 text (JSON/JSONL expected)") from None
+    if path.suffix == ".json" and text.lstrip().startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise WagleError(f"{path}: invalid JSON at line {err.lineno}: {err.msg}") from None
+        numbered = list(enumerate(records, start=1))
+    else:
+        numbered = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                numbered.append((number, json.loads(line)))
+            except json.JSONDecodeError as err:
+                raise WagleError(f"{path}: invalid JSON on line {number}: {err.msg}") from None
+    for number, record in numbered:
+        if not isinstance(record, dict):
+            raise WagleError(f"{path}: record {number} is a {type(record).__name__}, not an object")
+    return [record for _, record in numbered]
 
 
-def _read_hub(repo_id: str, config: str | None) -> list[Record]:
-    """A hub data set through ``datasets`` (offline machines need it in the local HF cache)."""
-    import datasets
+def _read_hub(repo_id: str, name: str | None) -> list[Record]:
+    """A hub data set through ``datasets`` (configs and splits: ``wagle.data.hub``)."""
+    from wagle.data.hub import read_hub
 
-    try:
-        return datasets.load_dataset(repo_id, config, split="train").to_list()
-    except Exception as err:  # datasets raises many types; the user needs one line
-        raise WagleError(
-            f"cannot load {repo_id!r} ({config}) from the hub or cache: {err}"
-        ) from None
+    return read_hub(repo_id, name)
 
 
 def _check_schema(records: list[Record], schema: dict[str, type], source: Any) -> None:
@@ -100,6 +113,6 @@ def _check_schema(records: list[Record], schema: dict[str, type], source: Any) -
         for key, kind in schema.items():
             if not isinstance(record.get(key), kind):
                 raise WagleError(
-                    f"{source}: record {i} needs field {key!r} of type {kind.__name__}; "
+                    f"{source}: record {i + 1} needs field {key!r} of type {kind.__name__}; "
                     f"it has fields {sorted(record)}"
                 )

@@ -1,20 +1,109 @@
-"""The QA prompt format shared by training, attribution, unlearning and evaluation.
+"""The QA prompt and the prompt/answer boundary, shared by every stage.
 
-A QA sample is ``PROMPT_TEMPLATE.format(question=...)`` followed by `` <answer><eos>``. Prompt
-and answer are tokenised separately and concatenated, so the answer tokens (the only labelled
-ones) are exactly the tokens a model generates after the prompt.
+**Format.** The prompt is whatever the tokenizer's chat template renders for one user turn (with
+the generation prompt); a tokenizer without one uses the ``plain`` format. A run picks a format
+with ``prompt_format`` (one config field in attribution, unlearning and evaluation), and
+:func:`use_prompt_format` installs it on the tokenizer as its chat template, so every stage that
+encodes with that tokenizer renders the same string, and the tokenizer saved with an unlearned
+model carries it to evaluation. Named formats:
+
+- ``plain``: ``Question: {question}\\nAnswer:`` and `` {answer}`` (the playground's format);
+- ``tofu-llama2``: ``[INST] {question} [/INST]{answer}``, TOFU's Llama-2 format (its
+  ``question_start_tag "[INST] "``, ``question_end_tag " [/INST]"``, ``answer_tag ""``: no
+  space before the answer, as ``locuslab/tofu_ft_llama2-7b`` was fine-tuned);
+- ``chat``: the model's own chat template (an error if it has none); ``auto``: ``chat`` when the
+  tokenizer has a template, else ``plain``.
+
+What separates prompt and answer is what the template renders between the generation prompt and
+an assistant message's content (e.g. `` `` for Llama-2 chat, nothing for Zephyr's
+``<|assistant|>\\n``).
+
+**Boundary.** The whole string ``prompt + separator + answer`` is tokenised once, and the answer
+tokens (the only labelled ones) are those past the longest common prefix with the prompt's own
+ids, then EOS. Tokenising the answer on its own would be wrong with SentencePiece tokenizers
+(Llama-2, Mistral): they prepend ``▁`` to every string, so `` Paris`` alone becomes
+``▁ ▁Paris`` where the whole string has ``▁Paris``. For a byte-level BPE (the playground's) both
+give the same ids.
 """
 
 from __future__ import annotations
 
-from transformers import PreTrainedTokenizerBase
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-PROMPT_TEMPLATE = "Question: {question}\nAnswer:"
+from wagle.errors import WagleError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
 IGNORE_INDEX = -100  # the label value that torch's cross-entropy skips
+_SENTINEL = "WagleAnswerSentinel"  # stands for the answer when locating the separator
 
 
-def format_prompt(question: str) -> str:
-    return PROMPT_TEMPLATE.format(question=question)
+@dataclass(frozen=True)
+class PromptFormat:
+    """A named format as a chat template: a user turn renders the prompt, an assistant turn
+    ``separator + content``."""
+
+    prompt: str  # a Jinja expression around ``question``
+    separator: str
+    description: str
+
+    def chat_template(self) -> str:
+        return (
+            "{% for message in messages %}{% if message['role'] == 'user' %}"
+            "{% set question = message['content'] %}" + self.prompt + "{% else %}"
+            f"{self.separator}" + "{{ message['content'] }}{% endif %}{% endfor %}"
+        )
+
+
+PROMPT_FORMATS: dict[str, PromptFormat] = {
+    "plain": PromptFormat(
+        "Question: {{ question }}\nAnswer:", " ", "Question: {question}\\nAnswer: {answer}"
+    ),
+    "tofu-llama2": PromptFormat(
+        "[INST] {{ question }} [/INST]",
+        "",
+        "TOFU's Llama-2 format: [INST] {question} [/INST]{answer}",
+    ),
+}
+FORMAT_CHOICES = ("auto", "chat", *PROMPT_FORMATS)
+PROMPT_FORMAT_HELP = (
+    "QA prompt format: auto (the model's chat template if it has one, else plain), chat, "
+    + ", ".join(f"{name} ({f.description})" for name, f in PROMPT_FORMATS.items())
+)
+
+
+def check_prompt_format(name: str) -> None:
+    if name not in FORMAT_CHOICES:
+        raise WagleError(
+            f"unknown prompt format {name!r}; choose one of {', '.join(FORMAT_CHOICES)}"
+        )
+
+
+def use_prompt_format(tokenizer: PreTrainedTokenizerBase, name: str = "auto") -> None:
+    """Install format ``name`` on ``tokenizer`` (as its chat template); ``auto``/``chat`` keep
+    the model's own template."""
+    check_prompt_format(name)
+    if name == "chat" and not tokenizer.chat_template:
+        raise WagleError("prompt format 'chat' needs a tokenizer with a chat template; it has none")
+    if name in PROMPT_FORMATS:
+        tokenizer.chat_template = PROMPT_FORMATS[name].chat_template()
+
+
+def format_prompt(tokenizer: PreTrainedTokenizerBase, question: str) -> str:
+    """The prompt string of ``question`` in the tokenizer's format (see the module docstring)."""
+    return _render(tokenizer, [{"role": "user", "content": question}], generation_prompt=True)
+
+
+def answer_separator(tokenizer: PreTrainedTokenizerBase, question: str = "q") -> str:
+    """What the format puts between the prompt and the answer's text."""
+    prompt = format_prompt(tokenizer, question)
+    turns = [{"role": "user", "content": question}, {"role": "assistant", "content": _SENTINEL}]
+    full = _render(tokenizer, turns, generation_prompt=False)
+    if full.startswith(prompt) and _SENTINEL in full:
+        return full[len(prompt) : full.index(_SENTINEL)]
+    return " " if prompt[-1:].strip() else ""  # a template that rewrites earlier turns
 
 
 def encode_qa(
@@ -25,18 +114,19 @@ def encode_qa(
     *,
     eos: bool = True,
 ) -> dict[str, list[int]]:
-    """Token ids of prompt + answer (+ eos); labels are -100 on the prompt, so loss = answer NLL.
+    """Ids of the whole ``prompt + separator + answer`` (+ EOS); labels -100 on the prompt.
 
     The answer is truncated (never the prompt) when the sample exceeds ``max_length``.
     ``eos=False`` scores the answer as a continuation (multiple-choice options).
     """
-    prompt_ids = prompt_token_ids(tokenizer, question)
-    answer_ids = tokenizer(" " + answer, add_special_tokens=False)["input_ids"]
-    answer_ids = answer_ids + [tokenizer.eos_token_id] * eos
-    answer_ids = answer_ids[: max(1, max_length - len(prompt_ids))]
+    prompt = format_prompt(tokenizer, question)
+    ids = _tokenize(tokenizer, prompt + answer_separator(tokenizer, question) + answer)
+    n_prompt = common_prefix_length(ids, _tokenize(tokenizer, prompt))
+    answer_ids = ids[n_prompt:] + [tokenizer.eos_token_id] * eos
+    answer_ids = answer_ids[: max(1, max_length - n_prompt)]
     return {
-        "input_ids": prompt_ids + answer_ids,
-        "labels": [IGNORE_INDEX] * len(prompt_ids) + answer_ids,
+        "input_ids": ids[:n_prompt] + answer_ids,
+        "labels": [IGNORE_INDEX] * n_prompt + answer_ids,
     }
 
 
@@ -49,5 +139,33 @@ def encode_text(
 
 
 def prompt_token_ids(tokenizer: PreTrainedTokenizerBase, question: str) -> list[int]:
-    """The prompt's ids, with the tokenizer's BOS token if it uses one."""
-    return tokenizer(format_prompt(question), add_special_tokens=True)["input_ids"]
+    """The prompt's ids (what generation continues), with BOS if the tokenizer uses one."""
+    return _tokenize(tokenizer, format_prompt(tokenizer, question))
+
+
+def common_prefix_length(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _render(tokenizer: PreTrainedTokenizerBase, turns: list[dict], generation_prompt: bool) -> str:
+    if not tokenizer.chat_template:
+        template = PROMPT_FORMATS["plain"].chat_template()
+        return tokenizer.apply_chat_template(
+            turns, chat_template=template, tokenize=False, add_generation_prompt=generation_prompt
+        )
+    return tokenizer.apply_chat_template(
+        turns, tokenize=False, add_generation_prompt=generation_prompt
+    )
+
+
+def _tokenize(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    """Ids of ``text``; BOS is added unless the text already starts with it (chat templates
+    such as Llama-2's render ``<s>`` themselves)."""
+    bos = tokenizer.bos_token
+    add_special = not (bos and text.startswith(bos))
+    return tokenizer(text, add_special_tokens=add_special)["input_ids"]

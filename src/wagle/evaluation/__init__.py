@@ -3,10 +3,21 @@
 The pipeline step: ``evaluate(model, tokenizer, EvalConfig(...), reference=...)`` returns the
 record that ``write_eval`` saves as ``eval.json``; a retain model's record is the reference
 that forget quality is measured against.
+
+Names are imported on first use, so ``wagle.evaluation.config`` (and ``wagle evaluate
+--help``) does not load torch.
 """
 
-from wagle.evaluation.config import EvalConfig
-from wagle.evaluation.suite import evaluate, load_model, write_eval
-from wagle.evaluation.summary import load_reference, summarise
+from __future__ import annotations
 
-__all__ = ["EvalConfig", "evaluate", "load_model", "load_reference", "summarise", "write_eval"]
+from wagle.lazy import lazy_exports
+
+_EXPORTS = {
+    "EvalConfig": "wagle.evaluation.config",
+    "check_inputs": "wagle.evaluation.suite",
+    "evaluate": "wagle.evaluation.suite",
+    "write_eval": "wagle.evaluation.suite",
+    "load_reference": "wagle.evaluation.summary",
+    "summarise": "wagle.evaluation.summary",
+}
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -17,23 +17,23 @@ A benchmark's ``run`` returns *sections*: ``{name: {"n", "aggregates", "per_samp
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
 from wagle.data.load import Record, load_mcq, load_qa, load_text
 from wagle.errors import WagleError
 from wagle.evaluation import corpus
-from wagle.evaluation.mcq import mcq_accuracy
+from wagle.evaluation.config import EvalConfig
+from wagle.evaluation.mcq import CHOICE_STYLES, mcq_accuracy
 from wagle.evaluation.mia import membership_inference
 from wagle.evaluation.qa import evaluate_qa, score_qa
 from wagle.registry import lookup
 
 if TYPE_CHECKING:
-    from wagle.evaluation.config import EvalConfig
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 Sections = dict[str, dict[str, Any]]
 FORGET_SPLITS = ("forget01", "forget05", "forget10")
@@ -42,9 +42,21 @@ RETAIN_EVAL_SIZE = 400
 
 @dataclass(frozen=True)
 class Benchmark:
+    """``run`` computes the sections; ``check`` reads and validates the data before any model
+    is loaded and returns the forget questions (None where there is no forget QA set)."""
+
     run: Callable[[PreTrainedModel, PreTrainedTokenizerBase, EvalConfig], Sections]
+    check: Callable[[EvalConfig], list[str] | None]
     default_split: str = ""
     qa_sets: Callable[[str, str], dict[str, tuple[str, str, list[Record]]]] | None = None
+
+
+def resolve(config: EvalConfig) -> tuple[Benchmark, EvalConfig]:
+    """The benchmark of ``config`` and the config with its default split filled in; a user
+    error for an unknown benchmark or multiple-choice style."""
+    benchmark = lookup(BENCHMARKS, config.benchmark, "benchmark")
+    lookup(CHOICE_STYLES, config.mcq_style, "multiple-choice style")
+    return benchmark, dataclasses.replace(config, split=config.split or benchmark.default_split)
 
 
 @dataclass(frozen=True)
@@ -80,7 +92,7 @@ def _playground_data() -> str:
 def qa_benchmark(
     layout_of: Callable[[str], QALayout], default_source: Callable[[], str]
 ) -> Benchmark:
-    """A TOFU-style run: QA metrics on forget, retain and real-world sets, MIA vs holdout."""
+    """A TOFU-style benchmark: QA metrics on forget, retain and real-world sets, MIA vs holdout."""
 
     def sets(split: str, data: str) -> dict[str, tuple[str, str, list[Record]]]:
         """``{section: (role, source split, records)}`` of the QA sets of a forget split."""
@@ -96,6 +108,10 @@ def qa_benchmark(
         role, s, retain = loaded["retain"]
         loaded["retain"] = (role, s, evenly_spaced(retain, layout.retain_limit or len(retain)))
         return loaded
+
+    def check(config: EvalConfig) -> list[str]:
+        load_qa(config.data or default_source(), layout_of(config.split).holdout)
+        return [r["question"] for r in sets(config.split, config.data)["forget"][2]]
 
     def run(model, tokenizer, config: EvalConfig) -> Sections:
         loaded = sets(config.split, config.data)
@@ -118,7 +134,7 @@ def qa_benchmark(
         sections["mia"] = _mia(model, tokenizer, data["forget"], holdout, layout.holdout, config)
         return sections
 
-    return Benchmark(run, "forget10", qa_sets=sets)
+    return Benchmark(run, check, "forget10", qa_sets=sets)
 
 
 def qa_sets(benchmark: str, split: str, data: str = "") -> dict[str, tuple[str, str, list[Record]]]:
@@ -169,10 +185,7 @@ def _text(model, tokenizer, config: EvalConfig) -> Sections:
 
 
 def _muse(model, tokenizer, config: EvalConfig) -> Sections:
-    root = Path(_required_data(config))
-    if not (root / "forget.jsonl").is_file():
-        raise WagleError(f"a MUSE-style benchmark needs {root}/forget.jsonl (raw text)")
-    forget = load_text(root, "forget")
+    root, forget = _muse_forget(config)
     kwargs = {"batch_size": config.batch_size}
     sections: Sections = {
         "perplexity_forget": corpus.perplexity(model, tokenizer, forget, **kwargs),
@@ -206,8 +219,27 @@ def _required_data(config: EvalConfig) -> str:
     return config.data
 
 
+def _check_mcq(config: EvalConfig) -> None:
+    load_mcq(_required_data(config), config.split or None)
+
+
+def _check_text(config: EvalConfig) -> None:
+    load_text(_required_data(config), config.split or None)
+
+
+def _muse_forget(config: EvalConfig) -> tuple[Path, list[str]]:
+    root = Path(_required_data(config))
+    if not (root / "forget.jsonl").is_file():
+        raise WagleError(f"a MUSE-style benchmark needs {root}/forget.jsonl (raw text)")
+    return root, load_text(root, "forget")
+
+
+def _check_muse(config: EvalConfig) -> None:
+    _muse_forget(config)
+
+
 BENCHMARKS["playground"] = qa_benchmark(_playground_layout, _playground_data)
 BENCHMARKS["tofu"] = qa_benchmark(_tofu_layout, lambda: "locuslab/TOFU")
-BENCHMARKS["mcq"] = Benchmark(_mcq)
-BENCHMARKS["muse"] = Benchmark(_muse)
-BENCHMARKS["text"] = Benchmark(_text)
+BENCHMARKS["mcq"] = Benchmark(_mcq, _check_mcq)
+BENCHMARKS["muse"] = Benchmark(_muse, _check_muse)
+BENCHMARKS["text"] = Benchmark(_text, _check_text)

@@ -1,12 +1,16 @@
-"""The settings of one evaluation run (flags of ``wagle evaluate`` come from these fields)."""
+"""The settings of one evaluation run (flags of ``wagle evaluate`` come from these fields).
+
+A light module (no torch): ``wagle evaluate --help`` reads it without loading the stack.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from wagle import config as cfg
+from wagle.data.prompt import PROMPT_FORMAT_HELP, check_prompt_format
 from wagle.errors import WagleError
-from wagle.registry import lookup
+from wagle.models import DTYPES
 
 
 @dataclass
@@ -35,6 +39,10 @@ class EvalConfig:
     )
     prefix_tokens: int = cfg.field(32, "MUSE verbatim memorisation: prompt length in tokens")
     continuation_tokens: int = cfg.field(128, "MUSE verbatim memorisation: tokens to continue")
+    dtype: str = cfg.field(
+        "float32", "dtype to load the model in: float32, bfloat16 (7B models) or float16"
+    )
+    prompt_format: str = cfg.field("auto", PROMPT_FORMAT_HELP)
 
     def __post_init__(self) -> None:
         if not 0 < self.mink_k <= 1:
@@ -43,8 +51,8 @@ class EvalConfig:
             raise WagleError("batch_size, max_new_tokens and prefix_tokens must be ≥ 1")
         if self.continuation_tokens < 1:
             raise WagleError("continuation_tokens must be ≥ 1")
-        from wagle.evaluation.benchmarks import BENCHMARKS  # a cycle at import time
-        from wagle.evaluation.mcq import CHOICE_STYLES
-
-        lookup(CHOICE_STYLES, self.mcq_style, "multiple-choice style")
-        self.split = self.split or lookup(BENCHMARKS, self.benchmark, "benchmark").default_split
+        check_prompt_format(self.prompt_format)
+        if self.dtype not in DTYPES:
+            raise WagleError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        # The benchmark name, its default split and the choice style are resolved against
+        # their registries by ``benchmarks.resolve`` (this module stays free of torch).

@@ -23,6 +23,7 @@ from wagle.evaluation.generation import generate_answers, generate_continuations
 from wagle.evaluation.likelihood import summed_nll
 from wagle.evaluation.metrics import MetricResult
 from wagle.evaluation.rouge import rouge_l
+from wagle.sequence import per_sequence_mean
 
 
 def perplexity(
@@ -41,7 +42,7 @@ def perplexity(
         "n": len(texts),
         "aggregates": {"nll": corpus_nll, "perplexity": math.exp(corpus_nll)},
         "per_sample": {
-            "nll": (nll_sum / n_tokens.clamp(min=1)).tolist(),
+            "nll": per_sequence_mean(nll_sum, n_tokens).tolist(),
             "n_tokens": n_tokens.tolist(),
         },
     }

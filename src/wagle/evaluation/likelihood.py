@@ -12,8 +12,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from wagle.data.batching import encode_records, iter_batches
 from wagle.data.load import Record
-from wagle.data.prompt import IGNORE_INDEX
-from wagle.sequence import sequence_nll, token_nll
+from wagle.sequence import labelled, per_sequence_mean, sequence_nll, token_nll
 
 
 @torch.no_grad()
@@ -46,7 +45,7 @@ def mean_nll(
     ``exp(-mean_nll)`` is the length-normalised probability TOFU reports.
     """
     nll_sum, n_tokens = summed_nll(model, examples, pad_token_id, batch_size)
-    return nll_sum / n_tokens.clamp(min=1)
+    return per_sequence_mean(nll_sum, n_tokens)
 
 
 def answer_nll(
@@ -92,8 +91,8 @@ def token_nlls(
     for batch in batches:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         nll = token_nll(logits, batch["labels"]).float().cpu()
-        labelled = (batch["labels"][:, 1:] != IGNORE_INDEX).cpu()
-        for row, keep in zip(nll, labelled, strict=True):
+        keep_rows = labelled(batch["labels"]).cpu()
+        for row, keep in zip(nll, keep_rows, strict=True):
             out[next(rows)] = row[keep]
     return out
 

@@ -8,7 +8,9 @@ Conventions (DESIGN.md §2, the TOFU and MUSE reference code):
 - truth-ratio aggregate: mean(min(R, 1/R)) on a forget set, mean(max(0, 1 − R)) elsewhere.
 - forget quality: two-sided KS-test p-value between two samples of per-sample truth ratios.
 - AUC of a membership score: P(score(member) > score(non-member)), ties count one half.
-- privacy leakage (MUSE PrivLeak): (AUC_model − AUC_retain) / AUC_retain.
+- PrivLeak (MUSE): (AUC_unlearn − AUC_retain) / AUC_retain × 100 with MUSE's AUC orientation
+  ("member scores lower"), which is 1 − a for wagle's "member scores higher" AUC a; so
+  PrivLeak = (r − a) / (1 − r) × 100 for the evaluated (a) and retain (r) models.
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ def auc(members: Sequence[float], nonmembers: Sequence[float]) -> float:
     return float(u / (m * n))
 
 
-def privacy_leakage(auc_model: float, auc_retain: float) -> float:
-    """MUSE PrivLeak as a fraction: 0 = as private as the retain model, > 0 leaks membership."""
-    return (auc_model - auc_retain) / auc_retain
+def privleak(auc_model: float, auc_retain: float) -> float | None:
+    """MUSE's PrivLeak in percent, from "member scores higher" AUCs a (model), r (retain):
+    (r − a)/(1 − r)·100. 0 = as private as the retain model; about −100 for a model that
+    forgot nothing (a ≈ 1, r ≈ 0.5); None when r = 1 (undefined)."""
+    if auc_retain == 1:
+        return None
+    return (auc_retain - auc_model) / (1 - auc_retain) * 100

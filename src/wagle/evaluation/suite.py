@@ -8,27 +8,23 @@ itself a valid ``--reference`` when the evaluated model is a retain model.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
-from typing import Any
-
-import torch
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
-from transformers.utils import logging as hf_logging
+from typing import TYPE_CHECKING, Any
 
 from wagle import __version__
 from wagle import config as cfg
+from wagle.data.prompt import use_prompt_format
 from wagle.errors import WagleError
-from wagle.evaluation.benchmarks import BENCHMARKS
+from wagle.evaluation.benchmarks import resolve
 from wagle.evaluation.config import EvalConfig
 from wagle.evaluation.summary import load_reference, summarise
 from wagle.io import ensure_writable_dir, write_json
-from wagle.registry import lookup
+from wagle.validate import check_same_questions
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 EVAL_FILE = "eval.json"
 
@@ -43,11 +39,13 @@ def evaluate(
 ) -> dict[str, Any]:
     """Run ``config.benchmark`` on ``model``; the result is what ``eval.json`` holds.
 
-    ``reference`` is a loaded retain-model evaluation; by default ``config.reference`` is read.
+    ``reference`` is a loaded retain-model evaluation; by default ``config.reference`` is read
+    (and checked by ``check_inputs``).
     """
-    benchmark = lookup(BENCHMARKS, config.benchmark, "benchmark")
+    benchmark, config = resolve(config)
+    use_prompt_format(tokenizer, config.prompt_format)
     if reference is None and config.reference:
-        reference = load_reference(config.reference, config.benchmark, config.split)
+        config, reference = check_inputs(config)
     start = time.perf_counter()
     sections = benchmark.run(model, tokenizer, config)
     summary = summarise(sections, reference)
@@ -68,18 +66,29 @@ def evaluate(
     }
 
 
-def load_model(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A causal LM and its tokenizer from one directory (or cached hub id), on GPU if any."""
-    hf_logging.disable_progress_bar()
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path)
-    except (OSError, ValueError) as err:
-        raise WagleError(f"cannot load a model from {path}: {str(err).splitlines()[0]}") from None
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return model.to(device).eval(), tokenizer
+def check_inputs(config: EvalConfig) -> tuple[EvalConfig, dict[str, Any] | None]:
+    """Before any model is loaded: the benchmark and its data, and the reference evaluation,
+    which must cover the same benchmark, split and forget questions. Returns the resolved
+    config (default split filled in) and the loaded reference (None without one)."""
+    benchmark, config = resolve(config)
+    questions = benchmark.check(config)
+    if not config.reference:
+        return config, None
+    reference = load_reference(config.reference, config.benchmark, config.split)
+    theirs = reference["sections"].get("forget", {}).get("per_sample", {}).get("question")
+    if questions is not None and theirs is not None:
+        check_same_questions(questions, theirs, reference["path"])
+    return config, reference
+
+
+def refuse_several_processes() -> None:
+    """Evaluation runs on one process (one device): a launch with several is a user error,
+    rather than N processes each writing the same eval.json."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise WagleError(
+            "wagle evaluate runs on one process (one device); start it without torchrun or "
+            "accelerate launch (a 7B model fits one GPU in bfloat16: --dtype bfloat16)"
+        )
 
 
 def write_eval(result: dict[str, Any], out_dir: str | Path) -> Path:

@@ -7,7 +7,8 @@ Every aggregate of every section is a *figure* named ``<section>.<aggregate>`` (
   reference (retain model) evaluation's; ``None`` without a reference.
 - ``model_utility``: harmonic mean of the nine retain / real_authors / world_facts
   (probability, rouge_l_recall, truth_ratio) aggregates; ``None`` if any is missing.
-- ``privacy_leakage``: (AUC − AUC_retain) / AUC_retain of the Min-K% attack (MUSE PrivLeak).
+- ``privleak``: MUSE's PrivLeak of the Min-K% attack against the reference, in percent:
+  (r − a)/(1 − r)·100 with a, r this model's and the reference's AUCs (``stats.privleak``).
 - ``forget_efficacy`` (higher = more forgotten): the arithmetic mean of the terms available of
   forget_quality, 1 − forget.probability, 1 − forget.rouge_l_recall, 1 − verbmem.rouge_l_f1,
   1 − knowmem_forget.rouge_l_f1, and 1 − 2·|mia.min_k_auc − 0.5| (1 when forget and holdout
@@ -71,7 +72,7 @@ def summarise(sections: Sections, reference: dict[str, Any] | None) -> dict[str,
         "model_utility": stats.harmonic_mean([flat[n] for n in UTILITY_FIGURES])
         if has_all_nine
         else None,
-        "privacy_leakage": privacy_leakage(sections, reference) if reference else None,
+        "privleak": privleak(sections, reference) if reference else None,
         "degeneration": section_degeneration(sections, reference),
         "forget_efficacy_terms": terms,
         "figures": flat,
@@ -87,11 +88,11 @@ def forget_quality(sections: Sections, reference: dict[str, Any]) -> float | Non
     return stats.ks_pvalue(ours, theirs)
 
 
-def privacy_leakage(sections: Sections, reference: dict[str, Any]) -> float | None:
+def privleak(sections: Sections, reference: dict[str, Any]) -> float | None:
     """MUSE PrivLeak of the Min-K% AUC against the reference's (None if either lacks it)."""
     ours = sections.get("mia", {}).get("aggregates", {}).get("min_k_auc")
     theirs = reference["sections"].get("mia", {}).get("aggregates", {}).get("min_k_auc")
-    return None if ours is None or theirs is None else stats.privacy_leakage(ours, theirs)
+    return None if ours is None or theirs is None else stats.privleak(ours, theirs)
 
 
 def load_reference(path: str | Path, benchmark: str, split: str) -> dict[str, Any]:

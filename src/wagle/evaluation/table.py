@@ -7,7 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-HEADLINE = ("forget_quality", "model_utility", "privacy_leakage", "forget_efficacy", "utility")
+HEADLINE = ("forget_quality", "model_utility", "privleak", "forget_efficacy", "utility")
 
 
 def print_eval(result: dict[str, Any], console: Console | None = None) -> None:
@@ -36,9 +36,7 @@ def print_eval(result: dict[str, Any], console: Console | None = None) -> None:
             table.add_row("", "", key, _fmt(degeneration[key]), *ref)
     console.print(table)
     if result["reference"] is None:
-        console.print(
-            "no --reference: forget_quality and privacy_leakage need a retain model's eval"
-        )
+        console.print("no --reference: forget_quality and privleak need a retain model's eval")
     console.print(f"evaluated in {result['seconds']:.1f} s")
 
 

@@ -16,8 +16,9 @@ import torch
 
 from wagle import config as cfg
 from wagle.data.load import load_qa, load_text, read_records
-from wagle.evaluation import EvalConfig, evaluate, load_model, load_reference, write_eval
+from wagle.evaluation import EvalConfig, evaluate, load_reference, write_eval
 from wagle.experiment.recipe import ExperimentRecipe
+from wagle.models import load_pretrained
 
 
 @dataclass
@@ -44,7 +45,7 @@ def prepare(recipe: ExperimentRecipe, root: Path, say=print) -> Setup:
         recipe.evaluation,
     )
     reference = _reference(recipe, root, retain_path, eval_config, say)
-    model, tokenizer = load_model(model_path)
+    model, tokenizer = load_pretrained(model_path)
     target_eval = _cached_eval(
         root / "target", model, tokenizer, eval_config, reference, model_path, "target", say
     )
@@ -93,7 +94,7 @@ def _reference(recipe, root: Path, retain_path: str, eval_config, say) -> dict[s
     if recipe.reference:
         return load_reference(recipe.reference, eval_config.benchmark, eval_config.split)
     if not (root / "reference" / "eval.json").is_file():
-        model, tokenizer = load_model(retain_path)
+        model, tokenizer = load_pretrained(retain_path)
         _cached_eval(
             root / "reference", model, tokenizer, eval_config, None, retain_path, "retain", say
         )

@@ -20,8 +20,6 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
     LlamaForCausalLM,
     PreTrainedTokenizerBase,
     PrinterCallback,
@@ -37,6 +35,7 @@ from wagle.data.prompt import encode_qa
 from wagle.evaluation.generation import generate_answers
 from wagle.evaluation.rouge import rouge_l
 from wagle.io import atomic_dir, write_json
+from wagle.models import load_pretrained, load_tokenizer
 from wagle.playground.model import ModelSize, llama_config
 
 # Bump when train_model changes what it trains: the playground cache key includes it.
@@ -145,7 +144,7 @@ def _train_and_save(
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     start = time.perf_counter()
-    tokenizer = AutoTokenizer.from_pretrained(job.tokenizer_dir)
+    tokenizer = load_tokenizer(job.tokenizer_dir)
     callbacks = [_ReportSteps(job.name, updates)] if updates is not None else None
     model, losses = train_model(
         job.records, tokenizer, job.size, seed=job.seed, epochs=job.epochs,
@@ -167,8 +166,7 @@ def probe_recall(
 ) -> dict[str, float]:
     """Mean greedy ROUGE-L recall of a model (or model directory) on each probed split."""
     if isinstance(model, Path):
-        tokenizer = AutoTokenizer.from_pretrained(model)
-        model = AutoModelForCausalLM.from_pretrained(model)
+        model, tokenizer = load_pretrained(model, device=None)
     figures = {}
     for split, records in probe.items():
         questions = [r["question"] for r in records]

@@ -4,27 +4,39 @@ Method-specific options (β, λ, ...) live on each method's ``Options`` dataclas
 ``method_options`` builds them from the same YAML mapping / command-line namespace.
 Training defaults follow the TOFU recipe: AdamW, lr 1e-5, weight decay 0.01, effective
 batch 32 (4 × 8 accumulation), 5 epochs, linear schedule with one epoch (20%) of warm-up.
+
+Precision: weights are loaded and updated in fp32 by default; ``bf16: true`` adds bf16
+autocast for the forward and backward passes (mixed precision, what the 7B recipes use).
+Training bf16 weights directly (``dtype: bfloat16`` without LoRA) loses most updates: bf16
+keeps 8 significant bits, so a weight w moves only when its update exceeds about |w|·2⁻⁹, and
+at lr 1e-5 AdamW's steps (≈ lr) fall below that for any |w| > ~5e-3. It is allowed, with a
+warning, except with ``optimizer_state: selected``, which keeps fp32 masters of the selected
+weights (tested: tests/test_precision.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 from wagle import config as cfg
+from wagle import validate
+from wagle.data.load import read_records
+from wagle.data.prompt import PROMPT_FORMAT_HELP, check_prompt_format
 from wagle.errors import WagleError
+from wagle.models import DTYPES
 from wagle.registry import lookup
-from wagle.unlearning.masking import EXACT_OPTIMIZERS
+from wagle.unlearning.devices import accumulation_steps, world_size
 from wagle.unlearning.objective import METHODS
-from wagle.unlearning.selective_adamw import (
-    AUTO_MAX_DENSITY,
-    OPTIMIZER_STATES,
-    SELECTIVE_OPTIMIZERS,
-)
+from wagle.unlearning.selective_adamw import AUTO_MAX_DENSITY, OPTIMIZER_STATES
 
-DTYPES = ("float32", "bfloat16", "float16")
+# Optimizers whose update of an entry with zero gradient (and zero moments) is exactly zero,
+# and whose weight decay is decoupled (so wagle can apply it under the mask). SGD's decay is
+# coupled L2 inside the optimizer: it is not offered.
+EXACT_OPTIMIZERS = ("adamw_torch", "adamw_torch_fused")
 
 
 @dataclass
@@ -41,7 +53,14 @@ class UnlearnConfig:
     max_steps: int = cfg.field(0, "stop after this many optimizer steps (0: use epochs)")
     learning_rate: float = cfg.field(1e-5, "peak learning rate")
     batch_size: int = cfg.field(4, "forget samples (each with a retain sample) per device step")
-    gradient_accumulation_steps: int = cfg.field(8, "micro-batches per optimizer step")
+    gradient_accumulation_steps: int = cfg.field(
+        8, "micro-batches per optimizer step (ignored when global_batch_size is set)"
+    )
+    global_batch_size: int = cfg.field(
+        0,
+        "forget samples per optimizer step over all processes; accumulation = global / "
+        "(batch_size × processes); 0: batch_size × gradient_accumulation_steps per process",
+    )
     warmup: float = cfg.field(0.2, "warm-up: a fraction of all steps if < 1, else a step count")
     lr_scheduler: str = cfg.field("linear", "learning-rate schedule (transformers name)")
     weight_decay: float = cfg.field(0.01, "AdamW decoupled weight decay (mask-aware)")
@@ -53,8 +72,16 @@ class UnlearnConfig:
         "'selected' (moments and fp32 masters for the selected entries only; same weights), "
         f"'auto' (selected when the mask selects < {AUTO_MAX_DENSITY:g} of the trainable weights)",
     )
-    dtype: str = cfg.field("float32", f"weight dtype to load and train in: {', '.join(DTYPES)}")
+    dtype: str = cfg.field(
+        "float32",
+        f"weight dtype to load and train in: {', '.join(DTYPES)} (not float32: without fp32 "
+        "masters, updates below its resolution are lost; see bf16 and optimizer_state)",
+    )
     bf16: bool = cfg.field(False, "bf16 mixed precision (autocast) on fp32 weights")
+    gradient_checkpointing: bool = cfg.field(
+        False, "recompute activations in the backward pass (less memory, ~30% more time)"
+    )
+    prompt_format: str = cfg.field("auto", PROMPT_FORMAT_HELP)
     max_length: int = cfg.field(512, "maximum tokens per sample")
     seed: int = cfg.field(0, "seed of shuffling and of the forget/retain pairing")
     lora: bool = cfg.field(False, "train LoRA adapters (merged on save) instead of the weights")
@@ -65,6 +92,7 @@ class UnlearnConfig:
         "module names that get LoRA adapters",
     )
     progress: bool = cfg.field(True, "show progress bars")
+    trust_remote_code: bool = cfg.field(False, "run the model's own Python code (off: safer)")
     # Evaluation during unlearning and the best checkpoint (wagle.unlearning.trajectory).
     eval_reference: str = cfg.field(
         "",
@@ -103,10 +131,23 @@ class UnlearnConfig:
             )
         if self.optimizer_state not in OPTIMIZER_STATES:
             raise WagleError(f"optimizer_state must be one of {', '.join(OPTIMIZER_STATES)}")
-        if self.optimizer_state == "selected" and self.optimizer not in SELECTIVE_OPTIMIZERS:
-            raise WagleError("optimizer_state 'selected' needs an AdamW optimizer")
         if self.dtype not in DTYPES:
             raise WagleError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        check_prompt_format(self.prompt_format)
+        if self.dtype != "float32" and not self.lora and self.optimizer_state != "selected":
+            warnings.warn(
+                f"training {self.dtype} weights directly: AdamW updates smaller than the "
+                f"{self.dtype} resolution of a weight (~|w|/256) are lost, so at lr 1e-5 most "
+                "selected weights never move; use dtype float32 with bf16 (mixed precision), "
+                "or optimizer_state selected (fp32 masters of the selected weights)",
+                UserWarning,
+                stacklevel=2,
+            )
+        if self.global_batch_size < 0:
+            raise WagleError("global_batch_size must be ≥ 0")
+        accumulation_steps(  # a global batch that does not divide fails here, before loading
+            self.batch_size, self.gradient_accumulation_steps, self.global_batch_size, world_size()
+        )
         positive = ("learning_rate", "batch_size", "gradient_accumulation_steps", "max_length")
         if bad := [n for n in positive if getattr(self, n) <= 0]:
             raise WagleError(f"{', '.join(bad)} must be > 0")
@@ -129,6 +170,36 @@ class UnlearnConfig:
         for name in ("model", "forget", "retain", "out"):
             if not getattr(self, name):
                 raise WagleError(f"--{name} is required (on the command line or in --config)")
+
+
+def check_inputs(config: UnlearnConfig, overwrite: bool = False) -> None:
+    """The run's files, checked before any model is loaded: the model directory, forget and
+    retain data (records, fields, emptiness; a warning if they share samples), the mask
+    against the model's shapes, and an output directory that already holds a finished run."""
+    config.require_paths()
+    validate.check_model_dir(config.model)
+    validate.check_data_source(config.forget, config.forget_split, "forget")
+    validate.check_data_source(config.retain, config.retain_split, "retain")
+    if config.mask:
+        validate.check_mask_file(config.mask, config.model)
+    validate.check_output(config.out, overwrite)
+    forget = read_records(config.forget, config.forget_split)
+    retain = read_records(config.retain, config.retain_split)
+    for name, records in (("forget", forget), ("retain", retain)):
+        check_records(records, name)
+    validate.warn_overlap(forget, retain)
+
+
+def check_records(records: list[dict], what: str) -> None:
+    """Every record must be QA (question and answer strings) or raw text (a text string)."""
+    qa = "question" in records[0]
+    fields = ("question", "answer") if qa else ("text",)
+    for i, record in enumerate(records):
+        if bad := [f for f in fields if not isinstance(record.get(f), str)]:
+            raise WagleError(
+                f"{what} record {i + 1} needs field {bad[0]!r} (a string); "
+                f"it has fields {sorted(record)}"
+            )
 
 
 def method_options_class(method: str) -> type:

@@ -1,37 +1,50 @@
-"""LoRA (peft) as a baseline, and combined with a mask.
+"""LoRA (peft) as a baseline, and LoRA under a mask.
 
-Adapters go on the linear modules named in ``targets``; with a mask, only on those whose
-weight has at least one selected entry. On save, the adapters are merged into a plain model:
-W ← W + ΔW where the mask selects and W unchanged elsewhere, so the mask invariant holds
-exactly for LoRA too. (During training the low-rank update is not masked inside a module;
-the mask is applied when merging.)
+Without a mask, peft adapters go on the linear modules named in ``targets`` and are merged
+into a plain model on save.
+
+With a mask, the mask acts during training, not only when merging: each targeted linear
+module whose weight has a selected entry gets a ``torch.nn.utils.parametrize``
+parametrization (not a wrapper module) that makes its effective weight
+
+    W' = where(M, W + (α/r)·B·A, W)        W, M: [out, in]; B: [out, r]; A: [r, in]
+
+so the forward pass, the loss and the gradients of A and B all see the masked update. On
+save the parametrization is removed with ``leave_parametrized=True``: the stored weight is
+exactly the W' the model was trained with, and an unselected entry is W itself, bit for bit.
+A and B are initialised as peft initialises them (A Kaiming-uniform, B zero: W' = W at step 0).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
 
 import torch
+from torch.nn.utils import parametrize
 
 from wagle.attribution.masks import Mask
 from wagle.errors import WagleError
 
-if TYPE_CHECKING:
-    from peft import PeftModel
 
-ADAPTER = "default"
+class MaskedLowRankUpdate(torch.nn.Module):
+    """The parametrization W ↦ where(M, W + (α/r)·B·A, W) of one linear weight."""
+
+    def __init__(self, weight: torch.Tensor, selected: torch.Tensor, rank: int, alpha: float):
+        super().__init__()
+        out_features, in_features = weight.shape
+        self.lora_A = torch.nn.Parameter(torch.empty(rank, in_features, dtype=torch.float32))
+        self.lora_B = torch.nn.Parameter(torch.zeros(out_features, rank, dtype=torch.float32))
+        torch.nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.scaling = alpha / rank
+        self.register_buffer("selected", selected.to(weight.device), persistent=False)
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        delta = (self.lora_B @ self.lora_A) * self.scaling  # [out, in], fp32
+        return torch.where(self.selected, weight + delta.to(weight.dtype), weight)
 
 
-def add_lora(
-    model: torch.nn.Module,
-    targets: list[str],
-    rank: int,
-    alpha: float,
-    mask: Mask | None = None,
-) -> PeftModel:
-    """Wrap ``model`` with LoRA adapters on the targeted linear modules (mask-selected ones)."""
-    from peft import LoraConfig, get_peft_model  # imported on use: peft is slow to import
-
+def target_modules(model: torch.nn.Module, targets: list[str], mask: Mask | None) -> list[str]:
+    """Names of the linear modules named in ``targets`` (with a selected weight, given a mask)."""
     modules = []
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.Linear) and name.split(".")[-1] in targets:
@@ -40,26 +53,44 @@ def add_lora(
                 modules.append(name)
     if not modules:
         raise WagleError(f"no linear module named {targets} (with selected weights) for LoRA")
-    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=modules)
-    return get_peft_model(model, config)
+    return modules
+
+
+def add_lora(
+    model: torch.nn.Module,
+    targets: list[str],
+    rank: int,
+    alpha: float,
+    mask: Mask | None = None,
+) -> torch.nn.Module:
+    """LoRA on the targeted linear modules: peft adapters, or masked updates under ``mask``.
+
+    Only the low-rank factors are trainable afterwards. Seed before calling: A is random.
+    """
+    modules = target_modules(model, targets, mask)
+    if mask is None:
+        from peft import LoraConfig, get_peft_model  # imported on use: peft is slow to import
+
+        config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=modules)
+        return get_peft_model(model, config)
+    model.requires_grad_(False)
+    for name in modules:
+        module = model.get_submodule(name)
+        update = MaskedLowRankUpdate(module.weight, mask[f"{name}.weight"], rank, alpha)
+        parametrize.register_parametrization(module, "weight", update)
+    return model
 
 
 @torch.no_grad()
-def merge_lora(model: PeftModel, mask: Mask | None = None) -> torch.nn.Module:
-    """The base model with the adapters merged (only where ``mask`` selects) and removed."""
-    from peft.tuners.lora import Linear as LoraLinear
-
-    base_names = {
-        id(p): n.replace(".base_layer", "") for n, p in model.get_base_model().named_parameters()
-    }
-    for module in model.modules():
-        if not isinstance(module, LoraLinear):
-            continue
-        weight = module.get_base_layer().weight
-        delta = module.get_delta_weight(ADAPTER).to(weight.dtype)
-        if mask is None:
-            weight.add_(delta)
-        else:
-            selected = mask[base_names[id(weight)]].to(weight.device)
-            weight.copy_(torch.where(selected, weight + delta, weight))
-    return model.unload()
+def merge_lora(model: torch.nn.Module, mask: Mask | None = None) -> torch.nn.Module:
+    """A plain model: peft adapters merged and removed, or each masked update baked into its
+    weight (W' = where(M, W + ΔW, W), exactly what training used); every weight trainable."""
+    if mask is None:
+        merged = model.merge_and_unload()
+    else:
+        for module in list(model.modules()):
+            if parametrize.is_parametrized(module, "weight"):
+                parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+        merged = model
+    merged.requires_grad_(True)
+    return merged

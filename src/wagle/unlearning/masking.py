@@ -24,8 +24,8 @@ import torch
 
 from wagle.attribution.masks import Mask, check_mask
 from wagle.errors import WagleError
+from wagle.unlearning.config import EXACT_OPTIMIZERS
 
-EXACT_OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "sgd")
 _INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 _CHUNK = 1 << 22
 
@@ -64,13 +64,15 @@ class MaskEnforcer:
 
     @torch.no_grad()
     def zero_unselected_grads(self) -> None:
-        """g ← g·s in place (g·1 = g, g·0 = 0); call before clipping and the optimizer step.
+        """g ← 0 where not selected, in place; call before clipping and the optimizer step.
 
-        A NaN gradient entry stays NaN; the run then stops on its non-finite loss, unsaved.
+        A fill, not g·s: an inf or NaN entry outside the mask becomes 0 (inf·0 would be NaN
+        and poison the clipping norm). One inside the mask stays; the run then stops on its
+        non-finite loss, unsaved.
         """
         for param, selected in self.partial.values():
             if param.grad is not None:
-                param.grad.mul_(selected)
+                param.grad.masked_fill_(~selected, 0.0)
 
     def make_weight_decay_mask_aware(self, optimizer: torch.optim.Optimizer) -> None:
         """Move partly selected parameters' decay out of ``optimizer`` into a masked pre-step."""

@@ -17,7 +17,7 @@ import torch
 from wagle import config as cfg
 from wagle.data.load import Record
 from wagle.errors import WagleError
-from wagle.sequence import sequence_nll, token_nll
+from wagle.sequence import labelled, mean_nll_of_logits, sequence_nll, token_mean
 from wagle.unlearning.batch import ForgetRetainBatch, PairedDataset
 
 METHODS: dict[str, type[Objective]] = {}
@@ -50,8 +50,7 @@ class Objective:
 
 def mean_nll(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Token-mean NLL over all labelled tokens of a batch (a scalar), like HF's causal LM loss."""
-    nll_sum, n_tokens = sequence_nll(model, batch)
-    return nll_sum.sum() / n_tokens.sum().clamp(min=1)
+    return token_mean(*sequence_nll(model, batch))
 
 
 def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -102,9 +101,8 @@ class RetainTerm:
                 input_ids=retain["input_ids"], attention_mask=retain["attention_mask"]
             ).logits
         kl = token_kl(ref_logits, logits, retain["labels"])
-        nll = token_nll(logits.detach(), retain["labels"])
-        n = (retain["labels"][:, 1:] != -100).sum().clamp(min=1)
-        return {"retain": self.weight * kl, "retain_nll": nll.sum() / n}
+        nll = mean_nll_of_logits(logits.detach(), retain["labels"])
+        return {"retain": self.weight * kl, "retain_nll": nll}
 
 
 class RetainObjective(Objective):
@@ -117,13 +115,31 @@ class RetainObjective(Objective):
     def prepare(self, model: torch.nn.Module, data: PairedDataset, pad_token_id: int) -> None:
         self.retain.prepare(model)
 
+    def with_retain(
+        self,
+        model: torch.nn.Module,
+        batch: ForgetRetainBatch,
+        forget: torch.Tensor,
+        forget_nll: torch.Tensor,
+    ) -> Terms:
+        """The terms of a forget loss ``forget`` plus λ·retain on ``batch.retain``; the
+        forget set's token-mean NLL ``forget_nll`` is logged."""
+        retain = self.retain(model, batch.retain)
+        return {
+            "loss": forget + retain["retain"],
+            "forget": forget.detach(),
+            "retain": retain["retain"].detach(),
+            "forget_nll": forget_nll.detach(),
+            "retain_nll": retain["retain_nll"],
+        }
+
 
 def token_kl(ref_logits: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """KL(p_ref ‖ p_model) of next-token distributions, mean over labelled positions (fp32).
 
-    Logits are [B, T, V]; positions are those whose next-token label is not -100.
+    Logits are [B, T, V]; positions are those whose next-token label counts (``labelled``).
     """
-    keep = labels[:, 1:] != -100
+    keep = labelled(labels)
     log_p = torch.log_softmax(logits[:, :-1].float(), dim=-1)[keep]
     log_q = torch.log_softmax(ref_logits[:, :-1].float(), dim=-1)[keep]
     kl = (log_q.exp() * (log_q - log_p)).sum(dim=-1)

@@ -24,21 +24,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
-from transformers.utils import logging as hf_logging
+from transformers import TrainingArguments, set_seed
 
 from wagle import __version__
 from wagle import config as cfg
 from wagle.attribution.masks import Mask, load_mask, mask_metadata
 from wagle.data.batching import encode_records
 from wagle.data.load import Record, read_records
+from wagle.data.prompt import use_prompt_format
 from wagle.errors import WagleError
-from wagle.evaluation.benchmarks import qa_sets
+from wagle.evaluation.benchmarks import BENCHMARKS, qa_sets
 from wagle.evaluation.summary import load_reference
 from wagle.io import atomic_dir, ensure_writable_dir, fingerprint, write_json
+from wagle.models import load_pretrained
 from wagle.registry import lookup
 from wagle.unlearning.batch import PairCollator, PairedDataset
 from wagle.unlearning.config import UnlearnConfig
+from wagle.unlearning.devices import accumulation_steps, refuse_sharded_training, world_size
 from wagle.unlearning.lora import add_lora, merge_lora
 from wagle.unlearning.objective import METHODS
 from wagle.unlearning.trainer import MaskedUnlearningTrainer
@@ -79,6 +81,8 @@ def unlearn_model(
     ``config.eval_reference`` if set) for forget quality during unlearning.
     """
     objective = lookup(METHODS, config.method, "unlearning method")(options)
+    refuse_sharded_training()
+    use_prompt_format(tokenizer, config.prompt_format)
     if reference is None and config.eval_reference:
         reference = _load_reference(config)
     forget = objective.forget_records(forget)
@@ -86,6 +90,7 @@ def unlearn_model(
         _encode(tokenizer, forget, config), _encode(tokenizer, retain, config), config.seed
     )
     trajectory = _trajectory(tokenizer, config, reference, out)
+    set_seed(config.seed)  # LoRA's initialisation happens before the Trainer seeds
     trained = (
         add_lora(model, config.lora_targets, config.lora_rank, config.lora_alpha, mask)
         if config.lora
@@ -102,7 +107,8 @@ def unlearn_model(
             trajectory=trajectory,
             optimizer_state=config.optimizer_state,
         )
-        objective.prepare(model, data, tokenizer.pad_token_id)
+        with trainer.accelerator.autocast():  # reference values in the training precision
+            objective.prepare(model, data, tokenizer.pad_token_id)
         trainer.train()
     final = merge_lora(trained, mask) if config.lora else model
     result = UnlearnResult(final, trainer.step_log, out=out)
@@ -120,11 +126,17 @@ def unlearn(config: UnlearnConfig, options: Any = None) -> UnlearnResult:
     config.require_paths()
     objective = lookup(METHODS, config.method, "unlearning method")(options)
     reference = _load_reference(config) if config.eval_reference else None
-    hf_logging.disable_progress_bar()
-    tokenizer = AutoTokenizer.from_pretrained(config.model)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(config.model, dtype=getattr(torch, config.dtype))
+    if (
+        config.eval_benchmark
+        and lookup(BENCHMARKS, config.eval_benchmark, "benchmark").qa_sets is None
+    ):
+        raise WagleError(
+            f"eval_benchmark must be a QA benchmark (playground, tofu), got {config.eval_benchmark!r}"
+        )
+    refuse_sharded_training()  # before anything loads
+    model, tokenizer = load_pretrained(
+        config.model, dtype=config.dtype, device=None, trust_remote_code=config.trust_remote_code
+    )
     mask = load_mask(config.mask, model) if config.mask else None
     forget = read_records(config.forget, config.forget_split)
     retain = read_records(config.retain, config.retain_split)
@@ -194,7 +206,12 @@ def training_arguments(config: UnlearnConfig, output_dir: str) -> TrainingArgume
     return TrainingArguments(
         output_dir=output_dir,
         per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        gradient_accumulation_steps=accumulation_steps(
+            config.batch_size,
+            config.gradient_accumulation_steps,
+            config.global_batch_size,
+            world_size(),
+        ),
         num_train_epochs=config.epochs,
         max_steps=config.max_steps or -1,
         learning_rate=config.learning_rate,
@@ -204,6 +221,8 @@ def training_arguments(config: UnlearnConfig, output_dir: str) -> TrainingArgume
         max_grad_norm=config.max_grad_norm,
         optim=config.optimizer,
         bf16=config.bf16,
+        activation_checkpointing=config.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False},
         seed=config.seed,
         data_seed=config.seed,
         logging_strategy="no",

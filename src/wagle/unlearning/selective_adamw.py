@@ -108,6 +108,19 @@ class SelectiveAdamW(torch.optim.Optimizer):
         if p.dtype != torch.float32:
             state["master"] = _gather(p, state.get("index")).float()
 
+    def load_state_dict(self, state_dict: dict) -> None:
+        """As torch's, but the state keeps its own dtypes: torch casts floating state to the
+        parameter's dtype, which would round the fp32 moments and masters of bf16 weights."""
+        saved = state_dict["state"]
+        super().load_state_dict(state_dict)
+        params = [p for group in self.param_groups for p in group["params"]]
+        for index, values in saved.items():
+            param = params[index]
+            self.state[param] = {
+                k: v.to(param.device) if isinstance(v, torch.Tensor) else v
+                for k, v in values.items()
+            }
+
     def state_bytes(self) -> int:
         """Bytes of every state tensor (indices, moments, masters) this optimizer holds."""
         return sum(

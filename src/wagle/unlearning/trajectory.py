@@ -148,7 +148,7 @@ def select(points: list[dict[str, Any]], utility_floor: float) -> tuple[dict, di
     eligible = [
         p
         for p in points[1:]
-        if not p["degenerate"] and (threshold is None or p["model_utility"] >= threshold)
+        if not p["degenerate"] and (threshold is None or (p["model_utility"] or 0.0) >= threshold)
     ]
     criterion = {
         "rule": "highest forget_quality" if by_quality else "lowest forget_prob",
@@ -256,12 +256,12 @@ class TrajectoryCallback(TrainerCallback):
         if self.selected is point and self.criterion["met_floor"]:
             self.best_state = trainable_state(model)
         age = sum(1 for p in self.points if p["step"] > self.selected["step"])
-        if self.early_stop and self.criterion["met_floor"] and age >= self.early_stop:
-            control.should_training_stop = True
+        stop = bool(self.early_stop and self.criterion["met_floor"] and age >= self.early_stop)
+        control.should_training_stop |= stop
         if state.is_world_process_zero:
             if self.path is not None:
                 write_json(self.path, self.record())
-            self.log(progress_line(point, self.selected, control.should_training_stop))
+            self.log(progress_line(point, self.selected, stop))
 
 
 def progress_line(point: dict[str, Any], selected: dict[str, Any], stopping: bool) -> str:

@@ -27,6 +27,7 @@ from wagle.attribution.masks.mask import Mask, check_shapes
 from wagle.attribution.masks.packing import pack, unpack
 from wagle.errors import WagleError
 from wagle.io import atomic_file
+from wagle.validate import read_safetensors_header
 
 LAYOUT_KEY = "wagle_mask_layout"
 FORMAT_KEY = "wagle_mask_format"
@@ -78,6 +79,7 @@ class MaskFile(Mapping[str, torch.Tensor]):
         self.path = Path(path)
         if not self.path.is_file():
             raise WagleError(f"mask file not found: {self.path}")
+        read_safetensors_header(self.path)  # refuses anything else (a pickle), never unpickling
         try:
             with safe_open(self.path, framework="pt") as handle:
                 raw = handle.metadata() or {}

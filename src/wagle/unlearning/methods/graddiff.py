@@ -21,11 +21,4 @@ class GradDiff(RetainObjective):
 
     def __call__(self, model: torch.nn.Module, batch: ForgetRetainBatch) -> Terms:
         forget_nll = mean_nll(model, batch.forget)
-        retain = self.retain(model, batch.retain)
-        return {
-            "loss": -forget_nll + retain["retain"],
-            "forget": -forget_nll.detach(),
-            "retain": retain["retain"].detach(),
-            "forget_nll": forget_nll.detach(),
-            "retain_nll": retain["retain_nll"],
-        }
+        return self.with_retain(model, batch, -forget_nll, forget_nll)

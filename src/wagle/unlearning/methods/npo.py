@@ -19,7 +19,7 @@ from wagle import config as cfg
 from wagle.data.batching import iter_batches
 from wagle.errors import WagleError
 from wagle.registry import register
-from wagle.sequence import sequence_nll
+from wagle.sequence import sequence_nll, token_mean
 from wagle.unlearning.batch import ForgetRetainBatch, PairedDataset
 from wagle.unlearning.objective import (
     METHODS,
@@ -74,14 +74,7 @@ class NPO(RetainObjective):
         else:
             ref_nll = self.ref_nll.to(nll.device)[batch.forget_index]
         forget = npo_loss(nll, ref_nll, self.options.beta)
-        retain = self.retain(model, batch.retain)
-        return {
-            "loss": forget + retain["retain"],
-            "forget": forget.detach(),
-            "retain": retain["retain"].detach(),
-            "forget_nll": (nll.sum() / n_tokens.sum().clamp(min=1)).detach(),
-            "retain_nll": retain["retain_nll"],
-        }
+        return self.with_retain(model, batch, forget, token_mean(nll, n_tokens))
 
 
 @torch.no_grad()

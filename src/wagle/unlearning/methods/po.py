@@ -43,11 +43,4 @@ class RefusalPreference(RetainObjective):
 
     def __call__(self, model: torch.nn.Module, batch: ForgetRetainBatch) -> Terms:
         refusal_nll = mean_nll(model, batch.forget)
-        retain = self.retain(model, batch.retain)
-        return {
-            "loss": refusal_nll + retain["retain"],
-            "forget": refusal_nll.detach(),
-            "retain": retain["retain"].detach(),
-            "forget_nll": refusal_nll.detach(),
-            "retain_nll": retain["retain_nll"],
-        }
+        return self.with_retain(model, batch, refusal_nll, refusal_nll)

@@ -8,6 +8,10 @@ direction of norm c, and keep those of retain tokens at the original model's:
 over non-padding tokens t, H the hidden size, u a random unit vector (seeded), h_0 a frozen
 copy of the original model. Published defaults (Zephyr-7B): ℓ = 7, c = 6.5, α = 1200; on a
 model with fewer layers the default layer is min(7, n_layers // 2).
+
+The loss never reaches the layers above ℓ, the final norm or the output head (their logits are
+only logged): ``prepare`` freezes them, so no optimizer touches them and DDP, which requires
+every trainable parameter to receive a gradient, runs without ``find_unused_parameters``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import torch
 from wagle import config as cfg
 from wagle.errors import WagleError
 from wagle.registry import register
-from wagle.sequence import token_nll
+from wagle.sequence import mean_nll_of_logits
 from wagle.unlearning.batch import ForgetRetainBatch, PairedDataset
 from wagle.unlearning.objective import METHODS, Objective, Terms, frozen_copy
 
@@ -63,6 +67,7 @@ class RMU(Objective):
         u = torch.rand(hidden, generator=generator)
         self.target = (self.options.steering_coeff * u / u.norm()).to(model.device)
         self.reference = frozen_copy(model)
+        freeze_above(model, self.layer)
 
     def hidden(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]):
         """(hidden state after layer ℓ [B, T, H], logits) of one forward pass."""
@@ -91,6 +96,28 @@ class RMU(Objective):
         }
 
 
+def freeze_above(model: torch.nn.Module, layer: int) -> list[str]:
+    """Freeze every trainable parameter outside the input embeddings and decoder layers
+    0..``layer`` (what the hidden state after ``layer`` depends on); returns their names.
+
+    The last layer's hidden state is taken after the final norm, which then stays trainable.
+    A model without ``get_decoder().layers`` (not a transformers decoder) is left as it is.
+    """
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+    layers = getattr(decoder, "layers", None)
+    if layers is None:
+        return []
+    reached = [model.get_input_embeddings(), *layers[: layer + 1]]
+    if layer == len(layers) - 1:
+        reached.append(decoder.norm)
+    keep = {id(p) for module in reached for p in module.parameters()}
+    frozen = []
+    for name, param in model.named_parameters():
+        if param.requires_grad and id(param) not in keep:
+            param.requires_grad_(False)
+            frozen.append(name)
+    return frozen
+
+
 def _logged_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    nll = token_nll(logits.detach(), labels)
-    return nll.sum() / (labels[:, 1:] != -100).sum().clamp(min=1)
+    return mean_nll_of_logits(logits.detach(), labels)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from wagle import config as cfg
 from wagle.errors import WagleError
 from wagle.registry import register
-from wagle.sequence import sequence_nll
+from wagle.sequence import per_sequence_mean, sequence_nll, token_mean
 from wagle.unlearning.batch import ForgetRetainBatch
 from wagle.unlearning.objective import METHODS, RetainObjective, RetainOptions, Terms
 
@@ -43,12 +43,7 @@ class SimNPO(RetainObjective):
 
     def __call__(self, model: torch.nn.Module, batch: ForgetRetainBatch) -> Terms:
         nll, n_tokens = sequence_nll(model, batch.forget)
-        forget = simnpo_loss(nll / n_tokens.clamp(min=1), self.options.beta, self.options.delta)
-        retain = self.retain(model, batch.retain)
-        return {
-            "loss": forget + retain["retain"],
-            "forget": forget.detach(),
-            "retain": retain["retain"].detach(),
-            "forget_nll": (nll.sum() / n_tokens.sum().clamp(min=1)).detach(),
-            "retain_nll": retain["retain_nll"],
-        }
+        forget = simnpo_loss(
+            per_sequence_mean(nll, n_tokens), self.options.beta, self.options.delta
+        )
+        return self.with_retain(model, batch, forget, token_mean(nll, n_tokens))

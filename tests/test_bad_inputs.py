@@ -1,0 +1,333 @@
+"""Bad inputs are caught at the door: one line on stderr, exit 2, no traceback, no model loaded.
+
+Each test here is one row of docs/bad-inputs.md. The model loaders are replaced by a function
+that fails the test, so a check that only fires after loading a model cannot pass.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import pytest
+import torch
+
+import wagle.models
+import wagle.validate
+from wagle.attribution.masks import save_mask
+from wagle.cli import main
+
+
+@pytest.fixture(autouse=True)
+def fresh_warnings(monkeypatch):
+    """Each warning is printed once per process: forget the ones earlier tests printed."""
+    monkeypatch.setattr(wagle.validate, "_WARNED", set())
+
+
+@pytest.fixture
+def ws(tmp_path, saved_inputs, monkeypatch):
+    """model/, forget.jsonl (8 records), retain.jsonl (8 others); loading a model fails."""
+    saved_inputs(n_retain=8)
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a model was loaded before the input was checked")
+
+    monkeypatch.setattr(wagle.models, "load_model", no_loading)
+    return tmp_path
+
+
+def attribute(ws, *flags: str, forget: str | None = None, model: str | None = None) -> list:
+    return [
+        "attribute", "--model", model or str(ws / "model"),
+        "--forget", forget or str(ws / "forget.jsonl"), "--retain", str(ws / "retain.jsonl"),
+        "--out", str(ws / "mask.safetensors"), "--quiet", *flags,
+    ]  # fmt: skip
+
+
+def unlearn(ws, *flags: str, model: str | None = None, retain: str | None = None) -> list:
+    return [
+        "unlearn", "--model", model or str(ws / "model"), "--forget", str(ws / "forget.jsonl"),
+        "--retain", retain or str(ws / "retain.jsonl"), "--out", str(ws / "out"),
+        "--max-steps", "1", "--no-progress", *flags,
+    ]  # fmt: skip
+
+
+def evaluate(ws, data: str, *flags: str) -> list:
+    return [
+        "evaluate", "--model", str(ws / "model"), "--data", data, "--out", str(ws / "ev"),
+        "--max-new-tokens", "2", *flags,
+    ]  # fmt: skip
+
+
+def fails(argv: list, capsys, message: str) -> str:
+    """Run the CLI; it must exit 2 with exactly one line on stderr that contains ``message``."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("wagle: error: "), err
+    assert message in lines[-1], err
+    assert "Traceback" not in err and len([x for x in lines if "error" in x]) == 1
+    return lines[-1]
+
+
+def write_lines(path, *lines: str):
+    path.write_text("".join(line + "\n" for line in lines))
+    return str(path)
+
+
+# ---- models ------------------------------------------------------------------------------
+
+
+def test_missing_model_directory(ws, capsys):
+    fails(attribute(ws, model=str(ws / "nowhere")), capsys, "model not found:")
+
+
+def test_model_path_is_a_file(ws, capsys):
+    fails(attribute(ws, model=str(ws / "forget.jsonl")), capsys, "is a file; give the model's")
+
+
+def test_model_directory_without_config(ws, capsys):
+    (ws / "empty").mkdir()
+    fails(attribute(ws, model=str(ws / "empty")), capsys, "has no config.json")
+
+
+def test_model_directory_without_weights(ws, capsys):
+    (ws / "model" / "model.safetensors").unlink()
+    fails(unlearn(ws), capsys, "holds no safetensors weights")
+
+
+def test_model_with_only_pickled_weights_is_refused(ws, capsys):
+    (ws / "model" / "model.safetensors").rename(ws / "model" / "pytorch_model.bin")
+    line = fails(attribute(ws), capsys, "holds no safetensors weights (only pytorch_model.bin")
+    assert "never loads" in line
+
+
+# ---- data ---------------------------------------------------------------------------------
+
+
+def test_missing_forget_file(ws, capsys):
+    fails(attribute(ws, forget=str(ws / "nope.jsonl")), capsys, "forget data not found:")
+
+
+def test_missing_retain_file(ws, capsys):
+    fails(unlearn(ws, retain=str(ws / "gone" / "retain.jsonl")), capsys, "retain data not found")
+
+
+def test_malformed_jsonl_names_file_and_line(ws, capsys):
+    bad = write_lines(ws / "bad.jsonl", '{"question": "q", "answer": "a"}', '{"question": "q",')
+    fails(attribute(ws, forget=bad), capsys, "bad.jsonl: invalid JSON on line 2")
+
+
+def test_malformed_json_array_names_the_line(ws, capsys):
+    bad = write_lines(ws / "bad.json", "[", '  {"question": "q", "answer": "a"},', "  oops", "]")
+    fails(attribute(ws, forget=bad), capsys, "bad.json: invalid JSON at line 3")
+
+
+def test_a_record_that_is_not_an_object(ws, capsys):
+    bad = write_lines(ws / "list.jsonl", '{"question": "q", "answer": "a"}', '["q", "a"]')
+    fails(attribute(ws, forget=bad), capsys, "record 2 is a list, not an object")
+
+
+def test_a_record_missing_a_required_field(ws, capsys):
+    bad = write_lines(ws / "f.jsonl", '{"question": "q", "answer": "a"}', '{"question": "q2"}')
+    fails(attribute(ws, forget=bad), capsys, "record 2 needs field 'answer'")
+
+
+def test_unlearn_record_missing_a_required_field(ws, capsys):
+    write_lines(ws / "retain.jsonl", '{"question": "q", "answer": "a"}', '{"question": "q2"}')
+    fails(unlearn(ws), capsys, "retain record 2 needs field 'answer'")
+
+
+def test_empty_forget_set(ws, capsys):
+    empty = write_lines(ws / "empty.jsonl", "")
+    fails(attribute(ws, forget=empty), capsys, "holds no records")
+
+
+def test_nonexistent_split_of_a_directory(ws, capsys):
+    (ws / "data").mkdir()
+    write_lines(ws / "data" / "forget10.jsonl", '{"question": "q", "answer": "a"}')
+    argv = attribute(ws, "--forget-split", "forget99", forget=str(ws / "data"))
+    fails(argv, capsys, "no split 'forget99' in")
+
+
+def test_directory_without_a_split(ws, capsys):
+    (ws / "data").mkdir()
+    fails(attribute(ws, forget=str(ws / "data")), capsys, "is a directory: name the split")
+
+
+# ---- options -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ratio", ["0", "-0.5", "1.5"])
+def test_ratio_outside_zero_one(ws, capsys, ratio):
+    line = fails(attribute(ws, "--ratio", ratio), capsys, "ratio must be in (0, 1]")
+    assert line.endswith(f"got {float(ratio)}")
+
+
+def test_unknown_score_method(ws, capsys):
+    fails(attribute(ws, "--method", "magic"), capsys, "unknown score method 'magic'; choose")
+
+
+def test_unknown_unlearning_method(ws, capsys):
+    fails(unlearn(ws, "--method", "forgetall"), capsys, "unknown unlearning method 'forgetall'")
+
+
+def test_missing_config_file(ws, capsys):
+    fails(unlearn(ws, "--config", str(ws / "recipe.yaml")), capsys, "config file not found")
+
+
+def test_malformed_yaml_config(ws, capsys):
+    bad = write_lines(ws / "recipe.yaml", "method: [npo")
+    fails(unlearn(ws, "--config", bad), capsys, "is not valid YAML (line 2): expected ','")
+
+
+def test_unknown_option_in_a_recipe(ws, capsys):
+    bad = write_lines(ws / "recipe.yaml", "learning_rat: 0.1")
+    fails(unlearn(ws, "--config", bad), capsys, "unknown option(s) ['learning_rat']")
+
+
+# ---- masks ---------------------------------------------------------------------------------
+
+
+def test_missing_mask_file(ws, capsys):
+    fails(unlearn(ws, "--mask", str(ws / "none.safetensors")), capsys, "mask file not found")
+
+
+def test_a_pickle_passed_as_a_mask_is_refused(ws, capsys):
+    """The file is never unpickled: pickle.load would run the payload's code."""
+    path = ws / "mask.pt"
+    path.write_bytes(pickle.dumps({"model.embed_tokens.weight": torch.ones(2, 2)}))
+    line = fails(unlearn(ws, "--mask", str(path)), capsys, "is not a safetensors file")
+    assert "never pickles" in line
+
+
+def test_mask_made_for_another_model_shape(ws, capsys):
+    save_mask({"model.embed_tokens.weight": torch.ones(7, 3, dtype=torch.bool)}, ws / "m")
+    line = fails(unlearn(ws, "--mask", str(ws / "m")), capsys, "was made for another model")
+    assert "(7, 3) in the mask" in line
+
+
+def test_mask_made_for_another_model_names(ws, capsys):
+    save_mask({"transformer.h.0.attn.c_attn.weight": torch.ones(2, dtype=torch.bool)}, ws / "m")
+    line = fails(unlearn(ws, "--mask", str(ws / "m")), capsys, "was made for another model")
+    assert "1 of its 1 tensors are not in" in line
+
+
+def test_mask_info_on_a_pickle(ws, capsys):
+    (ws / "m.bin").write_bytes(pickle.dumps([1, 2, 3]))
+    fails(["mask", "info", str(ws / "m.bin")], capsys, "is not a safetensors file")
+
+
+# ---- outputs -------------------------------------------------------------------------------
+
+
+def test_unlearn_refuses_to_replace_a_finished_run(ws, capsys):
+    (ws / "out").mkdir()
+    (ws / "out" / "run_config.json").write_text("{}")
+    fails(unlearn(ws), capsys, "already holds a finished run; pass --overwrite")
+
+
+def test_attribute_refuses_to_replace_a_mask(ws, capsys):
+    (ws / "mask.safetensors").write_bytes(b"x")
+    fails(attribute(ws), capsys, "mask.safetensors already exists; pass --overwrite")
+
+
+def test_evaluate_refuses_to_replace_an_eval(ws, capsys, micro_splits):
+    (ws / "ev").mkdir()
+    (ws / "ev" / "eval.json").write_text("{}")
+    fails(evaluate(ws, str(ws)), capsys, "eval.json already exists; pass --overwrite")
+
+
+# ---- evaluation ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def playground_dir(ws, micro_splits):
+    from wagle.data.playground import write
+
+    write(micro_splits, ws / "data")
+    return str(ws / "data")
+
+
+def test_unknown_benchmark(ws, capsys, playground_dir):
+    fails(evaluate(ws, playground_dir, "--benchmark", "nope"), capsys, "unknown benchmark 'nope'")
+
+
+def test_unknown_forget_split(ws, capsys, playground_dir):
+    fails(evaluate(ws, playground_dir, "--split", "forget33"), capsys, "unknown forget split")
+
+
+def test_missing_reference(ws, capsys, playground_dir):
+    argv = evaluate(ws, playground_dir, "--reference", str(ws / "nothing"))
+    fails(argv, capsys, "reference evaluation not found")
+
+
+def test_reference_that_is_not_json(ws, capsys, playground_dir):
+    write_lines(ws / "eval.json", "{not json")
+    fails(evaluate(ws, playground_dir, "--reference", str(ws)), capsys, "is not valid JSON")
+
+
+def test_reference_on_other_forget_questions(ws, capsys, playground_dir, micro_splits):
+    """Same benchmark and split names, but another forget set: the KS test would be void."""
+    questions = [r["question"] for r in micro_splits["forget10"]]
+    questions[3] = "Who wrote something else?"
+    forget = {"per_sample": {"question": questions}, "aggregates": {}}
+    reference = {"benchmark": "playground", "split": "forget10", "sections": {"forget": forget}}
+    (ws / "eval.json").write_text(json.dumps(reference))
+    line = fails(evaluate(ws, playground_dir, "--reference", str(ws)), capsys, "other forget")
+    assert "question 3 differs" in line
+
+
+# ---- warnings (the run goes on) ---------------------------------------------------------------
+
+
+def test_forget_retain_overlap_is_a_warning_with_the_count(tmp_path, saved_inputs, capsys):
+    saved_inputs(n_retain=8)
+    forget = (tmp_path / "forget.jsonl").read_text().splitlines()
+    (tmp_path / "retain.jsonl").write_text("\n".join(forget[:3]) + "\n")
+    argv = [
+        "attribute", "--model", str(tmp_path / "model"), "--forget", str(tmp_path / "forget.jsonl"),
+        "--retain", str(tmp_path / "retain.jsonl"), "--out", str(tmp_path / "m.safetensors"),
+        "--quiet",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "wagle: warning: 3 of 8 forget samples also appear in the retain set" in err
+
+
+def test_sequences_longer_than_max_length_are_counted(tmp_path, saved_inputs, capsys):
+    """The 8 forget answers are 20+ tokens; at max_length 16 every one is cut."""
+    saved_inputs(n_retain=8)
+    argv = [
+        "attribute", "--model", str(tmp_path / "model"), "--forget", str(tmp_path / "forget.jsonl"),
+        "--retain", str(tmp_path / "retain.jsonl"), "--out", str(tmp_path / "m.safetensors"),
+        "--quiet", "--max-length", "16",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    assert "8 of 8 samples are longer than max_length=16 tokens and were truncated" in (
+        capsys.readouterr().err
+    )
+
+
+def test_a_missing_path_under_an_existing_directory_is_not_taken_for_a_hub_id(
+    ws, capsys, monkeypatch
+):
+    """``runs/npo-wagle`` looks like ``org/name``, but ``runs/`` is a local directory."""
+    monkeypatch.chdir(ws)
+    (ws / "runs").mkdir()
+    fails(attribute(ws, model="runs/npo-wagle"), capsys, "model not found: runs/npo-wagle")
+
+
+def test_unlearn_warns_about_forget_samples_in_the_retain_set(tmp_path, saved_inputs, capsys):
+    saved_inputs(n_retain=8)
+    forget = (tmp_path / "forget.jsonl").read_text().splitlines()
+    retain = (tmp_path / "retain.jsonl").read_text().splitlines()
+    (tmp_path / "retain.jsonl").write_text("\n".join(retain + forget[:2]) + "\n")
+    argv = [
+        "unlearn", "--model", str(tmp_path / "model"), "--forget", str(tmp_path / "forget.jsonl"),
+        "--retain", str(tmp_path / "retain.jsonl"), "--out", str(tmp_path / "out"),
+        "--max-steps", "1", "--batch-size", "2", "--gradient-accumulation-steps", "1",
+        "--max-length", "48", "--no-progress",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    assert "2 of 8 forget samples also appear in the retain set" in capsys.readouterr().err

@@ -1,0 +1,43 @@
+"""Every recipe in configs/ builds its config; the 7B recipes state a global batch, keep fp32
+master weights with bf16 autocast, and name their prompt format."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+from wagle import config as cfg
+from wagle.attribution import AttributionConfig
+from wagle.unlearning import UnlearnConfig, method_options
+from wagle.unlearning.config import split_recipe
+
+CONFIGS = Path(__file__).parent.parent / "configs"
+UNLEARN = sorted(p for p in CONFIGS.glob("*.yaml") if not p.name.startswith("attribute_"))
+REAL = [p for p in UNLEARN if not p.name.startswith("playground_")]
+
+
+@pytest.mark.parametrize("path", UNLEARN, ids=lambda p: p.stem)
+def test_unlearning_recipes_build_without_a_precision_warning(path):
+    run, options = split_recipe(cfg.load_yaml(path))
+    required = {"model": "m", "forget": "f", "retain": "r"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        config = cfg.build(UnlearnConfig, required | run | {"out": "o"})
+    method_options(config.method, options)
+    assert config.global_batch_size > 0
+    assert config.dtype == "float32"
+
+
+@pytest.mark.parametrize("path", REAL, ids=lambda p: p.stem)
+def test_real_model_recipes_use_mixed_precision(path):
+    run, _ = split_recipe(cfg.load_yaml(path))
+    assert run["bf16"] is True and run["gradient_checkpointing"] is True
+
+
+def test_tofu_recipes_share_the_prompt_format_with_attribution():
+    formats = {cfg.load_yaml(p).get("prompt_format") for p in CONFIGS.glob("*tofu*.yaml")}
+    assert formats == {"tofu-llama2"}
+    for path in CONFIGS.glob("attribute_*.yaml"):
+        cfg.build(AttributionConfig, cfg.load_yaml(path))

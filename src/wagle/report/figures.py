@@ -2,7 +2,8 @@
 
 - ``pareto.png``: forget quality (log) against model utility, every cell, Pareto front marked,
   target and retain model as reference points;
-- ``ratio.png``: forget quality and utility against ratio, one line per (method, mask);
+- ``ratio.png``: forget quality (geometric mean over seeds) and utility (mean) against ratio,
+  one line per (method, mask), ±1 std;
 - ``trajectories.png``: forget quality and utility against step, one line per cell, a dot on
   the selected checkpoint;
 - ``mask_density.png``: the fraction of each layer's weights that each mask selects.
@@ -101,26 +102,35 @@ def _ratio(path: Path, rows: list[Row]) -> Path:
         lines.setdefault((row.method, row.mask), []).append(row)
     for (method, mask), members in lines.items():
         style = {"color": colour[mask], "ls": dashes[method], "label": f"{method} × {mask}"}
-        for ax, key in zip(axes, ("forget_quality", "model_utility"), strict=True):
-            values = [
-                (r.ratio, r.mean[key], r.std[key] or 0.0) for r in members if finite(r.mean[key])
-            ]
+        for ax, key in zip(axes, ("log10_forget_quality", "model_utility"), strict=True):
+            values = sorted(_spread(r, key) for r in members if finite(r.mean[key]))
             if not values:
                 continue
             if mask in ("dense", "lora"):
                 ax.axhline(values[0][1], lw=1, **style)
                 continue
-            x, y, err = zip(*sorted(values), strict=True)
-            ax.errorbar(x, y, yerr=err, marker="o", capsize=2, **style)
+            x, y, low, high = zip(*values, strict=True)
+            ax.errorbar(x, y, yerr=[low, high], marker="o", capsize=2, **style)
     axes[0].set_yscale("log")
-    axes[0].set_ylabel("forget quality (log)")
+    axes[0].set_ylabel("forget quality (log; geometric mean)")
     axes[1].set_ylabel("model utility")
     for ax in axes:
         ax.set_xlabel("mask ratio ρ (fraction of weights unlearning may change)")
         ax.set_xlim(0, 1)
     axes[1].legend(fontsize=7)
-    fig.suptitle("Forget quality and utility against the mask ratio (mean ± std over seeds)")
+    fig.suptitle(
+        "Forget quality (geometric mean) and utility (mean) against the ratio, ±1 std over seeds"
+    )
     return _save(fig, path)
+
+
+def _spread(row: Row, key: str) -> tuple[float, float, float, float]:
+    """(ratio, centre, distance down, distance up): ±1 std, in FQ units for log10 FQ."""
+    mean, std = row.mean[key], row.std[key] or 0.0
+    if key == "log10_forget_quality":
+        centre = 10**mean
+        return row.ratio, centre, centre - 10 ** (mean - std), 10 ** (mean + std) - centre
+    return row.ratio, mean, std, std
 
 
 def _trajectories(path: Path, trajectories: dict[str, list[dict]]) -> Path:

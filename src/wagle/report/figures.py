@@ -19,6 +19,7 @@ from wagle.report.results import Row, finite, pareto_front
 
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 LINESTYLES = ["-", "--", ":", "-."]
+SHADES = ["Reds", "Greens", "Oranges", "Purples", "Blues", "Greys"]
 FLOOR = 1e-300  # forget quality 0 drawn at the bottom of a log axis
 
 
@@ -159,15 +160,20 @@ def _trajectories(path: Path, trajectories: dict[str, list[dict]]) -> Path:
 
 
 def _density(path: Path, records: list[dict]) -> Path:
+    """One line per (mask method, ratio), of its lowest seed; darker = higher ratio."""
     import matplotlib.pyplot as plt
+    from matplotlib import colormaps
 
-    masks: dict[str, dict[str, float]] = {}
-    for r in records:  # the mask depends on (mask method, ratio, seed), not on the method
+    masks: dict[tuple[str, float], dict[str, float]] = {}
+    for r in sorted(records, key=lambda r: r["seed"]):  # a mask does not depend on the method
         if r.get("mask_density"):
-            masks.setdefault(f"{r['mask']} ρ={r['ratio']:g} seed {r['seed']}", r["mask_density"])
+            masks.setdefault((r["mask"], r["ratio"]), r["mask_density"])
+    names = list(dict.fromkeys(mask for mask, _ in masks))
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for label, layers in masks.items():
-        ax.plot(list(layers), list(layers.values()), marker="o", lw=1, label=label)
+    for (mask, ratio), layers in sorted(masks.items()):
+        shade = colormaps[SHADES[names.index(mask) % len(SHADES)]](0.35 + 0.6 * ratio)
+        ax.plot(list(layers), list(layers.values()), marker="o", lw=1, color=shade,
+                label=f"{mask} ρ={ratio:g}")  # fmt: skip
     ax.set_xlabel("layer ('other': embeddings, final norm, head)")
     ax.set_ylabel("fraction of the layer's weights selected")
     ax.set_ylim(0, 1.05)

@@ -18,7 +18,7 @@ from typing import Any
 
 from wagle import config as cfg
 from wagle.attribution import SCORES, Attribution, AttributionConfig, collect_statistics
-from wagle.attribution.attribute import encode_forget, encode_retain
+from wagle.attribution.pipeline import encode_forget, encode_retain
 from wagle.attribution.eligible import eligible_names
 from wagle.attribution.gradients import RETAIN_GRAD
 from wagle.attribution.masks import density, layer_of

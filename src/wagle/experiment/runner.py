@@ -18,10 +18,10 @@ from typing import Any
 
 from wagle import config as cfg
 from wagle.attribution import SCORES, Attribution, AttributionConfig, collect_statistics
-from wagle.attribution.pipeline import encode_forget, encode_retain
 from wagle.attribution.eligible import eligible_names
 from wagle.attribution.gradients import RETAIN_GRAD
 from wagle.attribution.masks import density, layer_of
+from wagle.attribution.pipeline import encode_forget, encode_retain
 from wagle.evaluation import evaluate, write_eval
 from wagle.experiment.auto_ratio import Probe, search_ratio
 from wagle.experiment.cells import Cell, auto_searches, grid, read_result

@@ -31,6 +31,7 @@ from wagle.data.prompt import PROMPT_FORMAT_HELP, check_prompt_format
 from wagle.errors import WagleError
 from wagle.models import DTYPES
 from wagle.registry import lookup
+from wagle.unlearning.checkpoints import check_resume
 from wagle.unlearning.devices import accumulation_steps, world_size
 from wagle.unlearning.options import METHOD_OPTIONS
 
@@ -125,6 +126,11 @@ class UnlearnConfig:
         0, "stop once the best checkpoint has not changed for this many evaluations (0: off)"
     )
     keep_last: bool = cfg.field(False, "also save the last step's weights in <out>/last")
+    save_every: int = cfg.field(
+        0,
+        "save a checkpoint every N optimizer steps in <out>/checkpoints, so that an "
+        "interrupted run can be continued with --resume (0: off); deleted when the run ends",
+    )
 
     def __post_init__(self) -> None:
         lookup(METHOD_OPTIONS, self.method, "unlearning method")
@@ -162,8 +168,8 @@ class UnlearnConfig:
         counts = ("eval_epochs", "eval_forget_size", "eval_retain_size", "eval_batch_size")
         if bad := [n for n in counts if getattr(self, n) <= 0]:
             raise WagleError(f"{', '.join(bad)} must be > 0")
-        if self.eval_every < 0 or self.early_stop < 0:
-            raise WagleError("eval_every and early_stop must be ≥ 0")
+        if self.eval_every < 0 or self.early_stop < 0 or self.save_every < 0:
+            raise WagleError("eval_every, early_stop and save_every must be ≥ 0")
         if not 0 <= self.utility_floor <= 1:
             raise WagleError(f"utility_floor must be in [0, 1], got {self.utility_floor}")
         if self.keep_last and self.lora:
@@ -176,10 +182,11 @@ class UnlearnConfig:
                 raise WagleError(f"--{name} is required (on the command line or in --config)")
 
 
-def check_inputs(config: UnlearnConfig, overwrite: bool = False) -> None:
+def check_inputs(config: UnlearnConfig, overwrite: bool = False, resume: bool = False) -> None:
     """The run's files, checked before any model is loaded: the model directory, forget and
     retain data (records, fields, emptiness; a warning if they share samples), the mask
-    against the model's shapes, and an output directory that already holds a finished run."""
+    against the model's shapes, an output directory that already holds a finished run, and
+    checkpoints (``--resume`` needs one; an unfinished run's need --resume or --overwrite)."""
     config.require_paths()
     validate.check_model_dir(config.model)
     validate.check_data_source(config.forget, config.forget_split, "forget")
@@ -187,6 +194,9 @@ def check_inputs(config: UnlearnConfig, overwrite: bool = False) -> None:
     if config.mask:
         validate.check_mask_file(config.mask, config.model)
     validate.check_output(config.out, overwrite)
+    check_resume(config.out, resume, overwrite)
+    if resume and not config.save_every:
+        raise WagleError("--resume needs --save-every > 0 (the interrupted run's value)")
     forget = read_records(config.forget, config.forget_split)
     retain = read_records(config.retain, config.retain_split)
     for name, records in (("forget", forget), ("retain", retain)):

@@ -1,0 +1,195 @@
+"""Resume after a crash: a killed ``wagle unlearn`` continued with ``--resume`` ends with the
+same weights, step log and trajectory as an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from wagle.attribution.masks import save_mask
+from wagle.cli import main
+from wagle.unlearning import PairCollator, PairedDataset, UnlearnConfig
+from wagle.unlearning.checkpoints import STATE_FILE, checkpoint_root
+from wagle.unlearning.objective import METHODS
+from wagle.unlearning.run import _encode, training_arguments
+from wagle.unlearning.trainer import MaskedUnlearningTrainer
+from wagle.unlearning.trajectory import POINT_KEYS, TrajectoryCallback
+
+# The child process: `wagle unlearn`, each micro-batch slowed by 0.1 s so that the test can
+# kill it between checkpoints (nothing else is changed).
+CHILD = """
+import sys, time
+from wagle.unlearning.trainer import MaskedUnlearningTrainer
+step = MaskedUnlearningTrainer.training_step
+def slow(self, *args, **kwargs):
+    time.sleep(0.1)
+    return step(self, *args, **kwargs)
+MaskedUnlearningTrainer.training_step = slow
+from wagle.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.fixture
+def workspace(tmp_path, saved_inputs):
+    """A saved tiny model, forget (8) / retain (16) files, a mask selecting ~30% (so that
+    AdamW keeps selective state)."""
+    model = saved_inputs(n_retain=16)
+    generator = torch.Generator().manual_seed(0)
+    mask = {n: torch.rand(p.shape, generator=generator) < 0.3 for n, p in model.named_parameters()}
+    save_mask(mask, tmp_path / "mask.safetensors", {"score": "random", "ratio": 0.3})
+    return tmp_path
+
+
+def _args(ws: Path, out: str, *extra: str) -> list[str]:
+    # 8 forget samples, 2 × 2 per step: 2 steps per epoch, 6 steps = 3 epochs
+    return [
+        "unlearn", "--model", str(ws / "model"), "--forget", str(ws / "forget.jsonl"),
+        "--retain", str(ws / "retain.jsonl"), "--out", str(ws / out), "--method", "npo",
+        "--mask", str(ws / "mask.safetensors"), "--max-steps", "6", "--batch-size", "2",
+        "--gradient-accumulation-steps", "2", "--learning-rate", "1e-2", "--max-length", "48",
+        "--save-every", "1", "--no-progress", *extra,
+    ]  # fmt: skip
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    env = os.environ | {"OMP_NUM_THREADS": str(torch.get_num_threads())}
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _wait_for_checkpoint(process: subprocess.Popen, out: Path, step: int) -> None:
+    marker = checkpoint_root(out) / f"checkpoint-{step}" / STATE_FILE
+    deadline = time.monotonic() + 120
+    while not marker.is_file():
+        if process.poll() is not None:
+            pytest.fail(f"the run ended before checkpoint {step}: {process.stderr.read()}")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("no checkpoint within 120 s")
+        time.sleep(0.02)
+
+
+def _same_run(ws: Path, resumed: str, reference: str) -> None:
+    a, b = ws / resumed, ws / reference
+    weights_a, weights_b = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    assert weights_a.keys() == weights_b.keys()
+    for name in weights_a:
+        assert torch.equal(weights_a[name], weights_b[name]), name  # bit for bit
+    log = json.loads((a / "training_log.json").read_text())["steps"]
+    assert log == json.loads((b / "training_log.json").read_text())["steps"]
+    assert [s["step"] for s in log] == [1, 2, 3, 4, 5, 6]
+    assert not checkpoint_root(a).exists()  # deleted once the run completed
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_a_killed_run_resumes_to_the_same_weights(workspace, sig):
+    child = _start(_args(workspace, "out"))
+    _wait_for_checkpoint(child, workspace / "out", 3)  # mid-epoch 1
+    child.send_signal(sig)
+    assert child.wait(timeout=60) != 0
+    assert not (workspace / "out" / "run_config.json").exists()  # unfinished
+
+    assert main(_args(workspace, "out")) == 2  # checkpoints there: --resume or --overwrite
+    assert main(_args(workspace, "out", "--resume")) == 0
+    assert main(_args(workspace, "reference")) == 0  # uninterrupted, same process as the resume
+    _same_run(workspace, "out", "reference")
+
+
+def test_resume_user_errors(workspace, capsys):
+    assert main(_args(workspace, "out", "--resume")) == 2
+    assert "--resume: no checkpoint in" in capsys.readouterr().err
+    assert main(_args(workspace, "out", "--resume", "--overwrite")) == 2
+    assert "pass one" in capsys.readouterr().err
+
+
+def test_resume_refuses_other_options(workspace, capsys):
+    """A killed run's checkpoint cannot be continued with another learning rate."""
+    child = _start(_args(workspace, "out"))
+    _wait_for_checkpoint(child, workspace / "out", 2)
+    child.kill()
+    child.wait(timeout=60)
+    assert main(_args(workspace, "out", "--resume", "--learning-rate", "1e-3")) == 2
+    assert "checkpoint was made with learning_rate=0.01" in capsys.readouterr().err
+
+
+# --- the trajectory and step log come back with the checkpoint ----------------------------
+
+
+class WeightEvaluator:
+    """A point's figures from the weights themselves (forget_prob = a weight sum)."""
+
+    def __call__(self, model):
+        total = float(sum(p.detach().double().sum() for p in model.parameters()))
+        return {k: None for k in POINT_KEYS[3:]} | {
+            "forget_prob": total, "model_utility": 1.0, "degenerate": False,
+        }  # fmt: skip
+
+
+class Crash(Exception):
+    pass
+
+
+def _train(tiny_model, tokenizer, micro_splits, out: Path, crash_at=0, resume=None):
+    model = tiny_model(seed=0)
+    config = UnlearnConfig(method="graddiff", max_steps=5, batch_size=2, save_every=2,
+                           gradient_accumulation_steps=1, learning_rate=1e-2, max_length=48,
+                           progress=False)  # fmt: skip
+    forget, retain = micro_splits["forget10"][:8], micro_splits["retain90"][:8]
+    data = PairedDataset(_encode(tokenizer, forget, config), _encode(tokenizer, retain, config))
+    objective = METHODS["graddiff"](None)
+    trajectory = TrajectoryCallback(WeightEvaluator(), every=1, log=lambda line: None)
+    trainer = MaskedUnlearningTrainer(
+        model=model,
+        args=training_arguments(config, str(out)),
+        train_dataset=data,
+        data_collator=PairCollator(tokenizer.pad_token_id),
+        objective=objective,
+        trajectory=trajectory,
+    )
+
+    def on_step_end(args, state, control, **kwargs):
+        if state.global_step == crash_at:
+            raise Crash
+
+    if crash_at:
+        trainer.callback_handler.callbacks[-1].on_step_end = on_step_end  # after the save
+    objective.prepare(model, data, tokenizer.pad_token_id)
+    trainer.train(resume_from_checkpoint=resume)
+    return model, trainer
+
+
+def _figures(points: list[dict]) -> list[dict]:
+    return [{k: v for k, v in p.items() if k != "eval_seconds"} for p in points]
+
+
+def test_points_best_weights_and_log_are_restored(tiny_model, tokenizer, micro_splits, tmp_path):
+    with pytest.raises(Crash):
+        _train(tiny_model, tokenizer, micro_splits, tmp_path / "a", crash_at=3)
+    checkpoint = tmp_path / "a" / "checkpoint-2"
+    saved = json.loads((checkpoint / STATE_FILE).read_text())
+    assert [p["step"] for p in saved["points"]] == [0, 1, 2]
+    assert [s["step"] for s in saved["step_log"]] == [1, 2]
+    assert (checkpoint / "wagle_best.safetensors").is_file()  # lowest forget_prob so far
+
+    model, trainer = _train(tiny_model, tokenizer, micro_splits, tmp_path / "a", resume=checkpoint)
+    reference, uninterrupted = _train(tiny_model, tokenizer, micro_splits, tmp_path / "b")
+    assert _figures(trainer.trajectory.points) == _figures(uninterrupted.trajectory.points)
+    assert [p["step"] for p in trainer.trajectory.points] == [0, 1, 2, 3, 4, 5]  # 0 once
+    assert trainer.trajectory.selected["step"] == uninterrupted.trajectory.selected["step"]
+    assert trainer.step_log == uninterrupted.step_log
+    for (name, a), b in zip(model.named_parameters(), reference.parameters(), strict=True):
+        assert torch.equal(a, b), name  # the selected (best) point's weights

@@ -24,16 +24,17 @@ from wagle.unlearning.run import _encode, training_arguments
 from wagle.unlearning.trainer import MaskedUnlearningTrainer
 from wagle.unlearning.trajectory import POINT_KEYS, TrajectoryCallback
 
-# The child process: `wagle unlearn`, each micro-batch slowed by 0.1 s so that the test can
-# kill it between checkpoints (nothing else is changed).
+# The child process: `wagle unlearn` that pauses for 3 s after saving checkpoint $PAUSE_AT
+# (nothing else is changed), so that the test kills it there and not at a later one.
 CHILD = """
-import sys, time
+import os, sys, time
 from wagle.unlearning.trainer import MaskedUnlearningTrainer
-step = MaskedUnlearningTrainer.training_step
-def slow(self, *args, **kwargs):
-    time.sleep(0.1)
-    return step(self, *args, **kwargs)
-MaskedUnlearningTrainer.training_step = slow
+save = MaskedUnlearningTrainer.save_state
+def pausing(self, checkpoint):
+    save(self, checkpoint)
+    if checkpoint.name == "checkpoint-" + os.environ["PAUSE_AT"]:
+        time.sleep(3)
+MaskedUnlearningTrainer.save_state = pausing
 from wagle.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -61,8 +62,8 @@ def _args(ws: Path, out: str, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-def _start(args: list[str]) -> subprocess.Popen:
-    env = os.environ | {"OMP_NUM_THREADS": str(torch.get_num_threads())}
+def _start(args: list[str], pause_at: int) -> subprocess.Popen:
+    env = os.environ | {"OMP_NUM_THREADS": str(torch.get_num_threads()), "PAUSE_AT": str(pause_at)}
     return subprocess.Popen(
         [sys.executable, "-c", CHILD, *args],
         env=env,
@@ -95,17 +96,35 @@ def _same_run(ws: Path, resumed: str, reference: str) -> None:
     assert not checkpoint_root(a).exists()  # deleted once the run completed
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_a_killed_run_resumes_to_the_same_weights(workspace, sig):
-    child = _start(_args(workspace, "out"))
-    _wait_for_checkpoint(child, workspace / "out", 3)  # mid-epoch 1
-    child.send_signal(sig)
+def test_a_run_interrupted_twice_resumes_to_the_same_weights(workspace, capsys, monkeypatch):
+    """SIGINT after checkpoint 3 (mid-epoch 1); resumed and SIGKILLed after checkpoint 5
+    (mid-epoch 2); resumed again: the weights are bit-for-bit those of an uninterrupted run."""
+    out = workspace / "out"
+    child = _start(_args(workspace, "out"), pause_at=3)
+    _wait_for_checkpoint(child, out, 3)
+    child.send_signal(signal.SIGINT)
     assert child.wait(timeout=60) != 0
-    assert not (workspace / "out" / "run_config.json").exists()  # unfinished
+    child = _start(_args(workspace, "out", "--resume"), pause_at=5)
+    _wait_for_checkpoint(child, out, 5)
+    child.send_signal(signal.SIGKILL)
+    assert child.wait(timeout=60) != 0
+    assert not (out / "run_config.json").exists()  # unfinished
 
-    assert main(_args(workspace, "out")) == 2  # checkpoints there: --resume or --overwrite
+    assert main(_args(workspace, "out")) == 2
+    assert "holds checkpoints of an unfinished run" in capsys.readouterr().err
+    assert main(_args(workspace, "out", "--resume", "--learning-rate", "1e-3")) == 2
+    assert "checkpoint was made with learning_rate=0.01" in capsys.readouterr().err
+    micro_batches = []
+    step = MaskedUnlearningTrainer.training_step
+    monkeypatch.setattr(
+        MaskedUnlearningTrainer,
+        "training_step",
+        lambda self, *a, **k: micro_batches.append(1) or step(self, *a, **k),
+    )
     assert main(_args(workspace, "out", "--resume")) == 0
+    assert len(micro_batches) == 2  # step 6 only: it went on from checkpoint 5
     assert main(_args(workspace, "reference")) == 0  # uninterrupted, same process as the resume
+    assert len(micro_batches) == 2 + 12
     _same_run(workspace, "out", "reference")
 
 
@@ -114,16 +133,8 @@ def test_resume_user_errors(workspace, capsys):
     assert "--resume: no checkpoint in" in capsys.readouterr().err
     assert main(_args(workspace, "out", "--resume", "--overwrite")) == 2
     assert "pass one" in capsys.readouterr().err
-
-
-def test_resume_refuses_other_options(workspace, capsys):
-    """A killed run's checkpoint cannot be continued with another learning rate."""
-    child = _start(_args(workspace, "out"))
-    _wait_for_checkpoint(child, workspace / "out", 2)
-    child.kill()
-    child.wait(timeout=60)
-    assert main(_args(workspace, "out", "--resume", "--learning-rate", "1e-3")) == 2
-    assert "checkpoint was made with learning_rate=0.01" in capsys.readouterr().err
+    assert main(_args(workspace, "out", "--resume", "--save-every", "0")) == 2
+    assert "--resume needs --save-every > 0" in capsys.readouterr().err
 
 
 # --- the trajectory and step log come back with the checkpoint ----------------------------

@@ -194,9 +194,9 @@ def check_inputs(config: UnlearnConfig, overwrite: bool = False, resume: bool = 
     if config.mask:
         validate.check_mask_file(config.mask, config.model)
     validate.check_output(config.out, overwrite)
-    check_resume(config.out, resume, overwrite)
     if resume and not config.save_every:
         raise WagleError("--resume needs --save-every > 0 (the interrupted run's value)")
+    check_resume(config.out, resume, overwrite)
     forget = read_records(config.forget, config.forget_split)
     retain = read_records(config.retain, config.retain_split)
     for name, records in (("forget", forget), ("retain", retain)):

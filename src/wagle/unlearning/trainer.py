@@ -118,7 +118,6 @@ class MaskedUnlearningTrainer(Trainer):
             self.enforcer.remove()
         return output
 
-
     def restore(self, checkpoint: Path) -> None:
         """The step log and the trajectory (points, selection, best weights) saved in
         ``checkpoint``; the Trainer restores the rest (weights, optimizer, RNG, data position)."""

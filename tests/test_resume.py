@@ -19,6 +19,7 @@ from wagle.attribution.masks import save_mask
 from wagle.cli import main
 from wagle.unlearning import PairCollator, PairedDataset, UnlearnConfig
 from wagle.unlearning.checkpoints import STATE_FILE, checkpoint_root
+from wagle.unlearning.lora import add_lora
 from wagle.unlearning.objective import METHODS
 from wagle.unlearning.run import _encode, training_arguments
 from wagle.unlearning.trainer import MaskedUnlearningTrainer
@@ -94,6 +95,9 @@ def _same_run(ws: Path, resumed: str, reference: str) -> None:
     assert log == json.loads((b / "training_log.json").read_text())["steps"]
     assert [s["step"] for s in log] == [1, 2, 3, 4, 5, 6]
     assert not checkpoint_root(a).exists()  # deleted once the run completed
+    if (a / "trajectory.json").exists():
+        points = [json.loads((d / "trajectory.json").read_text())["points"] for d in (a, b)]
+        assert _figures(points[0]) == _figures(points[1])
 
 
 def test_a_run_interrupted_twice_resumes_to_the_same_weights(workspace, capsys, monkeypatch):
@@ -154,8 +158,11 @@ class Crash(Exception):
     pass
 
 
-def _train(tiny_model, tokenizer, micro_splits, out: Path, crash_at=0, resume=None):
+def _train(tiny_model, tokenizer, micro_splits, out: Path, crash_at=0, resume=None, lora=False):
     model = tiny_model(seed=0)
+    if lora:  # peft adapters: the checkpoint holds the adapter weights
+        torch.manual_seed(0)
+        model = add_lora(model, ["q_proj", "v_proj"], rank=2, alpha=4.0)
     config = UnlearnConfig(method="graddiff", max_steps=5, batch_size=2, save_every=2,
                            gradient_accumulation_steps=1, learning_rate=1e-2, max_length=48,
                            progress=False)  # fmt: skip
@@ -187,17 +194,24 @@ def _figures(points: list[dict]) -> list[dict]:
     return [{k: v for k, v in p.items() if k != "eval_seconds"} for p in points]
 
 
-def test_points_best_weights_and_log_are_restored(tiny_model, tokenizer, micro_splits, tmp_path):
+@pytest.mark.parametrize("lora", [False, True])
+def test_points_best_weights_and_log_are_restored(
+    tiny_model, tokenizer, micro_splits, tmp_path, lora
+):
     with pytest.raises(Crash):
-        _train(tiny_model, tokenizer, micro_splits, tmp_path / "a", crash_at=3)
+        _train(tiny_model, tokenizer, micro_splits, tmp_path / "a", crash_at=3, lora=lora)
     checkpoint = tmp_path / "a" / "checkpoint-2"
     saved = json.loads((checkpoint / STATE_FILE).read_text())
     assert [p["step"] for p in saved["points"]] == [0, 1, 2]
     assert [s["step"] for s in saved["step_log"]] == [1, 2]
     assert (checkpoint / "wagle_best.safetensors").is_file()  # lowest forget_prob so far
 
-    model, trainer = _train(tiny_model, tokenizer, micro_splits, tmp_path / "a", resume=checkpoint)
-    reference, uninterrupted = _train(tiny_model, tokenizer, micro_splits, tmp_path / "b")
+    model, trainer = _train(
+        tiny_model, tokenizer, micro_splits, tmp_path / "a", resume=checkpoint, lora=lora
+    )
+    reference, uninterrupted = _train(
+        tiny_model, tokenizer, micro_splits, tmp_path / "b", lora=lora
+    )
     assert _figures(trainer.trajectory.points) == _figures(uninterrupted.trajectory.points)
     assert [p["step"] for p in trainer.trajectory.points] == [0, 1, 2, 3, 4, 5]  # 0 once
     assert trainer.trajectory.selected["step"] == uninterrupted.trajectory.selected["step"]

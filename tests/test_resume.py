@@ -115,7 +115,8 @@ def test_a_run_interrupted_twice_resumes_to_the_same_weights(workspace, capsys, 
     assert not (out / "run_config.json").exists()  # unfinished
 
     assert main(_args(workspace, "out")) == 2
-    assert "holds checkpoints of an unfinished run" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "holds checkpoints of an unfinished run" in err and err.count("\n") == 1
     assert main(_args(workspace, "out", "--resume", "--learning-rate", "1e-3")) == 2
     assert "checkpoint was made with learning_rate=0.01" in capsys.readouterr().err
     micro_batches = []
@@ -132,13 +133,19 @@ def test_a_run_interrupted_twice_resumes_to_the_same_weights(workspace, capsys, 
     _same_run(workspace, "out", "reference")
 
 
-def test_resume_user_errors(workspace, capsys):
-    assert main(_args(workspace, "out", "--resume")) == 2
-    assert "--resume: no checkpoint in" in capsys.readouterr().err
-    assert main(_args(workspace, "out", "--resume", "--overwrite")) == 2
-    assert "pass one" in capsys.readouterr().err
-    assert main(_args(workspace, "out", "--resume", "--save-every", "0")) == 2
-    assert "--resume needs --save-every > 0" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--resume"], "--resume: no checkpoint in "),
+        (["--resume", "--overwrite"], "--resume continues a run and --overwrite starts it again"),
+        (["--resume", "--save-every", "0"], "--resume needs --save-every > 0"),
+        (["--save-every", "-1"], "eval_every, early_stop and save_every must be ≥ 0"),
+    ],
+)
+def test_resume_user_errors(workspace, capsys, extra, message):
+    assert main(_args(workspace, "out", *extra)) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
 # --- the trajectory and step log come back with the checkpoint ----------------------------

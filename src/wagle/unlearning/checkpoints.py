@@ -13,7 +13,7 @@ Trainer's files), so a kill while saving leaves the previous one as the latest. 
 replaced atomically by the finished run, which deletes the checkpoints with it.
 
 The optimizer, scheduler and RNG files are the Trainer's ``torch.save`` pickles; wagle only
-reads ones it wrote itself, and the Trainer reads them with ``torch.load(weights_only=True)``.
+reads ones it wrote itself, and the Trainer reads them with torch's weights-only unpickler.
 
 This module imports no torch: ``check_resume`` runs before any model is loaded.
 """
@@ -30,7 +30,7 @@ from wagle.errors import WagleError
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "wagle_state.json"
 BEST_FILE = "wagle_best.safetensors"
-IGNORED_OPTIONS = ("progress",)  # options a resumed run may change
+IGNORED_OPTIONS = ("progress", "out")  # may differ (out: spelt another way, same directory)
 _NAME = re.compile(r"checkpoint-(\d+)")
 
 
@@ -75,9 +75,12 @@ def read_state(checkpoint: Path) -> dict[str, Any]:
     return json.loads((checkpoint / STATE_FILE).read_text())
 
 
-def check_same_run(saved: dict[str, Any], run: dict[str, Any], options: dict[str, Any]) -> None:
-    """A resumed run must have the checkpoint's options (``IGNORED_OPTIONS`` aside)."""
-    ours = {"run": run, "method_options": options}
+def check_same_run(
+    saved: dict[str, Any], run: dict[str, Any], options: dict[str, Any] | None = None
+) -> None:
+    """A resumed run must have the checkpoint's options (``IGNORED_OPTIONS`` aside); the
+    method's are compared too unless ``options`` is None."""
+    ours = {"run": run} if options is None else {"run": run, "method_options": options}
     for section, values in ours.items():
         theirs = saved.get(section, {})
         for key in sorted(set(values) | set(theirs)):

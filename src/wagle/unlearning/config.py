@@ -31,7 +31,7 @@ from wagle.data.prompt import PROMPT_FORMAT_HELP, check_prompt_format
 from wagle.errors import WagleError
 from wagle.models import DTYPES
 from wagle.registry import lookup
-from wagle.unlearning.checkpoints import check_resume
+from wagle.unlearning import checkpoints
 from wagle.unlearning.devices import accumulation_steps, world_size
 from wagle.unlearning.options import METHOD_OPTIONS
 
@@ -196,7 +196,10 @@ def check_inputs(config: UnlearnConfig, overwrite: bool = False, resume: bool = 
     validate.check_output(config.out, overwrite)
     if resume and not config.save_every:
         raise WagleError("--resume needs --save-every > 0 (the interrupted run's value)")
-    check_resume(config.out, resume, overwrite)
+    checkpoints.check_resume(config.out, resume, overwrite)
+    if resume:  # the run's options (the method's are compared once they are built)
+        saved = checkpoints.read_state(checkpoints.latest_checkpoint(config.out))
+        checkpoints.check_same_run(saved, cfg.to_dict(config))
     forget = read_records(config.forget, config.forget_split)
     retain = read_records(config.retain, config.retain_split)
     for name, records in (("forget", forget), ("retain", retain)):

@@ -116,6 +116,7 @@ def main() -> None:
         mask_path = None if mask_name == "dense" else wagle_mask(info, work, args.ratio)
         for method in args.methods:
             key = f"{method}/{mask_name if mask_path is None else f'wagle-{args.ratio:g}'}"
+            key += "".join(f" {k}={v}" for k, v in overrides.items())  # a non-default schedule
             figures = run(info, method, mask_path, ref, overrides)
             print(key, json.dumps({k: v for k, v in figures.items() if k != "trajectory"}))
             record(key, figures)

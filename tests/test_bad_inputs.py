@@ -13,8 +13,15 @@ import pytest
 import torch
 
 import wagle.models
+import wagle.validate
 from wagle.attribution.masks import save_mask
 from wagle.cli import main
+
+
+@pytest.fixture(autouse=True)
+def fresh_warnings(monkeypatch):
+    """Each warning is printed once per process: forget the ones earlier tests printed."""
+    monkeypatch.setattr(wagle.validate, "_WARNED", set())
 
 
 @pytest.fixture
@@ -300,3 +307,27 @@ def test_sequences_longer_than_max_length_are_counted(tmp_path, saved_inputs, ca
     assert "8 of 8 samples are longer than max_length=16 tokens and were truncated" in (
         capsys.readouterr().err
     )
+
+
+def test_a_missing_path_under_an_existing_directory_is_not_taken_for_a_hub_id(
+    ws, capsys, monkeypatch
+):
+    """``runs/npo-wagle`` looks like ``org/name``, but ``runs/`` is a local directory."""
+    monkeypatch.chdir(ws)
+    (ws / "runs").mkdir()
+    fails(attribute(ws, model="runs/npo-wagle"), capsys, "model not found: runs/npo-wagle")
+
+
+def test_unlearn_warns_about_forget_samples_in_the_retain_set(tmp_path, saved_inputs, capsys):
+    saved_inputs(n_retain=8)
+    forget = (tmp_path / "forget.jsonl").read_text().splitlines()
+    retain = (tmp_path / "retain.jsonl").read_text().splitlines()
+    (tmp_path / "retain.jsonl").write_text("\n".join(retain + forget[:2]) + "\n")
+    argv = [
+        "unlearn", "--model", str(tmp_path / "model"), "--forget", str(tmp_path / "forget.jsonl"),
+        "--retain", str(tmp_path / "retain.jsonl"), "--out", str(tmp_path / "out"),
+        "--max-steps", "1", "--batch-size", "2", "--gradient-accumulation-steps", "1",
+        "--max-length", "48", "--no-progress",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    assert "2 of 8 forget samples also appear in the retain set" in capsys.readouterr().err

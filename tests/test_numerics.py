@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from wagle.errors import WagleError
-from wagle.unlearning import MaskEnforcer, UnlearnConfig, unlearn
+from wagle.unlearning import METHODS, MaskEnforcer, UnlearnConfig, unlearn
 
 
 def _two_params():
@@ -59,17 +59,19 @@ def test_verify_catches_a_frozen_parameter_that_moved():
         enforcer.verify()
 
 
-def test_npo_log_ratio_is_zero_at_step_one_under_bf16(tmp_path, saved_inputs):
+@pytest.mark.parametrize("reference", ["precomputed", "live"])
+def test_npo_log_ratio_is_zero_at_step_one_under_bf16(tmp_path, saved_inputs, reference):
     """Under bf16 autocast the first step's model equals the reference, so every log-ratio is
     0 and the NPO term is −(2/β)·log σ(0) = (2/β)·ln 2 = 20·0.693147 = 13.8629 (β = 0.1),
-    exactly when the reference NLLs were computed in the training precision too."""
+    exactly when the reference NLLs were computed in the training precision too (precomputed
+    once, or by a live frozen copy of the model)."""
     saved_inputs(n_retain=8)
     config = UnlearnConfig(
         model=str(tmp_path / "model"), forget=str(tmp_path / "forget.jsonl"),
         retain=str(tmp_path / "retain.jsonl"), out=str(tmp_path / "out"), max_steps=1,
         batch_size=4, gradient_accumulation_steps=2, bf16=True, progress=False, max_length=48,
     )  # fmt: skip
-    result = unlearn(config)
+    result = unlearn(config, METHODS["npo"].Options(reference=reference))
     first = result.step_log[0]
     assert first["forget"] == pytest.approx(20 * math.log(2), abs=1e-5)
     log = json.loads((tmp_path / "out" / "training_log.json").read_text())["steps"]

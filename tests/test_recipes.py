@@ -14,7 +14,9 @@ from wagle.unlearning import UnlearnConfig, method_options
 from wagle.unlearning.config import split_recipe
 
 CONFIGS = Path(__file__).parent.parent / "configs"
-UNLEARN = sorted(p for p in CONFIGS.glob("*.yaml") if not p.name.startswith("attribute_"))
+UNLEARN = sorted(
+    p for p in CONFIGS.glob("*.yaml") if not p.name.startswith(("attribute_", "experiment_"))
+)
 REAL = [p for p in UNLEARN if not p.name.startswith("playground_")]
 
 

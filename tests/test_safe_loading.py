@@ -58,18 +58,52 @@ LIGHT = [
     ["evaluate", "--help"],
     ["playground", "build", "--help"],
     ["demo", "--help"],
-    ["evaluate", "--model", "/nonexistent/model", "--out", "/tmp/unused"],  # a user error
+    ["unlearn", "--help"],
+    ["attribute", "--help"],
+    # user errors, found before a model is loaded
+    ["evaluate", "--model", "/nonexistent/model", "--out", "/tmp/unused"],
+    ["unlearn", "--model", "/nonexistent/model", "--forget", "f", "--retain", "r", "--out", "o"],
+    ["unlearn", "--method", "magic"],
+    ["unlearn", "--method", "ga", "--beta", "0.1"],  # an option of another method
+    ["attribute", "--model", "/nonexistent/model", "--forget", "f", "--out", "m.safetensors"],
+    ["attribute", "--method", "magic", "--model", "m", "--forget", "f", "--out", "o"],
 ]
 
 
 @pytest.mark.parametrize("argv", LIGHT, ids=" ".join)
-def test_help_does_not_import_torch_or_transformers(argv):
+def test_help_does_not_import_torch_or_transformers(argv, tmp_path):
     code = (
         "import sys\nfrom wagle.cli import main\n"
         f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
         "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip().splitlines()[-1] == "[]"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    if "--help" not in argv:  # the user error was found, not skipped
+        assert done.stderr.startswith("wagle: error: ")
+
+
+def test_remote_code_runs_only_when_asked(tmp_path, tiny_model, tokenizer, monkeypatch):
+    """Every loader call passes trust_remote_code=False and use_safetensors=True unless the
+    caller (``--trust-remote-code``) asks for remote code."""
+    import transformers
+
+    tiny_model().save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    seen = []
+    for auto in (transformers.AutoModelForCausalLM, transformers.AutoTokenizer):
+        real = auto.from_pretrained
+
+        def spy(*args, _real=real, **kwargs):
+            seen.append({k: kwargs.get(k) for k in ("trust_remote_code", "use_safetensors")})
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(auto, "from_pretrained", spy)
+    load_pretrained(tmp_path, device=None)
+    assert [s["trust_remote_code"] for s in seen] == [False, False]
+    assert seen[1]["use_safetensors"] is True  # the model's weights
+    seen.clear()
+    load_pretrained(tmp_path, device=None, trust_remote_code=True)
+    assert [s["trust_remote_code"] for s in seen] == [True, True]

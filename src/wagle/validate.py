@@ -28,12 +28,14 @@ def warn(message: str) -> None:
 
 
 def looks_like_hub_id(source: str) -> bool:
-    """``name`` or ``org/name``, not a path (no leading ``.``, ``/``, ``~``, no file suffix)."""
+    """``name`` or ``org/name``, not a path: no leading ``.``, ``/``, ``~``, no file suffix,
+    and not under an existing local directory (``runs/typo`` when ``runs/`` exists is a path)."""
     text = str(source)
     return (
         not text.startswith((".", "/", "~"))
         and text.count("/") <= 1
         and not text.endswith((".json", ".jsonl", ".safetensors", ".yaml", ".yml"))
+        and not ("/" in text and Path(text).parent.is_dir())
     )
 
 

@@ -28,7 +28,9 @@ COMMANDS = {
     "unlearn": "unlearn a forget set with a method (ga, graddiff, npo, simnpo, po, rmu) under a "
     "mask",
     "evaluate": "evaluate a model: TOFU metrics, forget quality, MIA, multiple choice, MUSE-style",
-    "demo": "build the playground and show what its models know (what `make demo` runs)",
+    "run": "run an experiment: methods × masks × ratios × seeds, then its report",
+    "report": "write report.md, figures and results.json of a `wagle run` directory",
+    "demo": "build the playground, then run the default experiment (what `make demo` runs)",
 }
 
 DESCRIPTION = """\

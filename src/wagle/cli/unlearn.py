@@ -7,8 +7,14 @@ import dataclasses
 
 from wagle import config as cfg
 from wagle.cli import COMMANDS
-from wagle.unlearning import METHODS, UnlearnConfig, method_options, unlearn
-from wagle.unlearning.config import all_method_option_fields, check_inputs, split_recipe
+from wagle.unlearning.config import (
+    UnlearnConfig,
+    all_method_option_fields,
+    check_inputs,
+    method_options,
+    split_recipe,
+)
+from wagle.unlearning.options import METHOD_OPTIONS
 
 EPILOG = """\
 examples:
@@ -49,8 +55,8 @@ def _method_options_class() -> type:
     for name, f in all_method_option_fields().items():
         defaults = ", ".join(
             f"{method}: {_default(option)}"
-            for method, cls in sorted(METHODS.items())
-            for option in dataclasses.fields(cls.Options)
+            for method, options in sorted(METHOD_OPTIONS.items())
+            for option in dataclasses.fields(options)
             if option.name == name
         )
         help_text = f"{f.metadata.get('help', '')}; defaults {defaults}"
@@ -67,6 +73,8 @@ def _run(args: argparse.Namespace) -> int:
     config = cfg.build(UnlearnConfig, run_options, args)
     options = method_options(config.method, recipe_method_options, args)
     check_inputs(config, args.overwrite)  # before the model is loaded
+    from wagle.unlearning.run import unlearn  # torch: only once the inputs are checked
+
     result = unlearn(config, options)
     if result.trajectory:
         print(selection_line(result.selected, result.criterion, result.trajectory[-1]))

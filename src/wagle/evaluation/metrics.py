@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -12,6 +11,3 @@ class MetricResult:
 
     aggregate: float
     per_sample: list[float]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"aggregate": self.aggregate, "per_sample": self.per_sample}

@@ -1,7 +1,9 @@
 """The configuration of an unlearning run: data, model, method, mask and training options.
 
-Method-specific options (β, λ, ...) live on each method's ``Options`` dataclass;
-``method_options`` builds them from the same YAML mapping / command-line namespace.
+Method-specific options (β, λ, ...) live on each method's ``Options`` dataclass
+(``wagle.unlearning.options``); ``method_options`` builds them from the same YAML mapping /
+command-line namespace. This module imports no torch: a config is checked before the ML stack
+is loaded.
 Training defaults follow the TOFU recipe: AdamW, lr 1e-5, weight decay 0.01, effective
 batch 32 (4 × 8 accumulation), 5 epochs, linear schedule with one epoch (20%) of warm-up.
 
@@ -30,13 +32,15 @@ from wagle.errors import WagleError
 from wagle.models import DTYPES
 from wagle.registry import lookup
 from wagle.unlearning.devices import accumulation_steps, world_size
-from wagle.unlearning.objective import METHODS
-from wagle.unlearning.selective_adamw import AUTO_MAX_DENSITY, OPTIMIZER_STATES
+from wagle.unlearning.options import METHOD_OPTIONS
 
 # Optimizers whose update of an entry with zero gradient (and zero moments) is exactly zero,
 # and whose weight decay is decoupled (so wagle can apply it under the mask). SGD's decay is
 # coupled L2 inside the optimizer: it is not offered.
 EXACT_OPTIMIZERS = ("adamw_torch", "adamw_torch_fused")
+# Where AdamW keeps its state (wagle.unlearning.selective_adamw).
+OPTIMIZER_STATES = ("auto", "full", "selected")
+AUTO_MAX_DENSITY = 0.5  # `auto` picks `selected` below this fraction of trainable weights
 
 
 @dataclass
@@ -46,7 +50,7 @@ class UnlearnConfig:
     retain: str = cfg.field("", "retain data: a .json/.jsonl file, a directory or a hub id")
     forget_split: str | None = cfg.field(None, "split of --forget to read (directories, hub)")
     retain_split: str | None = cfg.field(None, "split of --retain to read (directories, hub)")
-    method: str = cfg.field("npo", f"unlearning method, one of {', '.join(sorted(METHODS))}")
+    method: str = cfg.field("npo", f"unlearning method, one of {', '.join(sorted(METHOD_OPTIONS))}")
     mask: str | None = cfg.field(None, "mask file (safetensors); none = dense unlearning")
     out: str = cfg.field("", "output directory for the unlearned model and its logs")
     epochs: float = cfg.field(5.0, "training epochs over the forget set")
@@ -123,7 +127,7 @@ class UnlearnConfig:
     keep_last: bool = cfg.field(False, "also save the last step's weights in <out>/last")
 
     def __post_init__(self) -> None:
-        lookup(METHODS, self.method, "unlearning method")
+        lookup(METHOD_OPTIONS, self.method, "unlearning method")
         if self.optimizer not in EXACT_OPTIMIZERS:
             raise WagleError(
                 f"optimizer {self.optimizer!r} is not supported; the mask invariant is exact "
@@ -203,7 +207,7 @@ def check_records(records: list[dict], what: str) -> None:
 
 
 def method_options_class(method: str) -> type:
-    return lookup(METHODS, method, "unlearning method").Options
+    return lookup(METHOD_OPTIONS, method, "unlearning method")
 
 
 def method_options(method: str, *sources: dict[str, Any] | argparse.Namespace) -> Any:
@@ -226,8 +230,8 @@ def method_options(method: str, *sources: dict[str, Any] | argparse.Namespace) -
 def all_method_option_fields() -> dict[str, dataclasses.Field]:
     """Every method option by name (first definition wins), for command-line flags."""
     fields: dict[str, dataclasses.Field] = {}
-    for method in sorted(METHODS):
-        for f in dataclasses.fields(METHODS[method].Options):
+    for method in sorted(METHOD_OPTIONS):
+        for f in dataclasses.fields(METHOD_OPTIONS[method]):
             fields.setdefault(f.name, f)
     return fields
 

@@ -72,7 +72,10 @@ class MaskedUnlearningTrainer(Trainer):
         return optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        terms = self.objective(model, ForgetRetainBatch.from_inputs(inputs))
+        # The objective's own frozen models (NPO's live reference, the KL retain term) run in
+        # the training precision too: accelerate autocasts only the trained model's forward.
+        with self.accelerator.autocast():
+            terms = self.objective(model, ForgetRetainBatch.from_inputs(inputs))
         loss = terms["loss"]
         if not _finite_everywhere(loss):
             details = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())

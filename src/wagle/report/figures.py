@@ -1,0 +1,176 @@
+"""The report's figures (PNG, matplotlib's Agg backend: no display needed).
+
+- ``pareto.png``: forget quality (log) against model utility, every cell, Pareto front marked,
+  target and retain model as reference points;
+- ``ratio.png``: forget quality and utility against ratio, one line per (method, mask);
+- ``trajectories.png``: forget quality and utility against step, one line per cell, a dot on
+  the selected checkpoint;
+- ``mask_density.png``: the fraction of each layer's weights that each mask selects.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from wagle.io import atomic_file
+from wagle.report.results import Row, finite, pareto_front
+
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+LINESTYLES = ["-", "--", ":", "-."]
+FLOOR = 1e-300  # forget quality 0 drawn at the bottom of a log axis
+
+
+def write_figures(
+    root: Path,
+    records: list[dict[str, Any]],
+    rows: list[Row],
+    references: dict[str, dict],
+    trajectories: dict[str, list[dict]],
+) -> list[Path]:
+    """Write every figure that has data into ``root``; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    paths = [_pareto(root / "pareto.png", records, references)]
+    if any(r.mask not in ("dense", "lora") for r in rows):
+        paths.append(_ratio(root / "ratio.png", rows))
+    if trajectories:
+        paths.append(_trajectories(root / "trajectories.png", trajectories))
+    if any(r.get("mask_density") for r in records):
+        paths.append(_density(root / "mask_density.png", records))
+    return paths
+
+
+def _styles(records: list[dict[str, Any]]) -> tuple[dict[str, str], dict[str, str]]:
+    """(colour per mask, marker per method), stable for a given set of names."""
+    from matplotlib import colormaps
+
+    masks = list(dict.fromkeys(r["mask"] for r in records))
+    methods = list(dict.fromkeys(r["method"] for r in records))
+    colours = colormaps["tab10"]
+    return (
+        {m: colours(i % 10) for i, m in enumerate(masks)},
+        {m: MARKERS[i % len(MARKERS)] for i, m in enumerate(methods)},
+    )
+
+
+def _pareto(path: Path, records: list[dict], references: dict[str, dict]) -> Path:
+    import matplotlib.pyplot as plt
+
+    colour, marker = _styles(records)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    points = [
+        (r["model_utility"], max(r["forget_quality"], FLOOR), r)
+        for r in records
+        if finite(r.get("model_utility")) and finite(r.get("forget_quality"))
+    ]
+    seen = set()
+    for x, y, r in points:
+        label = f"{r['method']} × {r['mask']}"
+        ax.scatter(x, y, color=colour[r["mask"]], marker=marker[r["method"]], alpha=0.8,
+                   label=None if label in seen else label)  # fmt: skip
+        seen.add(label)
+    front = pareto_front([(x, y) for x, y, _ in points])
+    if front:
+        ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "k--", lw=1,
+                label="Pareto front")  # fmt: skip
+    for name, style in (("target", "r*"), ("retain", "g*")):
+        ref = references.get(name, {})
+        if finite(ref.get("model_utility")) and finite(ref.get("forget_quality")):
+            ax.plot(ref["model_utility"], max(ref["forget_quality"], FLOOR), style,
+                    markersize=14, label=f"{name} model")  # fmt: skip
+    ax.set_yscale("log")
+    ax.set_xlabel("model utility (higher is better)")
+    ax.set_ylabel("forget quality, KS p-value (log; higher is better)")
+    ax.set_title("Forgetting against utility, every cell")
+    ax.legend(fontsize=7, loc="best")
+    return _save(fig, path)
+
+
+def _ratio(path: Path, rows: list[Row]) -> Path:
+    """Colour = mask method, line style = unlearning method; dense and LoRA are horizontal."""
+    import matplotlib.pyplot as plt
+
+    colour, _ = _styles([{"mask": r.mask, "method": r.method} for r in rows])
+    methods = list(dict.fromkeys(r.method for r in rows))
+    dashes = {m: LINESTYLES[i % len(LINESTYLES)] for i, m in enumerate(methods)}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    lines: dict[tuple[str, str], list[Row]] = {}
+    for row in rows:
+        lines.setdefault((row.method, row.mask), []).append(row)
+    for (method, mask), members in lines.items():
+        style = {"color": colour[mask], "ls": dashes[method], "label": f"{method} × {mask}"}
+        for ax, key in zip(axes, ("forget_quality", "model_utility"), strict=True):
+            values = [
+                (r.ratio, r.mean[key], r.std[key] or 0.0) for r in members if finite(r.mean[key])
+            ]
+            if not values:
+                continue
+            if mask in ("dense", "lora"):
+                ax.axhline(values[0][1], lw=1, **style)
+                continue
+            x, y, err = zip(*sorted(values), strict=True)
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=2, **style)
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("forget quality (log)")
+    axes[1].set_ylabel("model utility")
+    for ax in axes:
+        ax.set_xlabel("mask ratio ρ (fraction of weights unlearning may change)")
+        ax.set_xlim(0, 1)
+    axes[1].legend(fontsize=7)
+    fig.suptitle("Forget quality and utility against the mask ratio (mean ± std over seeds)")
+    return _save(fig, path)
+
+
+def _trajectories(path: Path, trajectories: dict[str, list[dict]]) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for cell, points in trajectories.items():
+        steps = [p["step"] for p in points]
+        quality = [max(p.get("forget_quality") or FLOOR, FLOOR) for p in points]
+        utility = [p.get("model_utility") for p in points]
+        (line,) = axes[0].plot(steps, quality, lw=1, label=cell)
+        axes[1].plot(steps, utility, lw=1, label=cell, color=line.get_color())
+        for i, point in enumerate(points):  # the selected checkpoint: a filled dot
+            if point.get("selected"):
+                axes[0].plot(steps[i], quality[i], "o", color=line.get_color())
+                axes[1].plot(steps[i], utility[i], "o", color=line.get_color())
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("forget quality (log)")
+    axes[1].set_ylabel("model utility")
+    for ax in axes:
+        ax.set_xlabel("optimizer step")
+    if len(trajectories) <= 20:
+        axes[1].legend(fontsize=6)
+    fig.suptitle("Unlearning trajectories, one line per cell")
+    return _save(fig, path)
+
+
+def _density(path: Path, records: list[dict]) -> Path:
+    import matplotlib.pyplot as plt
+
+    masks: dict[str, dict[str, float]] = {}
+    for r in records:  # the mask depends on (mask method, ratio, seed), not on the method
+        if r.get("mask_density"):
+            masks.setdefault(f"{r['mask']} ρ={r['ratio']:g} seed {r['seed']}", r["mask_density"])
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for label, layers in masks.items():
+        ax.plot(list(layers), list(layers.values()), marker="o", lw=1, label=label)
+    ax.set_xlabel("layer ('other': embeddings, final norm, head)")
+    ax.set_ylabel("fraction of the layer's weights selected")
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=6, ncol=2)
+    ax.set_title("Per-layer density of the masks")
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    with atomic_file(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,141 @@
+"""Saved results of an experiment directory, and their grouping into table rows.
+
+Everything here reads files only: ``DIR/cells/*/result.json`` (one record per finished cell),
+``DIR/target/eval.json`` and ``DIR/reference/eval.json`` (the reference points),
+``DIR/cells/*/trajectory.json`` and ``DIR/auto/*.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wagle.experiment.cells import CELLS_DIR, finished_results
+from wagle.io import write_json
+
+# The figures of a table row: record key → column heading.
+COLUMNS = {
+    "forget_quality": "forget quality",
+    "model_utility": "utility",
+    "forget_rouge": "forget ROUGE",
+    "retain_rouge": "retain ROUGE",
+    "forget_probability": "forget prob.",
+    "mia_auc": "MIA AUC",
+}
+STAGES = ("attribute", "unlearn", "evaluate")
+MASK_ORDER = {"dense": 0, "lora": 1}
+
+
+@dataclass
+class Row:
+    """One (method, mask, ratio) over its seeds: mean and std of each figure."""
+
+    method: str
+    mask: str
+    ratio: float
+    seeds: list[int]
+    mean: dict[str, float | None]
+    std: dict[str, float | None]
+    degenerate: int  # seeds flagged degenerate
+    seconds: dict[str, float]  # mean per stage
+
+
+def load_records(root: Path) -> list[dict[str, Any]]:
+    """Every finished cell's record, sorted by (method, mask, ratio, seed)."""
+    return sorted(finished_results(root), key=_sort_key)
+
+
+def write_results(root: Path, records: list[dict[str, Any]]) -> Path:
+    """``DIR/results.json``: one record per cell (method, mask, ratio, seed, figures, ...)."""
+    path = Path(root) / "results.json"
+    write_json(path, [{k: v for k, v in r.items() if k != "mask_density"} for r in records])
+    return path
+
+
+def group(records: list[dict[str, Any]]) -> list[Row]:
+    """One row per (method, mask, ratio), in record order."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["method"], r["mask"], r["ratio"]), []).append(r)
+    rows = []
+    for (method, mask, ratio), members in groups.items():
+        mean, std = {}, {}
+        for key in COLUMNS:
+            values = [r[key] for r in members if r.get(key) is not None]
+            mean[key] = statistics.fmean(values) if values else None
+            std[key] = statistics.stdev(values) if len(values) > 1 else None
+        seconds = {
+            stage: statistics.fmean(r["seconds"].get(stage, 0.0) for r in members)
+            for stage in STAGES
+        }
+        flagged = sum(bool(r.get("degenerate")) for r in members)
+        rows.append(
+            Row(method, mask, ratio, [r["seed"] for r in members], mean, std, flagged, seconds)
+        )
+    return rows
+
+
+def reference_points(root: Path) -> dict[str, dict[str, float | None]]:
+    """``{"target": {...}, "retain": {...}}``: forget quality and utility of each, if saved.
+
+    The retain model's forget quality is 1 by definition (its truth ratios are the reference).
+    """
+    points = {}
+    for name, directory in (("target", "target"), ("retain", "reference")):
+        path = Path(root) / directory / "eval.json"
+        if path.is_file():
+            evaluation = json.loads(path.read_text())
+            quality = 1.0 if name == "retain" else evaluation.get("forget_quality")
+            points[name] = {
+                "forget_quality": quality,
+                "model_utility": evaluation.get("model_utility"),
+                "forget_rouge": evaluation["summary"]["figures"].get("forget.rouge_l_recall"),
+            }
+    return points
+
+
+def trajectories(root: Path) -> dict[str, list[dict[str, Any]]]:
+    """Cell id → its trajectory points, the selected one with ``"selected": True``."""
+    result = {}
+    for path in sorted((Path(root) / CELLS_DIR).glob("*/trajectory.json")):
+        if (path.parent / "result.json").is_file():
+            saved = json.loads(path.read_text())
+            points = saved.get("points") or []
+            if points:  # the selected point is flagged for the figure
+                step = (saved.get("selected") or {}).get("step")
+                result[path.parent.name] = [p | {"selected": p["step"] == step} for p in points]
+    return result
+
+
+def auto_searches(root: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted((Path(root) / "auto").glob("*.json"))]
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both axes (higher is better on both)."""
+    front = []
+    for i, (x, y) in enumerate(points):
+        dominated = any(
+            (a >= x and b >= y) and (a > x or b > y) for j, (a, b) in enumerate(points) if j != i
+        )
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: points[i])
+
+
+def _sort_key(record: dict[str, Any]) -> tuple:
+    return (
+        record["method"],
+        MASK_ORDER.get(record["mask"], 2),
+        record["mask"],
+        record["ratio"],
+        record["seed"],
+    )
+
+
+def finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)

@@ -1,0 +1,160 @@
+"""``write_report(DIR)``: results.json, the figures and report.md, from saved results alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wagle.errors import WagleError
+from wagle.experiment.auto_ratio import Probe, best_probe, feasible
+from wagle.io import atomic_file
+from wagle.report import results as res
+from wagle.report.figures import write_figures
+from wagle.report.table import markdown_table, text_table
+
+SWEEP = [round(0.05 * i, 2) for i in range(1, 20)]  # the full sweep auto ratio is judged by
+
+
+@dataclass
+class Report:
+    path: Path  # report.md
+    table: str  # the plain-text table
+    n_cells: int
+
+
+def write_report(root: str | Path) -> Report:
+    """Read ``root``'s finished cells and write ``results.json``, figures and ``report.md``."""
+    root = Path(root)
+    records = res.load_records(root)
+    if not records:
+        raise WagleError(f"no finished cells in {root} (looked for {root}/cells/*/result.json)")
+    res.write_results(root, records)
+    rows = res.group(records)
+    references = res.reference_points(root)
+    figures = write_figures(root, records, rows, references, res.trajectories(root))
+    searches = res.auto_searches(root)
+    text = _markdown(root, records, rows, references, figures, searches)
+    path = root / "report.md"
+    with atomic_file(path) as handle:
+        handle.write(text)
+    return Report(path, text_table(rows), len(records))
+
+
+def _markdown(root, records, rows, references, figures, searches) -> str:
+    def listed(key: str) -> str:
+        return ", ".join(str(v) for v in dict.fromkeys(r[key] for r in records))
+
+    lines = [
+        f"# Experiment report: {root.name}",
+        "",
+        f"{len(records)} finished cells: methods {listed('method')}; masks {listed('mask')}; "
+        f"ratios {', '.join(f'{v:g}' for v in sorted({r['ratio'] for r in records}))}; "
+        f"seeds {', '.join(map(str, sorted({r['seed'] for r in records})))}.",
+        "",
+    ]
+    for name, point in references.items():
+        lines.append(
+            f"- **{name} model**: forget quality {_fmt(point['forget_quality'], True)}, "
+            f"utility {_fmt(point['model_utility'])}, forget ROUGE {_fmt(point['forget_rouge'])}"
+        )
+    lines += [
+        "",
+        "Each figure is the cell's selected checkpoint; mean ± std over seeds. Forget quality is "
+        "the KS p-value against the retain model (1 = indistinguishable from never having seen "
+        "the forget set); judge forget ROUGE against the retain model's, not as lower-is-better: "
+        "`degenerate` counts seeds whose answers collapsed (repetition, or forget ROUGE far "
+        "below the retain model's). Seconds per stage: attribution (the shared gradient pass "
+        "plus scoring), unlearning (with its trajectory evaluations), final evaluation.",
+        "",
+        markdown_table(rows),
+        "",
+    ]
+    lines += _pareto_lines(records)
+    lines += [f"![{p.stem}]({p.name})" for p in figures] + [""]
+    lines += _auto_lines(records, searches)
+    lines += _cell_lines(records)
+    return "\n".join(lines) + "\n"
+
+
+def _pareto_lines(records: list[dict[str, Any]]) -> list[str]:
+    points = [
+        (r["model_utility"], r["forget_quality"], r)
+        for r in records
+        if res.finite(r.get("model_utility")) and res.finite(r.get("forget_quality"))
+    ]
+    front = res.pareto_front([(x, y) for x, y, _ in points])
+    cells = ", ".join(
+        f"{points[i][2]['cell']} (FQ {points[i][1]:.2e}, utility {points[i][0]:.3f})" for i in front
+    )
+    return [f"Pareto front (no cell has both higher forget quality and utility): {cells}.", ""]
+
+
+def _cell_lines(records: list[dict[str, Any]]) -> list[str]:
+    """Every cell on its own line, with where its files are."""
+    lines = ["## Cells", "", "| cell | forget quality | utility | selected step | degenerate |"]
+    lines.append("|---|---|---|---|---|")
+    for r in records:
+        lines.append(
+            f"| [{r['cell']}](cells/{r['cell']}/) | {_fmt(r['forget_quality'], True)} | "
+            f"{_fmt(r['model_utility'])} | {r.get('selected_step', '-')} | "
+            f"{'yes' if r.get('degenerate') else 'no'} |"
+        )
+    return [*lines, ""]
+
+
+def _auto_lines(records: list[dict[str, Any]], searches: list[dict[str, Any]]) -> list[str]:
+    if not searches:
+        return []
+    lines = [
+        "## Automatic ratio",
+        "",
+        "| method | mask | seed | chosen ρ | forget quality | utility | runs | seconds | "
+        "full sweep: best ρ | its forget quality | runs | seconds | FQ auto / sweep |",
+        "|" + "---|" * 13,
+    ]
+    for s in searches:
+        chosen = next(p for p in s["probes"] if p["ratio"] == s["ratio"])
+        sweep = _sweep(records, s)
+        tail = ["-"] * 5
+        if sweep:
+            best, runs, seconds = sweep
+            share = chosen["forget_quality"] / best.forget_quality if best.forget_quality else 1.0
+            tail = [f"{best.ratio:g}", _fmt(best.forget_quality, True), str(runs),
+                    f"{seconds:.0f}", f"{share:.2f}"]  # fmt: skip
+        lines.append(
+            f"| {s['method']} | {s['mask']} | {s['seed']} | {s['ratio']:g} | "
+            f"{_fmt(chosen['forget_quality'], True)} | {_fmt(chosen['utility'])} | {s['runs']} | "
+            f"{s['seconds']:.0f} | " + " | ".join(tail) + " |"
+        )
+    lines += [""] + [
+        f"- {s['method']} × {s['mask']} seed {s['seed']}: {s['reason']}." for s in searches
+    ]
+    return [*lines, ""]
+
+
+def _sweep(records, search) -> tuple[Probe, int, float] | None:
+    """The best ratio of a full 0.05 sweep of the same cells, if every one of them finished."""
+    cells = {
+        r["ratio"]: r
+        for r in records
+        if (r["method"], r["mask"], r["seed"]) == (search["method"], search["mask"], search["seed"])
+    }
+    if not all(ratio in cells for ratio in SWEEP):
+        return None
+    probes = [
+        Probe(ratio, cells[ratio]["forget_quality"] or 0.0, cells[ratio]["model_utility"] or 0.0,
+              bool(cells[ratio]["degenerate"]))
+        for ratio in SWEEP
+    ]  # fmt: skip
+    best = best_probe(probes, search["floor"])
+    if not feasible(best, search["floor"]):
+        return None
+    seconds = sum(sum(cells[ratio]["seconds"].values()) for ratio in SWEEP)
+    return best, len(SWEEP), seconds
+
+
+def _fmt(value: Any, scientific: bool = False) -> str:
+    if not res.finite(value):
+        return "-"
+    return f"{value:.2e}" if scientific else f"{value:.3f}"

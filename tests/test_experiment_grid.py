@@ -156,6 +156,8 @@ def test_rows_are_mean_and_sample_std_over_seeds():
     assert row.std["forget_quality"] == pytest.approx(math.sqrt(0.02))
     assert row.seconds["unlearn"] == 10.5
     assert row.mean["mia_auc"] is None
+    # log10 FQ: −1 and log10 0.3 = −0.523 → mean −0.761
+    assert row.mean["log10_forget_quality"] == pytest.approx(-0.7614, abs=1e-4)
 
 
 def test_pareto_front_keeps_the_undominated_points():

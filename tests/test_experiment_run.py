@@ -123,7 +123,9 @@ def test_report_is_rebuilt_from_saved_results_alone(interrupted_then_resumed, tm
     for cell in CELLS:
         assert cell in text
     assert "| npo | wagle | 0.5 | 1 |" in text
-    assert {"pareto.png", "ratio.png", "mask_density.png"} <= {p.name for p in copy.iterdir()}
+    assert {"pareto.png", "ratio.png", "trajectories.png", "mask_density.png"} <= {
+        p.name for p in copy.iterdir()
+    }
     assert len(json.loads((copy / "results.json").read_text())) == len(CELLS)
 
 

@@ -263,8 +263,8 @@ def _muse_data(source: str) -> tuple[dict[str, str], dict[str, list]]:
     if root.is_dir():
         if not (root / "forget.jsonl").is_file():
             raise WagleError(f"a MUSE-style benchmark needs {root}/forget.jsonl (raw text)")
-        splits = {r: r for r in ("forget", "retain", "holdout", "forget_qa", "retain_qa")}
-        splits = {r: s for r, s in splits.items() if (root / f"{s}.jsonl").is_file()}
+        local = ("forget", "retain", "holdout", "forget_qa", "retain_qa")
+        splits = {r: r for r in local if (root / f"{r}.jsonl").is_file()}
     elif looks_like_hub_id(source):
         splits = MUSE_HUB_TABLES
     else:

@@ -2,7 +2,8 @@
 
 - ``pareto.png``: forget quality (log) against model utility, every cell, Pareto front marked,
   target and retain model as reference points;
-- ``ratio.png``: forget quality and utility against ratio, one line per (method, mask);
+- ``ratio.png``: forget quality (geometric mean over seeds) and utility (mean) against ratio,
+  one line per (method, mask), ±1 std;
 - ``trajectories.png``: forget quality and utility against step, one line per cell, a dot on
   the selected checkpoint;
 - ``mask_density.png``: the fraction of each layer's weights that each mask selects.
@@ -18,6 +19,7 @@ from wagle.report.results import Row, finite, pareto_front
 
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 LINESTYLES = ["-", "--", ":", "-."]
+SHADES = ["Reds", "Greens", "Oranges", "Purples", "Blues", "Greys"]
 FLOOR = 1e-300  # forget quality 0 drawn at the bottom of a log axis
 
 
@@ -101,26 +103,35 @@ def _ratio(path: Path, rows: list[Row]) -> Path:
         lines.setdefault((row.method, row.mask), []).append(row)
     for (method, mask), members in lines.items():
         style = {"color": colour[mask], "ls": dashes[method], "label": f"{method} × {mask}"}
-        for ax, key in zip(axes, ("forget_quality", "model_utility"), strict=True):
-            values = [
-                (r.ratio, r.mean[key], r.std[key] or 0.0) for r in members if finite(r.mean[key])
-            ]
+        for ax, key in zip(axes, ("log10_forget_quality", "model_utility"), strict=True):
+            values = sorted(_spread(r, key) for r in members if finite(r.mean[key]))
             if not values:
                 continue
             if mask in ("dense", "lora"):
                 ax.axhline(values[0][1], lw=1, **style)
                 continue
-            x, y, err = zip(*sorted(values), strict=True)
-            ax.errorbar(x, y, yerr=err, marker="o", capsize=2, **style)
+            x, y, low, high = zip(*values, strict=True)
+            ax.errorbar(x, y, yerr=[low, high], marker="o", capsize=2, **style)
     axes[0].set_yscale("log")
-    axes[0].set_ylabel("forget quality (log)")
+    axes[0].set_ylabel("forget quality (log; geometric mean)")
     axes[1].set_ylabel("model utility")
     for ax in axes:
         ax.set_xlabel("mask ratio ρ (fraction of weights unlearning may change)")
         ax.set_xlim(0, 1)
     axes[1].legend(fontsize=7)
-    fig.suptitle("Forget quality and utility against the mask ratio (mean ± std over seeds)")
+    fig.suptitle(
+        "Forget quality (geometric mean) and utility (mean) against the ratio, ±1 std over seeds"
+    )
     return _save(fig, path)
+
+
+def _spread(row: Row, key: str) -> tuple[float, float, float, float]:
+    """(ratio, centre, distance down, distance up): ±1 std, in FQ units for log10 FQ."""
+    mean, std = row.mean[key], row.std[key] or 0.0
+    if key == "log10_forget_quality":
+        centre = 10**mean
+        return row.ratio, centre, centre - 10 ** (mean - std), 10 ** (mean + std) - centre
+    return row.ratio, mean, std, std
 
 
 def _trajectories(path: Path, trajectories: dict[str, list[dict]]) -> Path:
@@ -149,15 +160,20 @@ def _trajectories(path: Path, trajectories: dict[str, list[dict]]) -> Path:
 
 
 def _density(path: Path, records: list[dict]) -> Path:
+    """One line per (mask method, ratio), of its lowest seed; darker = higher ratio."""
     import matplotlib.pyplot as plt
+    from matplotlib import colormaps
 
-    masks: dict[str, dict[str, float]] = {}
-    for r in records:  # the mask depends on (mask method, ratio, seed), not on the method
+    masks: dict[tuple[str, float], dict[str, float]] = {}
+    for r in sorted(records, key=lambda r: r["seed"]):  # a mask does not depend on the method
         if r.get("mask_density"):
-            masks.setdefault(f"{r['mask']} ρ={r['ratio']:g} seed {r['seed']}", r["mask_density"])
+            masks.setdefault((r["mask"], r["ratio"]), r["mask_density"])
+    names = list(dict.fromkeys(mask for mask, _ in masks))
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for label, layers in masks.items():
-        ax.plot(list(layers), list(layers.values()), marker="o", lw=1, label=label)
+    for (mask, ratio), layers in sorted(masks.items()):
+        shade = colormaps[SHADES[names.index(mask) % len(SHADES)]](0.35 + 0.6 * ratio)
+        ax.plot(list(layers), list(layers.values()), marker="o", lw=1, color=shade,
+                label=f"{mask} ρ={ratio:g}")  # fmt: skip
     ax.set_xlabel("layer ('other': embeddings, final norm, head)")
     ax.set_ylabel("fraction of the layer's weights selected")
     ax.set_ylim(0, 1.05)

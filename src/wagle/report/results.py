@@ -20,6 +20,7 @@ from wagle.io import write_json
 # The figures of a table row: record key → column heading.
 COLUMNS = {
     "forget_quality": "forget quality",
+    "log10_forget_quality": "log10 FQ",
     "model_utility": "utility",
     "forget_rouge": "forget ROUGE",
     "retain_rouge": "retain ROUGE",
@@ -65,7 +66,7 @@ def group(records: list[dict[str, Any]]) -> list[Row]:
     for (method, mask, ratio), members in groups.items():
         mean, std = {}, {}
         for key in COLUMNS:
-            values = [r[key] for r in members if r.get(key) is not None]
+            values = [v for v in map(_figure(key), members) if v is not None]
             mean[key] = statistics.fmean(values) if values else None
             std[key] = statistics.stdev(values) if len(values) > 1 else None
         seconds = {
@@ -125,6 +126,13 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
         if not dominated:
             front.append(i)
     return sorted(front, key=lambda i: points[i])
+
+
+def _figure(key: str):
+    """``record → value`` of a column; log10 FQ is derived (means of p-values hide the spread)."""
+    if key == "log10_forget_quality":
+        return lambda r: math.log10(r["forget_quality"]) if r.get("forget_quality") else None
+    return lambda r: r.get(key)
 
 
 def _sort_key(record: dict[str, Any]) -> tuple:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from wagle.report.results import COLUMNS, STAGES, Row
 
+FORMATS = {"forget_quality": "{:.2e}", "log10_forget_quality": "{:.1f}"}
 HEADINGS = [
     "method",
     "mask",
@@ -16,10 +17,10 @@ HEADINGS = [
 
 
 def table_rows(rows: list[Row]) -> list[list[str]]:
-    """The table's cells as text (forget quality in scientific notation, the rest 3 decimals)."""
+    """The table's cells as text (FQ in scientific notation, log10 FQ 1 decimal, the rest 3)."""
     lines = []
     for row in rows:
-        figures = [_mean_std(row.mean[k], row.std[k], k == "forget_quality") for k in COLUMNS]
+        figures = [_mean_std(row.mean[k], row.std[k], FORMATS.get(k, "{:.3f}")) for k in COLUMNS]
         ratio = "-" if row.mask in ("dense", "lora") else f"{row.ratio:g}"
         degenerate = f"{row.degenerate}/{len(row.seeds)}" if row.degenerate else "no"
         seconds = [f"{row.seconds[s]:.0f}" for s in STAGES]
@@ -45,9 +46,8 @@ def text_table(rows: list[Row]) -> str:
     )
 
 
-def _mean_std(mean: float | None, std: float | None, scientific: bool) -> str:
+def _mean_std(mean: float | None, std: float | None, fmt: str) -> str:
     if mean is None:
         return "-"
-    fmt = "{:.2e}" if scientific else "{:.3f}"
     text = fmt.format(mean)
     return text if std is None else f"{text} ± {fmt.format(std)}"

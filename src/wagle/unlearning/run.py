@@ -3,8 +3,8 @@
 ``unlearn_model`` takes a loaded model, tokenizer and forget/retain records and returns the
 unlearned plain model, holding the **selected** checkpoint's weights when the run is evaluated
 while it unlearns (a ``reference`` or ``config.eval_benchmark``; ``wagle.unlearning.trajectory``),
-else the last step's. It never loads or saves a model; given ``out`` it writes
-``trajectory.json`` there as points are measured.
+else the last step's. It never loads or saves a model; given ``out`` (and an evaluated run)
+it writes ``trajectory.json`` there as points are measured.
 
 ``unlearn``'s output directory (written atomically, by the main process only) holds the
 unlearned model and tokenizer (``save_pretrained``, safetensors), ``run_config.json`` (the

@@ -3,6 +3,7 @@ same weights, step log and trajectory as an uninterrupted run."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -15,10 +16,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from wagle import config as cfg
 from wagle.attribution.masks import save_mask
 from wagle.cli import main
-from wagle.unlearning import PairCollator, PairedDataset, UnlearnConfig
-from wagle.unlearning.checkpoints import STATE_FILE, checkpoint_root
+from wagle.unlearning import (
+    PairCollator,
+    PairedDataset,
+    UnlearnConfig,
+    method_options,
+    unlearn_model,
+)
+from wagle.unlearning.checkpoints import STATE_FILE, checkpoint_root, resumable
 from wagle.unlearning.lora import add_lora
 from wagle.unlearning.objective import METHODS
 from wagle.unlearning.run import _encode, training_arguments
@@ -225,3 +233,54 @@ def test_points_best_weights_and_log_are_restored(
     assert trainer.step_log == uninterrupted.step_log
     for (name, a), b in zip(model.named_parameters(), reference.parameters(), strict=True):
         assert torch.equal(a, b), name  # the selected (best) point's weights
+
+
+def test_unlearn_model_resumes_a_checkpoint_resumable_finds(
+    tiny_model, tokenizer, micro_splits, tmp_path, monkeypatch
+):
+    """The in-memory API that `wagle run` cells use: ``resumable`` says whether a directory
+    holds a checkpoint of this very run, and ``unlearn_model(resume=True)`` continues it."""
+    config = UnlearnConfig(method="npo", max_steps=4, batch_size=2, save_every=2,
+                           gradient_accumulation_steps=1, learning_rate=1e-2, max_length=48,
+                           progress=False)  # fmt: skip
+    options = method_options("npo")
+    forget, retain = micro_splits["forget10"][:8], micro_splits["retain90"][:8]
+    run, record = cfg.to_dict(config), dataclasses.asdict(options)
+
+    def unlearn(out: Path, resume: bool = False):
+        model = tiny_model(seed=0)
+        return unlearn_model(model, tokenizer, forget, retain, config, options, out=out,
+                             resume=resume)  # fmt: skip
+
+    step = MaskedUnlearningTrainer.training_step
+
+    def crash_in_step_3(self, *args, **kwargs):
+        if self.state.global_step == 2:
+            raise Crash
+        return step(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(MaskedUnlearningTrainer, "training_step", crash_in_step_3)
+        with pytest.raises(Crash):
+            unlearn(tmp_path / "a")
+    assert resumable(tmp_path / "a", run, record)
+    assert not resumable(tmp_path / "a", run | {"learning_rate": 1e-3}, record)
+    assert not resumable(tmp_path / "a", run, record | {"beta": 0.5})
+    assert not resumable(tmp_path / "b", run, record)  # nothing there
+
+    calls = []
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            MaskedUnlearningTrainer,
+            "training_step",
+            lambda self, *a, **k: calls.append(1) or step(self, *a, **k),
+        )
+        resumed = unlearn(tmp_path / "a", resume=True)
+    assert len(calls) == 2  # steps 3 and 4: it went on from checkpoint 2
+    assert not checkpoint_root(tmp_path / "a").exists()  # deleted once the run completed
+    uninterrupted = unlearn(tmp_path / "b")
+    assert resumed.step_log == uninterrupted.step_log
+    for (name, a), b in zip(
+        resumed.model.named_parameters(), uninterrupted.model.parameters(), strict=True
+    ):
+        assert torch.equal(a, b), name

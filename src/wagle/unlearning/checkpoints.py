@@ -75,12 +75,26 @@ def read_state(checkpoint: Path) -> dict[str, Any]:
     return json.loads((checkpoint / STATE_FILE).read_text())
 
 
+def resumable(out: str | Path, run: dict[str, Any], options: dict[str, Any]) -> bool:
+    """Whether ``out`` holds a checkpoint of this very run (its options), for callers that
+    resume what they can and start the rest afresh (``wagle run`` cells)."""
+    latest = latest_checkpoint(out)
+    if latest is None:
+        return False
+    try:
+        check_same_run(read_state(latest), run, options)
+    except WagleError:
+        return False
+    return True
+
+
 def check_same_run(
     saved: dict[str, Any], run: dict[str, Any], options: dict[str, Any] | None = None
 ) -> None:
     """A resumed run must have the checkpoint's options (``IGNORED_OPTIONS`` aside); the
     method's are compared too unless ``options`` is None."""
     ours = {"run": run} if options is None else {"run": run, "method_options": options}
+    ours = json.loads(json.dumps(ours))  # as saved: tuples become lists
     for section, values in ours.items():
         theirs = saved.get(section, {})
         for key in sorted(set(values) | set(theirs)):

@@ -121,6 +121,11 @@ def test_a_run_interrupted_twice_resumes_to_the_same_weights(workspace, capsys, 
     child.send_signal(signal.SIGKILL)
     assert child.wait(timeout=60) != 0
     assert not (out / "run_config.json").exists()  # unfinished
+    kept = sorted(p.name for p in checkpoint_root(out).iterdir())
+    assert kept == ["checkpoint-4", "checkpoint-5"]  # the last two
+    files = {p.name for p in (checkpoint_root(out) / "checkpoint-5").iterdir()}
+    assert {"model.safetensors", STATE_FILE, "trainer_state.json"} <= files
+    assert not any(name.endswith(".bin") and "model" in name for name in files)
 
     assert main(_args(workspace, "out")) == 2
     err = capsys.readouterr().err

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from wagle.attribution import AttributionConfig, attribute
-from wagle.attribution.attribute import encode_forget, encode_retain
+from wagle.attribution.pipeline import encode_forget, encode_retain
 from wagle.cli.attribute import load_records
 from wagle.data.batching import iter_batches
 from wagle.io import write_json

@@ -19,15 +19,15 @@ import json
 import time
 from pathlib import Path
 
-from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from wagle import config as cfg
 from wagle.attribution import AttributionConfig, attribute
 from wagle.attribution.masks import load_mask, save_mask
 from wagle.data.load import load_qa, read_records
-from wagle.evaluation import EvalConfig, evaluate, load_model, write_eval
+from wagle.evaluation import EvalConfig, evaluate, write_eval
 from wagle.evaluation.summary import load_reference
+from wagle.models import load_pretrained
 from wagle.playground import PlaygroundConfig, load_info
 from wagle.unlearning import UnlearnConfig, method_options, unlearn_model
 from wagle.unlearning.config import split_recipe
@@ -41,7 +41,7 @@ def reference(info: dict, work: Path) -> dict:
     """The retain model's evaluation on forget10 (computed once, then reused)."""
     path = work / "reference" / "eval.json"
     if not path.is_file():
-        model, tokenizer = load_model(info["retain"])
+        model, tokenizer = load_pretrained(info["retain"])
         record = evaluate(model, tokenizer, EvalConfig(benchmark="playground", split="forget10"))
         write_eval(record | {"model": info["retain"]}, path.parent)
     return load_reference(path, "playground", "forget10")
@@ -51,8 +51,7 @@ def wagle_mask(info: dict, work: Path, ratio: float) -> Path:
     """``wagle attribute`` (published γ) at ``ratio`` on forget10 / retain90 of the target."""
     path = work / f"wagle-{ratio:g}.safetensors"
     if not path.is_file():
-        model = AutoModelForCausalLM.from_pretrained(info["target"])
-        tokenizer = AutoTokenizer.from_pretrained(info["target"])
+        model, tokenizer = load_pretrained(info["target"], device=None)
         forget = load_qa(info["data"], "forget10")
         retain = load_qa(info["data"], "retain90")
         config = AttributionConfig(ratio=[ratio])
@@ -66,8 +65,7 @@ def run(info, method: str, mask_path: Path | None, ref: dict, overrides: dict) -
     recipe = ROOT / "configs" / f"playground_{method}.yaml"
     run_options, options = split_recipe(cfg.load_yaml(recipe))
     config = cfg.build(UnlearnConfig, run_options, {"progress": False} | overrides)
-    tokenizer = AutoTokenizer.from_pretrained(info["target"])
-    model = AutoModelForCausalLM.from_pretrained(info["target"])
+    model, tokenizer = load_pretrained(info["target"], device=None)
     mask = load_mask(mask_path, model) if mask_path else None
     forget = read_records(info["data"], config.forget_split)
     retain = read_records(info["data"], config.retain_split)
@@ -116,6 +114,7 @@ def main() -> None:
         mask_path = None if mask_name == "dense" else wagle_mask(info, work, args.ratio)
         for method in args.methods:
             key = f"{method}/{mask_name if mask_path is None else f'wagle-{args.ratio:g}'}"
+            key += "".join(f" {k}={v}" for k, v in overrides.items())  # a non-default schedule
             figures = run(info, method, mask_path, ref, overrides)
             print(key, json.dumps({k: v for k, v in figures.items() if k != "trajectory"}))
             record(key, figures)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import wagle.cli.attribute as attribute_cli
+import wagle.attribution.pipeline as pipeline
 from wagle import config as cfg
 from wagle.attribution import AttributionConfig, load_mask, mask_metadata
 from wagle.cli import main
@@ -63,10 +63,8 @@ def test_a_sweep_writes_one_mask_per_ratio_and_gamma_from_one_attribution(
     files, tmp_path, monkeypatch
 ):
     calls = []
-    real = attribute_cli.attribute
-    monkeypatch.setattr(
-        attribute_cli, "attribute", lambda *a, **k: calls.append(1) or real(*a, **k)
-    )
+    real = pipeline.attribute
+    monkeypatch.setattr(pipeline, "attribute", lambda *a, **k: calls.append(1) or real(*a, **k))
     out = tmp_path / "sweep" / "wagle.safetensors"
     options = ["--ratio", "0.5", "0.9", "--gamma", "1e-6", "100", "--out", str(out)]
     assert run(files, *options) == 0

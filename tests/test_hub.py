@@ -4,6 +4,9 @@ names as published), found through ``WAGLE_HUB_MIRROR``: no network."""
 
 from __future__ import annotations
 
+import functools
+import shutil
+
 import pytest
 import yaml
 from datasets import Dataset
@@ -32,7 +35,8 @@ def _readme(path, configs: list[dict]) -> None:
 @pytest.fixture(scope="module")
 def mirror(tmp_path_factory):
     """``<owner>/<name>`` copies of locuslab/TOFU (JSON lines at the root), cais/wmdp and
-    cais/wmdp-corpora (parquet shards per config), muse-bench/MUSE-News (parquet per split)."""
+    cais/wmdp-corpora (parquet shards per config), muse-bench/MUSE-News and MUSE-Books (parquet
+    per split; the records name their corpus)."""
     root = tmp_path_factory.mktemp("hub")
     tofu = root / "locuslab" / "TOFU"
     _readme(tofu, [{"config_name": c, "data_files": f"{c}.json"} for c in TOFU_CONFIGS])
@@ -60,16 +64,28 @@ def mirror(tmp_path_factory):
             file = corpora / name / f"train-{shard:05d}-of-{count:05d}.parquet"
             Dataset.from_list(texts).to_parquet(file)
 
-    muse = root / "muse-bench" / "MUSE-News"
-    _readme(muse, [{"config_name": c, "data_files": [{"split": s, "path": f"{c}/{s}-*"} for s in ss]}
-                   for c, ss in MUSE_SPLITS.items()])  # fmt: skip
     fields = {"raw": ("text",), "privleak": ("text",), "knowmem": ("question", "answer"),
               "verbmem": ("prompt", "gt")}  # fmt: skip
-    for config, splits in MUSE_SPLITS.items():
-        for split in splits:
-            records = [{f: f"{config}/{split} {f} {i}" for f in fields[config]} for i in range(2)]
-            Dataset.from_list(records).to_parquet(muse / config / f"{split}-00000-of-00001.parquet")
+    for corpus in MUSE_CORPORA:
+        muse = root / "muse-bench" / corpus
+        _readme(muse, [{"config_name": c, "data_files": [{"split": s, "path": f"{c}/{s}-*"} for s in ss]}
+                       for c, ss in MUSE_SPLITS.items()])  # fmt: skip
+        for config, splits in MUSE_SPLITS.items():
+            for split in splits:
+                records = [{f: _muse_value(corpus, config, split, f, i) for f in fields[config]}
+                           for i in range(2)]  # fmt: skip
+                Dataset.from_list(records).to_parquet(
+                    muse / config / f"{split}-00000-of-00001.parquet"
+                )
     return root
+
+
+MUSE_CORPORA = ("MUSE-News", "MUSE-Books")
+
+
+def _muse_value(corpus: str, config: str, split: str, field: str, i: int) -> str:
+    """``raw/forget text 0`` in MUSE-News; the same with ``(Books)`` in MUSE-Books."""
+    return f"{config}/{split} {field} {i}" + (" (Books)" if corpus == "MUSE-Books" else "")
 
 
 @pytest.fixture
@@ -122,6 +138,10 @@ def test_muse_subsets_load_by_config_and_split(hub, name, field, expected):
     assert records[0][field] == expected
 
 
+def test_muse_books_loads_from_its_own_copy(hub):
+    assert load_text("muse-bench/MUSE-Books", "raw:retain1")[1] == "raw/retain1 text 1 (Books)"
+
+
 def test_bad_names_fail_with_the_choices(hub):
     with pytest.raises(WagleError, match="forget10"):
         read_records("locuslab/TOFU", "forget20")
@@ -138,3 +158,45 @@ def test_tofu_benchmark_evaluates_from_the_hub_id(hub, tiny_model, tokenizer):
     assert result["sections"]["forget"]["source"] == "forget10_perturbed"
     assert result["sections"]["mia"]["nonmembers"] == "holdout10"
     assert result["sections"]["world_facts"]["n"] == 3
+
+
+@pytest.mark.parametrize("corpus", MUSE_CORPORA)
+def test_muse_benchmark_evaluates_from_the_hub_id(hub, tiny_model, tokenizer, corpus):
+    """``--benchmark muse --data muse-bench/<corpus>`` reads MUSE's evaluation tables: verbatim
+    memorisation continues verbmem's prompts against their ``gt``, knowledge memorisation asks
+    knowmem's questions, membership is privleak forget vs holdout."""
+    from wagle.evaluation import EvalConfig, evaluate
+
+    data = f"muse-bench/{corpus}"
+    config = EvalConfig(benchmark="muse", data=data, max_new_tokens=2, continuation_tokens=2)
+    sections = evaluate(tiny_model(), tokenizer, config)["sections"]
+    value = functools.partial(_muse_value, corpus)
+    assert set(sections) == {
+        "perplexity_forget", "perplexity_retain", "verbmem", "knowmem_forget", "knowmem_retain",
+        "mia",
+    }  # fmt: skip
+    assert sections["verbmem"]["per_sample"]["reference"] == [
+        value("verbmem", "forget", "gt", i) for i in range(2)
+    ]
+    assert sections["knowmem_forget"]["per_sample"]["question"] == [
+        value("knowmem", "forget_qa", "question", i) for i in range(2)
+    ]
+    assert sections["knowmem_retain"]["per_sample"]["answer"][1] == value(
+        "knowmem", "retain_qa", "answer", 1
+    )
+    assert sections["mia"]["nonmembers"] == "privleak:holdout" and sections["mia"]["n"] == 2
+    assert sections["perplexity_forget"]["n"] == sections["perplexity_retain"]["n"] == 2
+
+
+def test_muse_benchmark_refuses_a_hub_copy_without_verbmem_pairs(hub, tmp_path, monkeypatch):
+    """A data set in MUSE's layout whose verbmem table lacks ``gt`` is refused before a model
+    is loaded."""
+    from wagle.evaluation import EvalConfig, check_inputs
+
+    broken = tmp_path / "someone" / "MUSE-copy"
+    shutil.copytree(hub / "muse-bench" / "MUSE-News", broken)
+    table = broken / "verbmem" / "forget-00000-of-00001.parquet"
+    Dataset.from_list([{"prompt": "p", "text": "t"}]).to_parquet(table)
+    monkeypatch.setenv("WAGLE_HUB_MIRROR", str(tmp_path))
+    with pytest.raises(WagleError, match="record 0 needs 'prompt' and 'gt'"):
+        check_inputs(EvalConfig(benchmark="muse", data="someone/MUSE-copy"))

@@ -60,6 +60,15 @@ def batch() -> ForgetRetainBatch:
     return ForgetRetainBatch(forget, retain, torch.tensor([0, 1]))
 
 
+def test_every_method_takes_its_options_from_the_light_options_module():
+    """``METHOD_OPTIONS`` (no torch: configs and --help) names the registered methods, each
+    with the ``Options`` it is built with."""
+    from wagle.unlearning.options import METHOD_OPTIONS
+
+    assert sorted(METHOD_OPTIONS) == sorted(METHODS)
+    assert {name: METHODS[name].Options for name in METHODS} == METHOD_OPTIONS
+
+
 def _loss(name: str, batch: ForgetRetainBatch, options=None, ref_nll=None) -> float:
     objective = METHODS[name](options)
     model = UniformLM()

@@ -58,21 +58,31 @@ LIGHT = [
     ["evaluate", "--help"],
     ["playground", "build", "--help"],
     ["demo", "--help"],
-    ["evaluate", "--model", "/nonexistent/model", "--out", "/tmp/unused"],  # a user error
+    ["unlearn", "--help"],
+    ["attribute", "--help"],
+    # user errors, found before a model is loaded
+    ["evaluate", "--model", "/nonexistent/model", "--out", "/tmp/unused"],
+    ["unlearn", "--model", "/nonexistent/model", "--forget", "f", "--retain", "r", "--out", "o"],
+    ["unlearn", "--method", "magic"],
+    ["unlearn", "--method", "ga", "--beta", "0.1"],  # an option of another method
+    ["attribute", "--model", "/nonexistent/model", "--forget", "f", "--out", "m.safetensors"],
+    ["attribute", "--method", "magic", "--model", "m", "--forget", "f", "--out", "o"],
 ]
 
 
 @pytest.mark.parametrize("argv", LIGHT, ids=" ".join)
-def test_help_does_not_import_torch_or_transformers(argv):
+def test_help_does_not_import_torch_or_transformers(argv, tmp_path):
     code = (
         "import sys\nfrom wagle.cli import main\n"
         f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
         "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip().splitlines()[-1] == "[]"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    if "--help" not in argv:  # the user error was found, not skipped
+        assert done.stderr.startswith("wagle: error: ")
 
 
 def test_remote_code_runs_only_when_asked(tmp_path, tiny_model, tokenizer, monkeypatch):

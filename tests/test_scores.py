@@ -151,6 +151,20 @@ def test_an_unknown_method_is_an_error_that_lists_the_choices():
         AttributionConfig(method="salun")
 
 
+def test_the_light_config_names_every_registered_choice():
+    """``AttributionConfig`` checks names without torch, against lists that must match the
+    registries: a method added to one and not the other fails here."""
+    from wagle.attribution import GRANULARITIES, SCORES, config
+    from wagle.attribution.eligible import ELIGIBLE
+    from wagle.attribution.gradients import SUM_PLACES
+
+    assert tuple(SCORES) == config.SCORE_METHODS
+    assert tuple(n for n, m in SCORES.items() if m.uses_gamma) == config.GAMMA_METHODS
+    assert tuple(GRANULARITIES) == config.GRANULARITY_NAMES
+    assert tuple(ELIGIBLE) == config.ELIGIBLE_PRESETS
+    assert tuple(SUM_PLACES) == config.GRADIENT_SUMS
+
+
 def _equal_masks(a, b) -> bool:
     return list(a) == list(b) and all(torch.equal(a[n], b[n]) for n in a)
 

@@ -2,39 +2,33 @@
 
 The public steps: ``attribute`` (one pass over forget and retain data) → ``Attribution.scores``
 (any registered score method, any γ) → ``select_mask`` (exact top-k) → ``save_mask``.
+
+Names are imported on first use, so ``wagle.attribution.config`` (and ``wagle attribute
+--help``) does not load torch. ``attribute`` is defined in ``wagle.attribution.pipeline``.
 """
 
-from wagle.attribution.attribute import Attribution, AttributionConfig, attribute
-from wagle.attribution.gradients import Statistics, collect_statistics
-from wagle.attribution.masks import (
-    Mask,
-    MaskFile,
-    check_mask,
-    load_mask,
-    mask_metadata,
-    open_mask,
-    save_mask,
-)
-from wagle.attribution.scores import SCORES, LazyScores, Scores, compute_scores
-from wagle.attribution.select import GRANULARITIES, select_mask
+from __future__ import annotations
 
-__all__ = [
-    "GRANULARITIES",
-    "SCORES",
-    "Attribution",
-    "AttributionConfig",
-    "LazyScores",
-    "Mask",
-    "MaskFile",
-    "Scores",
-    "Statistics",
-    "attribute",
-    "check_mask",
-    "collect_statistics",
-    "compute_scores",
-    "load_mask",
-    "mask_metadata",
-    "open_mask",
-    "save_mask",
-    "select_mask",
-]
+from wagle.lazy import lazy_exports
+
+_EXPORTS = {
+    "AttributionConfig": "wagle.attribution.config",
+    "Attribution": "wagle.attribution.pipeline",
+    "attribute": "wagle.attribution.pipeline",
+    "Statistics": "wagle.attribution.gradients",
+    "collect_statistics": "wagle.attribution.gradients",
+    "Mask": "wagle.attribution.masks",
+    "MaskFile": "wagle.attribution.masks",
+    "check_mask": "wagle.attribution.masks",
+    "load_mask": "wagle.attribution.masks",
+    "mask_metadata": "wagle.attribution.masks",
+    "open_mask": "wagle.attribution.masks",
+    "save_mask": "wagle.attribution.masks",
+    "SCORES": "wagle.attribution.scores",
+    "LazyScores": "wagle.attribution.scores",
+    "Scores": "wagle.attribution.scores",
+    "compute_scores": "wagle.attribution.scores",
+    "GRANULARITIES": "wagle.attribution.select",
+    "select_mask": "wagle.attribution.select",
+}
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

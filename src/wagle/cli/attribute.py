@@ -7,8 +7,7 @@ from pathlib import Path
 
 from wagle import config as cfg
 from wagle import validate
-from wagle.attribution.attribute import AttributionConfig, attribute
-from wagle.attribution.masks import save_mask
+from wagle.attribution.config import AttributionConfig
 from wagle.cli import COMMANDS, add_loading_flags
 from wagle.cli.mask import print_density
 from wagle.data.load import Record, load_qa, load_text, read_records
@@ -53,6 +52,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     config = cfg.build(AttributionConfig, cfg.load_yaml(args.config), args)
     forget, retain = check_inputs(args, config)
+    from wagle.attribution.masks import save_mask  # torch: only once the inputs are checked
+    from wagle.attribution.pipeline import attribute
+
     model, tokenizer = load_pretrained(
         args.model, dtype=config.dtype, trust_remote_code=args.trust_remote_code
     )
@@ -83,13 +85,13 @@ def check_inputs(args: argparse.Namespace, config: AttributionConfig) -> tuple[l
     validate.check_data_source(args.forget, args.forget_split, "forget")
     if args.retain:
         validate.check_data_source(args.retain, args.retain_split, "retain")
-    gammas = config.gamma if config.score_method.uses_gamma else [None]
+    gammas = config.gamma if config.uses_gamma else [None]
     for ratio in config.ratio:
         for gamma in gammas:
             validate.check_output(out_path(Path(args.out), ratio, gamma, config), args.overwrite)
     forget = load_records(args.forget, args.forget_split)
     retain = load_records(args.retain, args.retain_split) if args.retain else []
-    if config.score_method.uses_gamma and not retain:
+    if config.uses_gamma and not retain:
         raise WagleError(f"score method {config.method!r} needs --retain")
     validate.warn_overlap(forget, retain)
     return forget, retain
@@ -103,7 +105,7 @@ def load_records(source: str, split: str | None = None) -> list[Record] | list[s
 
 def out_path(out: Path, ratio: float, gamma: float | None, config: AttributionConfig) -> Path:
     """``out`` itself for a single mask; in a sweep, ``<stem>-ratio<ρ>[-gamma<γ>]<suffix>``."""
-    n_gammas = len(config.gamma) if config.score_method.uses_gamma else 1
+    n_gammas = len(config.gamma) if config.uses_gamma else 1
     if len(config.ratio) * n_gammas == 1:
         return out
     tag = f"-ratio{ratio:g}" + (f"-gamma{gamma:g}" if gamma is not None else "")

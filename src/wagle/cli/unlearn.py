@@ -7,8 +7,14 @@ import dataclasses
 
 from wagle import config as cfg
 from wagle.cli import COMMANDS
-from wagle.unlearning import METHODS, UnlearnConfig, method_options, unlearn
-from wagle.unlearning.config import all_method_option_fields, check_inputs, split_recipe
+from wagle.unlearning.config import (
+    UnlearnConfig,
+    all_method_option_fields,
+    check_inputs,
+    method_options,
+    split_recipe,
+)
+from wagle.unlearning.options import METHOD_OPTIONS
 
 EPILOG = """\
 examples:
@@ -16,6 +22,7 @@ examples:
       --method npo --mask mask.safetensors --out unlearned/
   wagle unlearn --config configs/playground_npo.yaml --model target/ --out unlearned/
   wagle unlearn ... --eval-reference retain_eval/eval.json --eval-every 13 --early-stop 4 --keep-last
+  wagle unlearn ... --save-every 10   (killed? run the same command again with --resume)
   torchrun --nproc_per_node 2 -m wagle unlearn ...   (or: accelerate launch -m wagle unlearn ...)
 """
 
@@ -38,6 +45,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an output directory holding a run"
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from its latest checkpoint (see --save-every)",
+    )
     cfg.add_arguments(parser, UnlearnConfig)
     cfg.add_arguments(parser, _method_options_class())
     parser.set_defaults(func=_run)
@@ -49,8 +61,8 @@ def _method_options_class() -> type:
     for name, f in all_method_option_fields().items():
         defaults = ", ".join(
             f"{method}: {_default(option)}"
-            for method, cls in sorted(METHODS.items())
-            for option in dataclasses.fields(cls.Options)
+            for method, options in sorted(METHOD_OPTIONS.items())
+            for option in dataclasses.fields(options)
             if option.name == name
         )
         help_text = f"{f.metadata.get('help', '')}; defaults {defaults}"
@@ -66,8 +78,10 @@ def _run(args: argparse.Namespace) -> int:
     run_options, recipe_method_options = split_recipe(cfg.load_yaml(args.config))
     config = cfg.build(UnlearnConfig, run_options, args)
     options = method_options(config.method, recipe_method_options, args)
-    check_inputs(config, args.overwrite)  # before the model is loaded
-    result = unlearn(config, options)
+    check_inputs(config, args.overwrite, args.resume)  # before the model is loaded
+    from wagle.unlearning.run import unlearn  # torch: only once the inputs are checked
+
+    result = unlearn(config, options, resume=args.resume)
     if result.trajectory:
         print(selection_line(result.selected, result.criterion, result.trajectory[-1]))
     print(f"unlearned model written to {result.out}")

@@ -11,7 +11,11 @@ A benchmark's ``run`` returns *sections*: ``{name: {"n", "aggregates", "per_samp
 - ``mcq``: one WMDP/MMLU-format file (``--data``); accuracy.
 - ``muse``: a directory with ``forget.jsonl`` (text) and optionally ``retain.jsonl`` and
   ``holdout.jsonl`` (text), ``forget_qa.jsonl`` and ``retain_qa.jsonl`` (QA): perplexity,
-  verbatim and knowledge memorisation, membership inference forget vs holdout.
+  verbatim and knowledge memorisation, membership inference forget vs holdout. Or a MUSE hub
+  id (``muse-bench/MUSE-News``, ``muse-bench/MUSE-Books``), read through ``wagle.data.hub``
+  from the tables in ``MUSE_HUB_TABLES`` (MUSE's evaluation sets; verbatim memorisation
+  continues MUSE's own prompts; knowledge memorisation asks without MUSE's in-context
+  examples).
 - ``text``: one raw-text file (``--data``); per-token NLL and perplexity.
 """
 
@@ -23,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wagle.data.load import Record, load_mcq, load_qa, load_text
+from wagle.data.load import Record, load_mcq, load_qa, load_text, read_records
 from wagle.errors import WagleError
 from wagle.evaluation import corpus
 from wagle.evaluation.config import EvalConfig
@@ -31,6 +35,7 @@ from wagle.evaluation.mcq import CHOICE_STYLES, mcq_accuracy
 from wagle.evaluation.mia import membership_inference
 from wagle.evaluation.qa import evaluate_qa, score_qa
 from wagle.registry import lookup
+from wagle.validate import looks_like_hub_id
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -185,31 +190,41 @@ def _text(model, tokenizer, config: EvalConfig) -> Sections:
 
 
 def _muse(model, tokenizer, config: EvalConfig) -> Sections:
-    root, forget = _muse_forget(config)
-    kwargs = {"batch_size": config.batch_size}
-    sections: Sections = {
-        "perplexity_forget": corpus.perplexity(model, tokenizer, forget, **kwargs),
-        "verbmem": corpus.verbatim_memorisation(
+    splits, data = _muse_data(config.data)
+    forget, kwargs = data["forget"], {"batch_size": config.batch_size}
+    if "verbmem" in data:  # MUSE's prompts and true continuations
+        verbmem = corpus.verbatim_memorisation_of_pairs(
+            model,
+            tokenizer,
+            data["verbmem"],
+            continuation_tokens=config.continuation_tokens,
+            **kwargs,
+        )
+    else:
+        verbmem = corpus.verbatim_memorisation(
             model,
             tokenizer,
             forget,
             prefix_tokens=config.prefix_tokens,
             continuation_tokens=config.continuation_tokens,
             **kwargs,
-        ),
+        )
+    sections: Sections = {
+        "perplexity_forget": corpus.perplexity(model, tokenizer, forget, **kwargs),
+        "verbmem": verbmem,
     }
-    if (root / "retain.jsonl").is_file():
-        retain = load_text(root, "retain")
-        sections["perplexity_retain"] = corpus.perplexity(model, tokenizer, retain, **kwargs)
+    if "retain" in data:
+        sections["perplexity_retain"] = corpus.perplexity(
+            model, tokenizer, data["retain"], **kwargs
+        )
     for name in ("forget", "retain"):
-        if (root / f"{name}_qa.jsonl").is_file():
-            records = load_qa(root, f"{name}_qa")
+        if f"{name}_qa" in data:
             sections[f"knowmem_{name}"] = corpus.knowledge_memorisation(
-                model, tokenizer, records, max_new_tokens=config.max_new_tokens, **kwargs
+                model, tokenizer, data[f"{name}_qa"], max_new_tokens=config.max_new_tokens, **kwargs
             )
-    if (root / "holdout.jsonl").is_file():
-        holdout = load_text(root, "holdout")
-        sections["mia"] = _mia(model, tokenizer, forget, holdout, "holdout", config)
+    if "holdout" in data:
+        holdout = data["holdout"]
+        sections["mia"] = _mia(model, tokenizer, forget, holdout, splits["holdout"], config)
     return sections
 
 
@@ -227,15 +242,55 @@ def _check_text(config: EvalConfig) -> None:
     load_text(_required_data(config), config.split or None)
 
 
-def _muse_forget(config: EvalConfig) -> tuple[Path, list[str]]:
-    root = Path(_required_data(config))
-    if not (root / "forget.jsonl").is_file():
-        raise WagleError(f"a MUSE-style benchmark needs {root}/forget.jsonl (raw text)")
-    return root, load_text(root, "forget")
+# The MUSE hub tables (CONFIG:SPLIT) a hub id is evaluated on, by the role of the local file.
+MUSE_HUB_TABLES = {
+    "forget": "privleak:forget",  # texts: perplexity, membership (members)
+    "retain": "privleak:retain",  # texts: perplexity
+    "holdout": "privleak:holdout",  # texts: membership (non-members)
+    "forget_qa": "knowmem:forget_qa",
+    "retain_qa": "knowmem:retain_qa",
+    "verbmem": "verbmem:forget",  # prompt, gt
+}
+
+
+def _muse_data(source: str) -> tuple[dict[str, str], dict[str, list]]:
+    """The split and the records of each MUSE role (``forget`` always; ``retain``, ``holdout``,
+    ``forget_qa``, ``retain_qa`` if a directory holds them; ``verbmem`` pairs from a hub id),
+    read and checked."""
+    if not source:
+        raise WagleError("the muse benchmark needs --data: a directory or a MUSE hub id")
+    root = Path(source)
+    if root.is_dir():
+        if not (root / "forget.jsonl").is_file():
+            raise WagleError(f"a MUSE-style benchmark needs {root}/forget.jsonl (raw text)")
+        local = ("forget", "retain", "holdout", "forget_qa", "retain_qa")
+        splits = {r: r for r in local if (root / f"{r}.jsonl").is_file()}
+    elif looks_like_hub_id(source):
+        splits = MUSE_HUB_TABLES
+    else:
+        raise WagleError(f"MUSE data not found: {source} (a directory or a MUSE hub id)")
+    data: dict[str, list] = {}
+    for role, split in splits.items():
+        if role.endswith("_qa"):
+            data[role] = load_qa(source, split)
+        elif role == "verbmem":
+            data[role] = _load_pairs(source, split)
+        else:
+            data[role] = load_text(source, split)
+    return splits, data
+
+
+def _load_pairs(source: str, split: str) -> list[Record]:
+    """MUSE verbmem records: a ``prompt`` and its true continuation ``gt`` (strings)."""
+    records = read_records(source, split)
+    for i, r in enumerate(records):
+        if not (isinstance(r.get("prompt"), str) and isinstance(r.get("gt"), str)):
+            raise WagleError(f"{source} ({split}): record {i} needs 'prompt' and 'gt' strings")
+    return records
 
 
 def _check_muse(config: EvalConfig) -> None:
-    _muse_forget(config)
+    _muse_data(config.data)
 
 
 BENCHMARKS["playground"] = qa_benchmark(_playground_layout, _playground_data)

@@ -23,8 +23,9 @@ class EvalConfig:
     )
     data: str = cfg.field(
         "",
-        "data source: a directory of <split>.jsonl files or one .jsonl file; default: the built "
-        "playground's data (playground), locuslab/TOFU (tofu)",
+        "data source: a directory of <split>.jsonl files or one .jsonl file (muse: also "
+        "muse-bench/MUSE-News or MUSE-Books); default: the built playground's data "
+        "(playground), locuslab/TOFU (tofu)",
     )
     reference: str = cfg.field(
         "",

@@ -5,7 +5,8 @@
 - verbatim memorisation (MUSE VerbMem): the first ``prefix_tokens`` tokens of a forget text
   are the prompt, the next ``continuation_tokens`` tokens the reference; the score is ROUGE-L
   F1 of the greedy continuation against the reference. Texts with no token after the prefix
-  are skipped.
+  are skipped. MUSE's own verbmem set gives each prompt and its true continuation (``prompt``,
+  ``gt``) as text: ``verbatim_memorisation_of_pairs`` continues those prompts.
 - knowledge memorisation (MUSE KnowMem): ROUGE-L F1 of greedy answers to QA records.
 """
 
@@ -67,13 +68,33 @@ def verbatim_memorisation(
             references.append(tokenizer.decode(reference, skip_special_tokens=True).strip())
     if not prompts:
         raise WagleError(f"no text is longer than the {prefix_tokens}-token prefix")
+    return _continuation_rouge(
+        model, tokenizer, prompts, references, continuation_tokens, batch_size
+    )
+
+
+def verbatim_memorisation_of_pairs(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    records: list[Record],
+    *,
+    continuation_tokens: int = 128,
+    batch_size: int = 32,
+) -> dict[str, Any]:
+    """ROUGE-L F1 of greedy continuations of each ``prompt`` against its true continuation
+    ``gt`` (MUSE's verbmem records)."""
+    prompts = [tokenizer(r["prompt"], add_special_tokens=True)["input_ids"] for r in records]
+    references = [r["gt"].strip() for r in records]
+    return _continuation_rouge(
+        model, tokenizer, prompts, references, continuation_tokens, batch_size
+    )
+
+
+def _continuation_rouge(
+    model, tokenizer, prompts: list[list[int]], references: list[str], new_tokens: int, batch_size
+) -> dict[str, Any]:
     generations = generate_continuations(
-        model,
-        tokenizer,
-        prompts,
-        batch_size=batch_size,
-        max_new_tokens=continuation_tokens,
-        progress=False,
+        model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=new_tokens, progress=False
     )
     result = _mean(rouge_l(generations, references, "fmeasure"))
     return _section(result, "rouge_l_f1", reference=references, generation=generations)

@@ -18,10 +18,10 @@ from typing import Any
 
 from wagle import config as cfg
 from wagle.attribution import SCORES, Attribution, AttributionConfig, collect_statistics
-from wagle.attribution.attribute import encode_forget, encode_retain
 from wagle.attribution.eligible import eligible_names
 from wagle.attribution.gradients import RETAIN_GRAD
 from wagle.attribution.masks import density, layer_of
+from wagle.attribution.pipeline import encode_forget, encode_retain
 from wagle.evaluation import evaluate, write_eval
 from wagle.experiment.auto_ratio import Probe, search_ratio
 from wagle.experiment.cells import Cell, auto_searches, grid, read_result
@@ -29,6 +29,7 @@ from wagle.experiment.recipe import LORA, WHOLE_MODEL_MASKS, ExperimentRecipe, r
 from wagle.experiment.setup import Setup, prepare
 from wagle.io import atomic_dir, ensure_writable_dir, fingerprint, hash_config, write_json
 from wagle.unlearning import unlearn_model
+from wagle.unlearning.checkpoints import resumable
 from wagle.unlearning.config import UnlearnConfig, method_options
 
 AUTO_DIR = "auto"
@@ -63,15 +64,19 @@ class Runner:
         if (done := read_result(directory, config_hash)) is not None:
             self.say(f"[{position}] {cell.label}: finished earlier, skipped")
             return done
-        shutil.rmtree(directory, ignore_errors=True)
-        directory.mkdir(parents=True)
+        resume = config.save_every > 0 and resumable(  # a cell interrupted mid-training
+            directory, cfg.to_dict(config), dataclasses.asdict(options)
+        )
+        if not resume:
+            shutil.rmtree(directory, ignore_errors=True)
+            directory.mkdir(parents=True)
         seconds: dict[str, float] = {}
         mask, mask_info, seconds["attribute"] = self.mask(cell)
 
         tick = time.perf_counter()
         result = unlearn_model(
             copy.deepcopy(s.model), s.tokenizer, s.forget, s.retain, config, options,
-            mask=mask, reference=s.reference, out=directory,
+            mask=mask, reference=s.reference, out=directory, resume=resume,
         )  # fmt: skip
         seconds["unlearn"] = time.perf_counter() - tick
         write_json(directory / "config.json", self.cell_config(cell, config, options) | mask_info)

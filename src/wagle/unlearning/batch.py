@@ -3,7 +3,9 @@
 Each forget sample is paired with one retain sample drawn by a seeded generator; the draw
 depends on (seed, forget index, how often that index was served), so every epoch sees fresh
 retain samples and two runs with one seed see the same ones — on any number of processes,
-because each forget index is served by exactly one process per epoch.
+because each forget index is served by exactly one process per epoch. The Trainer calls
+``set_epoch(e)`` at each epoch's start, which makes every index's next draw its e-th: a run
+resumed mid-epoch (whose skipped batches are never fetched) pairs exactly as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ class PairedDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.forget)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Every index's next draw is its ``epoch``-th (each index is served once per epoch)."""
+        self._served = [epoch] * len(self.forget)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         draw = random.Random(f"{self.seed}:{index}:{self._served[index]}")

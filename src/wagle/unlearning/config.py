@@ -1,7 +1,9 @@
 """The configuration of an unlearning run: data, model, method, mask and training options.
 
-Method-specific options (β, λ, ...) live on each method's ``Options`` dataclass;
-``method_options`` builds them from the same YAML mapping / command-line namespace.
+Method-specific options (β, λ, ...) live on each method's ``Options`` dataclass
+(``wagle.unlearning.options``); ``method_options`` builds them from the same YAML mapping /
+command-line namespace. This module imports no torch: a config is checked before the ML stack
+is loaded.
 Training defaults follow the TOFU recipe: AdamW, lr 1e-5, weight decay 0.01, effective
 batch 32 (4 × 8 accumulation), 5 epochs, linear schedule with one epoch (20%) of warm-up.
 
@@ -29,14 +31,17 @@ from wagle.data.prompt import PROMPT_FORMAT_HELP, check_prompt_format
 from wagle.errors import WagleError
 from wagle.models import DTYPES
 from wagle.registry import lookup
+from wagle.unlearning import checkpoints
 from wagle.unlearning.devices import accumulation_steps, world_size
-from wagle.unlearning.objective import METHODS
-from wagle.unlearning.selective_adamw import AUTO_MAX_DENSITY, OPTIMIZER_STATES
+from wagle.unlearning.options import METHOD_OPTIONS
 
 # Optimizers whose update of an entry with zero gradient (and zero moments) is exactly zero,
 # and whose weight decay is decoupled (so wagle can apply it under the mask). SGD's decay is
 # coupled L2 inside the optimizer: it is not offered.
 EXACT_OPTIMIZERS = ("adamw_torch", "adamw_torch_fused")
+# Where AdamW keeps its state (wagle.unlearning.selective_adamw).
+OPTIMIZER_STATES = ("auto", "full", "selected")
+AUTO_MAX_DENSITY = 0.5  # `auto` picks `selected` below this fraction of trainable weights
 
 
 @dataclass
@@ -46,7 +51,7 @@ class UnlearnConfig:
     retain: str = cfg.field("", "retain data: a .json/.jsonl file, a directory or a hub id")
     forget_split: str | None = cfg.field(None, "split of --forget to read (directories, hub)")
     retain_split: str | None = cfg.field(None, "split of --retain to read (directories, hub)")
-    method: str = cfg.field("npo", f"unlearning method, one of {', '.join(sorted(METHODS))}")
+    method: str = cfg.field("npo", f"unlearning method, one of {', '.join(sorted(METHOD_OPTIONS))}")
     mask: str | None = cfg.field(None, "mask file (safetensors); none = dense unlearning")
     out: str = cfg.field("", "output directory for the unlearned model and its logs")
     epochs: float = cfg.field(5.0, "training epochs over the forget set")
@@ -121,9 +126,14 @@ class UnlearnConfig:
         0, "stop once the best checkpoint has not changed for this many evaluations (0: off)"
     )
     keep_last: bool = cfg.field(False, "also save the last step's weights in <out>/last")
+    save_every: int = cfg.field(
+        0,
+        "save a checkpoint every N optimizer steps in <out>/checkpoints, so that an "
+        "interrupted run can be continued with --resume (0: off); deleted when the run ends",
+    )
 
     def __post_init__(self) -> None:
-        lookup(METHODS, self.method, "unlearning method")
+        lookup(METHOD_OPTIONS, self.method, "unlearning method")
         if self.optimizer not in EXACT_OPTIMIZERS:
             raise WagleError(
                 f"optimizer {self.optimizer!r} is not supported; the mask invariant is exact "
@@ -158,8 +168,8 @@ class UnlearnConfig:
         counts = ("eval_epochs", "eval_forget_size", "eval_retain_size", "eval_batch_size")
         if bad := [n for n in counts if getattr(self, n) <= 0]:
             raise WagleError(f"{', '.join(bad)} must be > 0")
-        if self.eval_every < 0 or self.early_stop < 0:
-            raise WagleError("eval_every and early_stop must be ≥ 0")
+        if self.eval_every < 0 or self.early_stop < 0 or self.save_every < 0:
+            raise WagleError("eval_every, early_stop and save_every must be ≥ 0")
         if not 0 <= self.utility_floor <= 1:
             raise WagleError(f"utility_floor must be in [0, 1], got {self.utility_floor}")
         if self.keep_last and self.lora:
@@ -172,10 +182,11 @@ class UnlearnConfig:
                 raise WagleError(f"--{name} is required (on the command line or in --config)")
 
 
-def check_inputs(config: UnlearnConfig, overwrite: bool = False) -> None:
+def check_inputs(config: UnlearnConfig, overwrite: bool = False, resume: bool = False) -> None:
     """The run's files, checked before any model is loaded: the model directory, forget and
     retain data (records, fields, emptiness; a warning if they share samples), the mask
-    against the model's shapes, and an output directory that already holds a finished run."""
+    against the model's shapes, an output directory that already holds a finished run, and
+    checkpoints (``--resume`` needs one; an unfinished run's need --resume or --overwrite)."""
     config.require_paths()
     validate.check_model_dir(config.model)
     validate.check_data_source(config.forget, config.forget_split, "forget")
@@ -183,6 +194,12 @@ def check_inputs(config: UnlearnConfig, overwrite: bool = False) -> None:
     if config.mask:
         validate.check_mask_file(config.mask, config.model)
     validate.check_output(config.out, overwrite)
+    if resume and not config.save_every:
+        raise WagleError("--resume needs --save-every > 0 (the interrupted run's value)")
+    checkpoints.check_resume(config.out, resume, overwrite)
+    if resume:  # the run's options (the method's are compared once they are built)
+        saved = checkpoints.read_state(checkpoints.latest_checkpoint(config.out))
+        checkpoints.check_same_run(saved, cfg.to_dict(config))
     forget = read_records(config.forget, config.forget_split)
     retain = read_records(config.retain, config.retain_split)
     for name, records in (("forget", forget), ("retain", retain)):
@@ -203,7 +220,7 @@ def check_records(records: list[dict], what: str) -> None:
 
 
 def method_options_class(method: str) -> type:
-    return lookup(METHODS, method, "unlearning method").Options
+    return lookup(METHOD_OPTIONS, method, "unlearning method")
 
 
 def method_options(method: str, *sources: dict[str, Any] | argparse.Namespace) -> Any:
@@ -226,8 +243,8 @@ def method_options(method: str, *sources: dict[str, Any] | argparse.Namespace) -
 def all_method_option_fields() -> dict[str, dataclasses.Field]:
     """Every method option by name (first definition wins), for command-line flags."""
     fields: dict[str, dataclasses.Field] = {}
-    for method in sorted(METHODS):
-        for f in dataclasses.fields(METHODS[method].Options):
+    for method in sorted(METHOD_OPTIONS):
+        for f in dataclasses.fields(METHOD_OPTIONS[method]):
             fields.setdefault(f.name, f)
     return fields
 

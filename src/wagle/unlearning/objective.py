@@ -1,32 +1,27 @@
 """What an unlearning method is: a loss over a forget/retain batch, plus optional set-up.
 
-A method is a small class registered in ``METHODS`` with one decorator line. It declares its
-options as a dataclass ``Options`` (defaults = published values, one help string per field);
-``__call__(model, batch)`` returns a dict of scalar terms whose ``"loss"`` is minimised and
-which also reports ``forget_nll`` / ``retain_nll`` (token-mean answer NLL) for the log.
+A method is a small class registered in ``METHODS`` with one decorator line. Its options are
+a dataclass ``Options`` (defaults = published values, one help string per field) kept in
+``wagle.unlearning.options``, which needs no torch, so configs and ``--help`` are checked and
+shown without loading the ML stack. ``__call__(model, batch)`` returns a dict of scalar terms
+whose ``"loss"`` is minimised and which also reports ``forget_nll`` / ``retain_nll``
+(token-mean answer NLL) for the log.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
-from wagle import config as cfg
 from wagle.data.load import Record
-from wagle.errors import WagleError
 from wagle.sequence import labelled, mean_nll_of_logits, sequence_nll, token_mean
 from wagle.unlearning.batch import ForgetRetainBatch, PairedDataset
+from wagle.unlearning.options import NoOptions, RetainOptions
 
 METHODS: dict[str, type[Objective]] = {}
 Terms = dict[str, torch.Tensor]
-
-
-@dataclass
-class NoOptions:
-    """A method without options."""
 
 
 class Objective:
@@ -58,20 +53,6 @@ def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
     reference = copy.deepcopy(model).eval()
     reference.requires_grad_(False)
     return reference
-
-
-@dataclass
-class RetainOptions:
-    retain_weight: float = cfg.field(1.0, "λ, the weight of the retain term")
-    retain_loss: str = cfg.field(
-        "nll", "retain term: 'nll' on retain answers, or 'kl' to the original model's outputs"
-    )
-
-    def __post_init__(self) -> None:
-        if self.retain_loss not in ("nll", "kl"):
-            raise WagleError(f"retain_loss must be 'nll' or 'kl', got {self.retain_loss!r}")
-        if self.retain_weight < 0:
-            raise WagleError(f"retain_weight must be ≥ 0, got {self.retain_weight}")
 
 
 class RetainTerm:
@@ -144,3 +125,8 @@ def token_kl(ref_logits: torch.Tensor, logits: torch.Tensor, labels: torch.Tenso
     log_q = torch.log_softmax(ref_logits[:, :-1].float(), dim=-1)[keep]
     kl = (log_q.exp() * (log_q - log_p)).sum(dim=-1)
     return kl.sum() / keep.sum().clamp(min=1)
+
+
+# Each method registers itself when its module is imported: importing them here makes
+# ``METHODS`` complete for whoever imports it (they import this module, complete by now).
+import wagle.unlearning.methods  # noqa: E402, F401

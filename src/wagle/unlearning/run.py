@@ -3,8 +3,8 @@
 ``unlearn_model`` takes a loaded model, tokenizer and forget/retain records and returns the
 unlearned plain model, holding the **selected** checkpoint's weights when the run is evaluated
 while it unlearns (a ``reference`` or ``config.eval_benchmark``; ``wagle.unlearning.trajectory``),
-else the last step's. It never loads or saves a model; given ``out`` it writes
-``trajectory.json`` there as points are measured.
+else the last step's. It never loads or saves a model; given ``out`` (and an evaluated run)
+it writes ``trajectory.json`` there as points are measured.
 
 ``unlearn``'s output directory (written atomically, by the main process only) holds the
 unlearned model and tokenizer (``save_pretrained``, safetensors), ``run_config.json`` (the
@@ -12,12 +12,17 @@ resolved run and method options, the mask's fingerprint and metadata, the select
 and the selected point), ``training_log.json`` (per step: loss terms, forget and retain NLL,
 learning rate), ``trajectory.json`` when evaluated, and with ``keep_last`` the last step's
 weights in ``last/``.
+
+With ``config.save_every`` > 0 and an ``out``, checkpoints are saved beside the unfinished
+output and ``resume=True`` continues from the latest (``wagle.unlearning.checkpoints``); the
+resumed run ends with the same weights, step log and trajectory as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +43,7 @@ from wagle.evaluation.summary import load_reference
 from wagle.io import atomic_dir, ensure_writable_dir, fingerprint, write_json
 from wagle.models import load_pretrained
 from wagle.registry import lookup
+from wagle.unlearning import checkpoints
 from wagle.unlearning.batch import PairCollator, PairedDataset
 from wagle.unlearning.config import UnlearnConfig
 from wagle.unlearning.devices import accumulation_steps, refuse_sharded_training, world_size
@@ -73,14 +79,21 @@ def unlearn_model(
     mask: Mask | None = None,
     reference: dict[str, Any] | None = None,
     out: Path | None = None,
+    resume: bool = False,
+    keep_checkpoints: bool = False,
 ) -> UnlearnResult:
     """Unlearn ``forget`` from ``model`` (in place) while keeping ``retain``; see the module doc.
 
     ``options``: the method's options (None: its defaults); ``mask``: what may change (None:
     dense); ``reference``: a loaded retain-model evaluation (``load_reference``; default: read
-    ``config.eval_reference`` if set) for forget quality during unlearning.
+    ``config.eval_reference`` if set) for forget quality during unlearning. ``resume``: continue
+    from the latest checkpoint under ``out`` (``model`` is the original model, as for a fresh
+    run). The checkpoints are deleted when the run completes, unless ``keep_checkpoints``
+    (``unlearn`` keeps them until its output is saved).
     """
     objective = lookup(METHODS, config.method, "unlearning method")(options)
+    record = {"run": cfg.to_dict(config), "method_options": dataclasses.asdict(objective.options)}
+    checkpoint = _checkpoint(config, out, resume, record)
     refuse_sharded_training()
     use_prompt_format(tokenizer, config.prompt_format)
     if reference is None and config.eval_reference:
@@ -96,20 +109,25 @@ def unlearn_model(
         if config.lora
         else model
     )
+    saving = bool(config.save_every) and out is not None
     with tempfile.TemporaryDirectory() as scratch:
+        root = str(checkpoints.checkpoint_root(out)) if saving else scratch
         trainer = MaskedUnlearningTrainer(
             model=trained,
-            args=training_arguments(config, scratch),
+            args=training_arguments(config, root),
             train_dataset=data,
             data_collator=PairCollator(tokenizer.pad_token_id),
             objective=objective,
             mask=None if config.lora else mask,
             trajectory=trajectory,
             optimizer_state=config.optimizer_state,
+            run_record=record,
         )
         with trainer.accelerator.autocast():  # reference values in the training precision
-            objective.prepare(model, data, tokenizer.pad_token_id)
-        trainer.train()
+            objective.prepare(model, data, tokenizer.pad_token_id)  # the original weights'
+        trainer.train(resume_from_checkpoint=None if checkpoint is None else str(checkpoint))
+    if saving and not keep_checkpoints and _is_main_process():
+        shutil.rmtree(checkpoints.checkpoint_root(out), ignore_errors=True)
     final = merge_lora(trained, mask) if config.lora else model
     result = UnlearnResult(final, trainer.step_log, out=out)
     if trajectory is None:
@@ -121,8 +139,9 @@ def unlearn_model(
     return result
 
 
-def unlearn(config: UnlearnConfig, options: Any = None) -> UnlearnResult:
-    """Run ``config`` with the method's ``options`` (None: its defaults) and save the result."""
+def unlearn(config: UnlearnConfig, options: Any = None, resume: bool = False) -> UnlearnResult:
+    """Run ``config`` with the method's ``options`` (None: its defaults) and save the result;
+    ``resume``: continue from the latest checkpoint of an interrupted run of it."""
     config.require_paths()
     objective = lookup(METHODS, config.method, "unlearning method")(options)
     reference = _load_reference(config) if config.eval_reference else None
@@ -142,11 +161,30 @@ def unlearn(config: UnlearnConfig, options: Any = None) -> UnlearnResult:
     retain = read_records(config.retain, config.retain_split)
     options = options or objective.options
     result = unlearn_model(
-        model, tokenizer, forget, retain, config, options, mask, reference, Path(config.out)
-    )
+        model, tokenizer, forget, retain, config, options, mask, reference, Path(config.out),
+        resume=resume, keep_checkpoints=True,
+    )  # fmt: skip
     if _is_main_process():
         _save(result, tokenizer, config, options)
     return result
+
+
+def _checkpoint(
+    config: UnlearnConfig, out: Path | None, resume: bool, record: dict[str, Any]
+) -> Path | None:
+    """The checkpoint to resume from (checked against this run's options), or None; a fresh
+    run first removes an earlier run's checkpoints."""
+    if not resume:
+        if config.save_every and out is not None and _is_main_process():
+            shutil.rmtree(checkpoints.checkpoint_root(out), ignore_errors=True)
+        return None
+    if not config.save_every or out is None:
+        raise WagleError("--resume needs --save-every > 0 and an output directory")
+    checkpoints.check_resume(out, resume=True, overwrite=False)
+    latest = checkpoints.latest_checkpoint(out)
+    saved = checkpoints.read_state(latest)
+    checkpoints.check_same_run(saved, record["run"], record["method_options"])
+    return latest
 
 
 def _trajectory(
@@ -202,7 +240,8 @@ def _is_main_process() -> bool:
 
 
 def training_arguments(config: UnlearnConfig, output_dir: str) -> TrainingArguments:
-    """The Trainer's arguments for ``config`` (no checkpoints, no reporting)."""
+    """The Trainer's arguments for ``config`` (checkpoints every ``save_every`` steps into
+    ``output_dir``, the last two kept; no reporting)."""
     return TrainingArguments(
         output_dir=output_dir,
         per_device_train_batch_size=config.batch_size,
@@ -226,7 +265,9 @@ def training_arguments(config: UnlearnConfig, output_dir: str) -> TrainingArgume
         seed=config.seed,
         data_seed=config.seed,
         logging_strategy="no",
-        save_strategy="no",
+        save_strategy="steps" if config.save_every else "no",
+        save_steps=config.save_every or 500,
+        save_total_limit=2,
         report_to="none",
         remove_unused_columns=False,
         use_cpu=not torch.cuda.is_available(),

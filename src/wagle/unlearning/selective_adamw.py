@@ -39,9 +39,8 @@ import torch
 
 from wagle.attribution.masks import Mask
 from wagle.errors import WagleError
+from wagle.unlearning.config import AUTO_MAX_DENSITY, OPTIMIZER_STATES
 
-OPTIMIZER_STATES = ("auto", "full", "selected")
-AUTO_MAX_DENSITY = 0.5  # `auto` picks `selected` below this fraction of trainable weights
 SELECTIVE_OPTIMIZERS = ("adamw_torch", "adamw_torch_fused")
 
 

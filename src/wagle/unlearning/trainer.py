@@ -5,13 +5,20 @@ The objective (any registered method) is passed in, not subclassed. The trainer 
 ``training_step`` (zero unselected gradients after the last micro-batch of a step, before
 clipping), ``create_optimizer`` (mask-aware weight decay; or ``SelectiveAdamW``, whose state
 covers the selected entries only, under ``optimizer_state``) and ``train`` (load the selected
-checkpoint of the trajectory, if any, and verify the mask invariant on the weights it leaves).
+checkpoint of the trajectory, if any, and verify the mask invariant on the weights it leaves;
+resumed from a checkpoint, first restore the step log and the trajectory saved beside it).
+Two callbacks make a resumed run equal an uninterrupted one: the dataset's pairing follows the
+epoch (``PairedDataset.set_epoch``), and each checkpoint gets wagle's own state
+(``wagle.unlearning.checkpoints``). The mask's checksums are taken at construction, from the
+weights the trainer is given (the original model's, also when resuming: the Trainer loads the
+checkpoint's weights inside ``train``).
 Everything else — AdamW, warm-up and schedule, clipping, gradient accumulation, DDP through
 ``accelerate launch`` / ``torchrun`` — is the stock Trainer.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,11 +27,13 @@ from transformers import PrinterCallback, Trainer, TrainerCallback
 
 from wagle.attribution.masks import Mask
 from wagle.errors import WagleError
+from wagle.io import write_json
+from wagle.unlearning import checkpoints
 from wagle.unlearning.batch import ForgetRetainBatch
 from wagle.unlearning.masking import MaskEnforcer
 from wagle.unlearning.objective import Objective
 from wagle.unlearning.selective_adamw import SelectiveAdamW, use_selective_state
-from wagle.unlearning.trajectory import TrajectoryCallback
+from wagle.unlearning.trajectory import TrajectoryCallback, select
 
 
 class MaskedUnlearningTrainer(Trainer):
@@ -44,6 +53,7 @@ class MaskedUnlearningTrainer(Trainer):
         mask: Mask | None = None,
         trajectory: TrajectoryCallback | None = None,
         optimizer_state: str = "auto",
+        run_record: dict[str, Any] | None = None,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
@@ -59,9 +69,12 @@ class MaskedUnlearningTrainer(Trainer):
         self.step_log: list[dict[str, float]] = []
         self._pending: list[dict[str, float]] = []
         self.trajectory = trajectory
+        self.run_record = run_record or {}  # the options a checkpoint records
+        self.add_callback(_EpochPairing(self))
         self.add_callback(_StepLogger(self))
         if trajectory is not None:  # after the step logger: a point sees its step's log
             self.add_callback(trajectory)
+        self.add_callback(_CheckpointState(self))  # after both: saves what they hold
         if self.args.disable_tqdm:  # quiet means quiet: no printed log dicts either
             self.remove_callback(PrinterCallback)
 
@@ -92,9 +105,11 @@ class MaskedUnlearningTrainer(Trainer):
             self.enforcer.zero_unselected_grads()
         return loss
 
-    def train(self, *args: Any, **kwargs: Any):
+    def train(self, resume_from_checkpoint: str | None = None, **kwargs: Any):
         try:
-            output = super().train(*args, **kwargs)
+            if resume_from_checkpoint is not None:
+                self.restore(Path(resume_from_checkpoint))
+            output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
             self.enforcer.verify()  # the last weights
             if self.trajectory is not None:
                 self.trajectory.finish(self.model)
@@ -102,6 +117,59 @@ class MaskedUnlearningTrainer(Trainer):
         finally:
             self.enforcer.remove()
         return output
+
+    def restore(self, checkpoint: Path) -> None:
+        """The step log and the trajectory (points, selection, best weights) saved in
+        ``checkpoint``; the Trainer restores the rest (weights, optimizer, RNG, data position)."""
+        saved = checkpoints.read_state(checkpoint)
+        self.step_log = list(saved["step_log"])
+        if self.trajectory is None or not saved.get("points"):
+            return
+        trajectory = self.trajectory
+        trajectory.points = saved["points"]
+        trajectory.selected, trajectory.criterion = select(
+            trajectory.points, trajectory.utility_floor
+        )
+        best = checkpoint / checkpoints.BEST_FILE
+        if best.is_file():
+            from safetensors.torch import load_file
+
+            trajectory.best_state = load_file(best)
+
+    def save_state(self, checkpoint: Path) -> None:
+        """Write wagle's state into the Trainer's checkpoint folder (main process)."""
+        trajectory = self.trajectory
+        if trajectory is not None and trajectory.best_state is not None:
+            from safetensors.torch import save_file
+
+            best = {n: t.contiguous() for n, t in trajectory.best_state.items()}
+            save_file(best, checkpoint / checkpoints.BEST_FILE)
+        points = [] if trajectory is None else trajectory.points
+        state = self.run_record | {"step_log": self.step_log, "points": points}
+        write_json(checkpoint / checkpoints.STATE_FILE, state)  # last: the checkpoint is complete
+
+
+class _EpochPairing(TrainerCallback):
+    """Tell the dataset which epoch starts, so that its pairing does not depend on which
+    batches this process fetched (a resumed run skips the trained ones without fetching)."""
+
+    def __init__(self, trainer: MaskedUnlearningTrainer) -> None:
+        self.trainer = trainer
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        dataset = self.trainer.train_dataset
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(int(state.epoch or 0))
+
+
+class _CheckpointState(TrainerCallback):
+    def __init__(self, trainer: MaskedUnlearningTrainer) -> None:
+        self.trainer = trainer
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            self.trainer.save_state(folder)
 
 
 class _StepLogger(TrainerCallback):

@@ -216,7 +216,8 @@ class TrajectoryCallback(TrainerCallback):
         self.last_state: dict[str, torch.Tensor] | None = None
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self._measure(state, control, model)
+        if not self.points:  # a resumed run has its points back (MaskedUnlearningTrainer.restore)
+            self._measure(state, control, model)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if self.every and state.global_step % self.every == 0:

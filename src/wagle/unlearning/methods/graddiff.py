@@ -6,13 +6,8 @@ import torch
 
 from wagle.registry import register
 from wagle.unlearning.batch import ForgetRetainBatch
-from wagle.unlearning.objective import (
-    METHODS,
-    RetainObjective,
-    RetainOptions,
-    Terms,
-    mean_nll,
-)
+from wagle.unlearning.objective import METHODS, RetainObjective, Terms, mean_nll
+from wagle.unlearning.options import RetainOptions
 
 
 @register(METHODS, "graddiff")

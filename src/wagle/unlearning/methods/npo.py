@@ -10,39 +10,15 @@ and no second model sits in memory; ``reference: live`` keeps a frozen copy inst
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
-from wagle import config as cfg
 from wagle.data.batching import iter_batches
-from wagle.errors import WagleError
 from wagle.registry import register
 from wagle.sequence import sequence_nll, token_mean
 from wagle.unlearning.batch import ForgetRetainBatch, PairedDataset
-from wagle.unlearning.objective import (
-    METHODS,
-    RetainObjective,
-    RetainOptions,
-    Terms,
-    frozen_copy,
-)
-
-
-@dataclass
-class NPOOptions(RetainOptions):
-    beta: float = cfg.field(0.1, "β, the inverse temperature of the preference loss")
-    reference: str = cfg.field(
-        "precomputed", "reference NLLs: 'precomputed' once before training, or 'live' model"
-    )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.beta <= 0:
-            raise WagleError(f"beta must be > 0, got {self.beta}")
-        if self.reference not in ("precomputed", "live"):
-            raise WagleError(f"reference must be 'precomputed' or 'live', got {self.reference!r}")
+from wagle.unlearning.objective import METHODS, RetainObjective, Terms, frozen_copy
+from wagle.unlearning.options import NPOOptions
 
 
 def npo_loss(nll: torch.Tensor, ref_nll: torch.Tensor, beta: float) -> torch.Tensor:

@@ -8,28 +8,15 @@ The logged ``forget_nll`` is the NLL of the refusals, not of the original answer
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from wagle import config as cfg
 from wagle.data.load import Record
 from wagle.data.refusals import refusal_records
 from wagle.errors import WagleError
 from wagle.registry import register
 from wagle.unlearning.batch import ForgetRetainBatch
-from wagle.unlearning.objective import (
-    METHODS,
-    RetainObjective,
-    RetainOptions,
-    Terms,
-    mean_nll,
-)
-
-
-@dataclass
-class POOptions(RetainOptions):
-    refusal_seed: int = cfg.field(0, "seed that picks a refusal template for each question")
+from wagle.unlearning.objective import METHODS, RetainObjective, Terms, mean_nll
+from wagle.unlearning.options import POOptions
 
 
 @register(METHODS, "po")

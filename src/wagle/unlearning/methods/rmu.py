@@ -16,28 +16,14 @@ every trainable parameter to receive a gradient, runs without ``find_unused_para
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from wagle import config as cfg
 from wagle.errors import WagleError
 from wagle.registry import register
 from wagle.sequence import mean_nll_of_logits
 from wagle.unlearning.batch import ForgetRetainBatch, PairedDataset
 from wagle.unlearning.objective import METHODS, Objective, Terms, frozen_copy
-
-
-@dataclass
-class RMUOptions:
-    rmu_layer: int | None = cfg.field(None, "decoder layer ℓ (default: min(7, n_layers // 2))")
-    steering_coeff: float = cfg.field(6.5, "c, the norm of the random target direction")
-    rmu_alpha: float = cfg.field(1200.0, "α, the weight of the retain activation term")
-    rmu_seed: int = cfg.field(0, "seed of the random direction u")
-
-    def __post_init__(self) -> None:
-        if self.steering_coeff <= 0 or self.rmu_alpha < 0:
-            raise WagleError("steering_coeff must be > 0 and rmu_alpha ≥ 0")
+from wagle.unlearning.options import RMUOptions
 
 
 def masked_mse(hidden: torch.Tensor, target: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:

@@ -8,28 +8,14 @@ paper's TOFU setting for β and its reward margin), λ = 1.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
-from wagle import config as cfg
-from wagle.errors import WagleError
 from wagle.registry import register
 from wagle.sequence import per_sequence_mean, sequence_nll, token_mean
 from wagle.unlearning.batch import ForgetRetainBatch
-from wagle.unlearning.objective import METHODS, RetainObjective, RetainOptions, Terms
-
-
-@dataclass
-class SimNPOOptions(RetainOptions):
-    beta: float = cfg.field(2.5, "β, the inverse temperature of the preference loss")
-    delta: float = cfg.field(0.0, "δ, the reward margin subtracted from the mean NLL")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.beta <= 0:
-            raise WagleError(f"beta must be > 0, got {self.beta}")
+from wagle.unlearning.objective import METHODS, RetainObjective, Terms
+from wagle.unlearning.options import SimNPOOptions
 
 
 def simnpo_loss(mean_nll: torch.Tensor, beta: float, delta: float) -> torch.Tensor:

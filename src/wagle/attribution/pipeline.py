@@ -15,99 +15,25 @@ ranking. γ on mean gradients would be γ_summed / N.
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from wagle import config as cfg
-from wagle.attribution.eligible import ELIGIBLE, eligible_names
-from wagle.attribution.gradients import SUM_PLACES, Examples, Statistics, collect_statistics
+from wagle.attribution.config import AttributionConfig
+from wagle.attribution.eligible import eligible_names
+from wagle.attribution.gradients import Examples, Statistics, collect_statistics
 from wagle.attribution.masks import Mask, complete_mask
-from wagle.attribution.scores import SCORES, ScoreMethod, Scores, compute_scores
-from wagle.attribution.select import GRANULARITIES, check_ratio, numels, select_mask
+from wagle.attribution.scores import Scores, compute_scores
+from wagle.attribution.select import numels, select_mask
 from wagle.data.batching import encode_records
 from wagle.data.load import Record
-from wagle.data.prompt import PROMPT_FORMAT_HELP, check_prompt_format, use_prompt_format
+from wagle.data.prompt import use_prompt_format
 from wagle.data.refusals import refusal_records
 from wagle.errors import WagleError
-from wagle.models import DTYPES
-from wagle.registry import lookup
 
 GRADIENT_CONVENTION = "sum over samples of each sample's mean NLL over its labelled tokens"
-
-
-@dataclass
-class AttributionConfig:
-    method: str = cfg.field("wagle", f"score method: {', '.join(SCORES)}")
-    ratio: list[float] = cfg.field(
-        [0.95], "fraction ρ in (0, 1] of eligible weights selected; several give one mask each"
-    )
-    gamma: list[float] = cfg.field(
-        [1e-6],
-        "γ of the wagle scores (the damping of wagle-fisher), for gradients SUMMED over samples "
-        "(published: 1e-6; on mean gradients it would be γ/N); several give one mask each",
-    )
-    granularity: str | None = cfg.field(
-        None, f"{', '.join(GRANULARITIES)}; default: the method's own (row for wanda, else global)"
-    )
-    eligible: str = cfg.field("all", f"parameters that may be selected: {', '.join(ELIGIBLE)}")
-    eligible_pattern: str | None = cfg.field(
-        None, "regular expression that eligible parameter names must also match (re.search)"
-    )
-    forget_target: str = cfg.field(
-        "answer",
-        "target of QA forget samples: 'answer', 'refusal' (the PO method) or another answer "
-        "field such as paraphrased_answer",
-    )
-    max_samples: int = cfg.field(0, "forget samples used, drawn at random; 0 = all")
-    retain_samples: int = cfg.field(
-        0, "retain samples drawn at random; 0 = as many as forget samples (published), -1 = all"
-    )
-    batch_size: int = cfg.field(8, "samples per forward+backward")
-    max_length: int = cfg.field(512, "tokens per sample (longer answers are truncated)")
-    seed: int = cfg.field(0, "seed of the sample draws, refusal answers and random scores")
-    dtype: str = cfg.field(
-        "float32", f"dtype to load the model in: {', '.join(DTYPES)} (gradients sum in fp32)"
-    )
-    prompt_format: str = cfg.field("auto", PROMPT_FORMAT_HELP)
-    gradient_checkpointing: bool = cfg.field(
-        False, "recompute each decoder layer in backward instead of keeping its activations"
-    )
-    gradient_sums: str = cfg.field(
-        "float32",
-        "where the gradient sums live: float32 (on the model's device), float32-cpu (host "
-        "memory: frees 8 bytes per weight on the GPU, slower), model-dtype (bf16 sums halve "
-        "them but round every addition)",
-    )
-
-    def __post_init__(self) -> None:
-        method = lookup(SCORES, self.method, "score method")
-        self.ratio, self.gamma = _as_list(self.ratio), _as_list(self.gamma)  # YAML `ratio: 0.8`
-        for ratio in self.ratio:
-            check_ratio(ratio)
-        if not all(g > 0 for g in self.gamma):
-            raise WagleError(f"gamma must be > 0; got {self.gamma}")
-        if len(self.gamma) > 1 and not method.uses_gamma:
-            raise WagleError(f"score method {self.method!r} has no γ; give a single --gamma")
-        lookup(GRANULARITIES, self.granularity or method.granularity, "granularity")
-        lookup(ELIGIBLE, self.eligible, "eligible-parameter preset")
-        if self.dtype not in DTYPES:
-            raise WagleError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        check_prompt_format(self.prompt_format)
-        lookup(SUM_PLACES, self.gradient_sums, "gradient_sums")
-        if self.max_samples < 0 or self.retain_samples < -1 or self.batch_size < 1:
-            raise WagleError("max_samples ≥ 0, retain_samples ≥ -1 and batch_size ≥ 1 are needed")
-        try:
-            re.compile(self.eligible_pattern or "")
-        except re.error as err:
-            raise WagleError(f"eligible_pattern is not a valid regex: {err}") from None
-
-    @property
-    def score_method(self) -> ScoreMethod:
-        return SCORES[self.method]
 
 
 @dataclass
@@ -227,14 +153,6 @@ def encode_retain(
     n = {0: n_forget, -1: len(records)}.get(config.retain_samples, config.retain_samples)
     records = draw(records, n, config.seed + 1)
     return encode_records(tokenizer, records, max_length=config.max_length)
-
-
-def _as_list(value: float | list[float]) -> list[float]:
-    """Floats from a number or a list (YAML may give ``ratio: 0.8`` or ``gamma: 1e-6`` strings)."""
-    try:
-        return [float(v) for v in (value if isinstance(value, list | tuple) else [value])]
-    except (TypeError, ValueError):
-        raise WagleError(f"expected a number or a list of numbers; got {value!r}") from None
 
 
 def draw(records: list, n: int, seed: int) -> list:

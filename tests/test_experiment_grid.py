@@ -198,3 +198,20 @@ def test_report_of_a_directory_without_finished_cells_is_a_user_error(tmp_path, 
 
     assert main(["report", str(tmp_path)]) == 2
     assert "no finished cells" in capsys.readouterr().err
+
+
+def test_cell_hash_ignores_options_at_their_defaults():
+    """A newer wagle adding an option with a default must not invalidate finished cells."""
+    from wagle.experiment.runner import _changed
+
+    cell = Cell("npo", "dense", 1.0, 0)
+    config = {"cell": {}, "unlearn": {"learning_rate": 1e-3, "epochs": 5.0, "brand_new": 1},
+              "method_options": {"beta": 0.1, "retain_weight": 10.0}, "attribution": None,
+              "evaluation": {"batch_size": 64, "max_new_tokens": 32}, "reference": "ab"}  # fmt: skip
+    trimmed = _changed(config, cell)
+    # epochs 5.0 and batch_size 64 are defaults; learning_rate, max_new_tokens are not; brand_new
+    # is unknown to this version: kept
+    assert trimmed["unlearn"] == {"learning_rate": 1e-3, "brand_new": 1}
+    assert trimmed["evaluation"] == {"max_new_tokens": 32}
+    assert trimmed["method_options"] == {"retain_weight": 10.0}
+    assert trimmed["reference"] == "ab" and trimmed["attribution"] is None

@@ -22,7 +22,7 @@ from wagle.attribution.eligible import eligible_names
 from wagle.attribution.gradients import RETAIN_GRAD
 from wagle.attribution.masks import density, layer_of
 from wagle.attribution.pipeline import encode_forget, encode_retain
-from wagle.evaluation import evaluate, write_eval
+from wagle.evaluation import EvalConfig, evaluate, write_eval
 from wagle.experiment.auto_ratio import Probe, search_ratio
 from wagle.experiment.cells import Cell, auto_searches, grid, read_result
 from wagle.experiment.recipe import LORA, WHOLE_MODEL_MASKS, ExperimentRecipe, recipe_dict
@@ -60,7 +60,7 @@ class Runner:
     def run(self, cell: Cell, position: str = "auto") -> dict[str, Any]:
         s, directory = self.setup, cell.directory(self.setup.root)
         config, options = self.unlearn_config(cell, directory)
-        config_hash = hash_config(self.cell_config(cell, config, options))
+        config_hash = hash_config(_changed(self.cell_config(cell, config, options), cell))
         if (done := read_result(directory, config_hash)) is not None:
             self.say(f"[{position}] {cell.label}: finished earlier, skipped")
             return done
@@ -214,6 +214,24 @@ class Runner:
             f"{len(records)} runs ({search.reason})"
         )
         return summary
+
+
+def _changed(cell_config: dict[str, Any], cell: Cell) -> dict[str, Any]:
+    """The cell config without the options left at their defaults: what the hash covers, so an
+    upgrade that adds an option (with a default) does not invalidate finished cells."""
+    defaults = {
+        "unlearn": cfg.to_dict(UnlearnConfig()),
+        "attribution": cfg.to_dict(AttributionConfig()),
+        "evaluation": cfg.to_dict(EvalConfig()),
+        "method_options": dataclasses.asdict(type(method_options(cell.method, {}))()),
+    }
+    trimmed = dict(cell_config)
+    for key, default in defaults.items():
+        if trimmed.get(key) is not None:
+            trimmed[key] = {
+                k: v for k, v in trimmed[key].items() if k not in default or default[k] != v
+            }
+    return trimmed
 
 
 def cell_record(cell: Cell, evaluation, result, seconds, mask_info, config_hash) -> dict:

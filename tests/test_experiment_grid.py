@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -69,10 +70,10 @@ def test_bad_recipes_fail_before_anything_runs(values, message):
 
 
 def test_shipped_recipes_are_valid():
-    for path in ("configs/experiment_playground.yaml", "configs/experiment_playground_study.yaml",
-                 "configs/experiment_micro.yaml"):  # fmt: skip
+    configs = Path(__file__).parent.parent / "configs"
+    for path in sorted(configs.glob("experiment_*.yaml")):
         load_recipe(path)
-    demo = load_recipe("configs/experiment_playground.yaml")
+    demo = load_recipe(configs / "experiment_playground.yaml")
     assert list(demo.methods) == ["npo", "graddiff"]
     assert demo.masks == ["dense", "wagle", "random", "magnitude"]
 

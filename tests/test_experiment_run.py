@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ from wagle.data.playground import write
 from wagle.experiment import load_recipe
 from wagle.report import write_report
 
-RECIPE = "configs/experiment_micro.yaml"
+RECIPE = str(Path(__file__).parent.parent / "configs" / "experiment_micro.yaml")
 CELLS = ["graddiff-dense-s0", "graddiff-wagle-r0.5-s0", "npo-dense-s0", "npo-wagle-r0.5-s0"]
 FIRST = "npo-dense-s0"  # the grid runs seed, then method, then mask in recipe order
 

@@ -41,6 +41,8 @@ rank = int(os.environ["RANK"])
 world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
 with open(f"{ws}/rank{rank}.json", "w") as handle:
     json.dump({"digest": digest.hexdigest(), "world": world, "steps": len(result.step_log)}, handle)
+if torch.distributed.is_initialized():
+    torch.distributed.destroy_process_group()  # as the CLI does: no gloo threads at exit
 """
 
 

@@ -34,6 +34,7 @@ for method in ("wagle-fisher", "wanda"):
     if rank == 0:
         save_file({n: scores[n] for n in scores}, f"{ws}/{method}-scores.safetensors")
         save_mask(result.select(scores, 0.3), f"{ws}/{method}-mask.safetensors")
+torch.distributed.destroy_process_group()  # as the CLI does: no gloo threads at exit
 """
 
 UNLEARN = """
@@ -53,6 +54,7 @@ for state in ("selected", "full"):
     rank = torch.distributed.get_rank()
     tensors = {n: p.detach().contiguous() for n, p in model.named_parameters()}
     save_file(tensors, f"{ws}/{state}-rank{rank}.safetensors")
+torch.distributed.destroy_process_group()  # as the CLI does: no gloo threads at exit
 """
 
 

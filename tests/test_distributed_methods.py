@@ -36,6 +36,8 @@ for method in sorted(METHODS):
 world = torch.distributed.get_world_size()
 with open(f"{ws}/rank{rank}.json", "w") as handle:
     json.dump({"world": world, "steps": steps}, handle)
+if torch.distributed.is_initialized():
+    torch.distributed.destroy_process_group()  # as the CLI does: no gloo threads at exit
 """
 
 

@@ -82,3 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        _close_process_group()
+
+
+def _close_process_group() -> None:
+    """Under torchrun, leave the process group before exit: a process that exits with gloo's
+    threads still running can abort ("terminate called without an active exception")."""
+    dist = sys.modules.get("torch.distributed")  # never import torch just for this
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

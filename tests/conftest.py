@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -77,3 +80,27 @@ def sp_tokenizer(micro_splits):
     template), trained on the micro playground."""
     texts = [r["question"] + " " + r["answer"] for rs in micro_splits.values() for r in rs]
     return train_sentencepiece_tokenizer(texts, vocab_size=500, model_max_length=256)
+
+
+@pytest.fixture
+def torchrun(tmp_path):
+    """Run ``script`` (which reads its workspace from ``sys.argv[1]``) in two CPU processes under
+    ``torchrun`` (gloo), with ``tmp_path`` as the workspace; fails with the workers' stderr."""
+
+    def run(script: str, timeout: int = 300) -> None:
+        # Leave the process group before exit, as the CLI does: gloo threads alive at exit can
+        # abort a worker ("terminate called without an active exception").
+        script += (
+            "\nimport torch.distributed as _dist\n"
+            "if _dist.is_initialized():\n    _dist.destroy_process_group()\n"
+        )
+        (tmp_path / "worker.py").write_text(script)
+        env = os.environ | {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+        done = subprocess.run(
+            [*command, "--nproc_per_node", "2", str(tmp_path / "worker.py"), str(tmp_path)],
+            env=env, capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    return run

@@ -11,9 +11,6 @@ mean over 2b, so the runs differ only by floating-point summation order."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import torch
 from safetensors.torch import load_file
@@ -41,31 +38,15 @@ rank = int(os.environ["RANK"])
 world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
 with open(f"{ws}/rank{rank}.json", "w") as handle:
     json.dump({"digest": digest.hexdigest(), "world": world, "steps": len(result.step_log)}, handle)
-if torch.distributed.is_initialized():
-    torch.distributed.destroy_process_group()  # as the CLI does: no gloo threads at exit
 """
 
 
-def test_two_cpu_processes_end_with_identical_weights(tmp_path, saved_inputs):
+def test_two_cpu_processes_end_with_identical_weights(tmp_path, saved_inputs, torchrun):
     model = saved_inputs()
     generator = torch.Generator().manual_seed(0)
     mask = {n: torch.rand(p.shape, generator=generator) < 0.5 for n, p in model.named_parameters()}
     save_mask(mask, tmp_path / "mask.safetensors")
-    (tmp_path / "worker.py").write_text(WORKER)
-    env = os.environ | {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-    ]
-    done = subprocess.run(
-        [*command, str(tmp_path / "worker.py"), str(tmp_path)],
-        env=env, capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
+    torchrun(WORKER, timeout=180)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["world"] == ranks[1]["world"] == 2
     assert ranks[0]["steps"] == ranks[1]["steps"] == 2

@@ -4,10 +4,6 @@ equal to dense-state masked AdamW."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import torch
 from safetensors.torch import load_file
 
@@ -34,7 +30,6 @@ for method in ("wagle-fisher", "wanda"):
     if rank == 0:
         save_file({n: scores[n] for n in scores}, f"{ws}/{method}-scores.safetensors")
         save_mask(result.select(scores, 0.3), f"{ws}/{method}-mask.safetensors")
-torch.distributed.destroy_process_group()  # as the CLI does: no gloo threads at exit
 """
 
 UNLEARN = """
@@ -54,33 +49,14 @@ for state in ("selected", "full"):
     rank = torch.distributed.get_rank()
     tensors = {n: p.detach().contiguous() for n, p in model.named_parameters()}
     save_file(tensors, f"{ws}/{state}-rank{rank}.safetensors")
-torch.distributed.destroy_process_group()  # as the CLI does: no gloo threads at exit
 """
 
 
-def _torchrun(tmp_path, script: str) -> None:
-    (tmp_path / "worker.py").write_text(script)
-    env = os.environ | {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-    ]
-    done = subprocess.run(
-        [*command, str(tmp_path / "worker.py"), str(tmp_path)],
-        env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-
-
-def test_two_process_attribution_equals_one_process(tmp_path, saved_inputs, tokenizer):
+def test_two_process_attribution_equals_one_process(tmp_path, saved_inputs, tokenizer, torchrun):
     """8 forget and 7 retain samples (an odd count: ranks take 4 and 3, none dropped or
     repeated): scores to fp32 tolerance, identical masks, for per-sample Fisher and Wanda."""
     model = saved_inputs(n_retain=7)
-    _torchrun(tmp_path, ATTRIBUTE)
+    torchrun(ATTRIBUTE)
     forget, retain = (
         load_records(tmp_path / "forget.jsonl"),
         load_records(tmp_path / "retain.jsonl"),
@@ -102,7 +78,9 @@ def test_two_process_attribution_equals_one_process(tmp_path, saved_inputs, toke
         assert all(torch.equal(mask[n], expected[n]) for n in expected), method
 
 
-def test_two_process_selective_state_equals_dense_state_on_both_ranks(tmp_path, saved_inputs):
+def test_two_process_selective_state_equals_dense_state_on_both_ranks(
+    tmp_path, saved_inputs, torchrun
+):
     """2 ranks × batch 2 × 2 accumulation, GradDiff, clipping, decay, ρ = 0.2: both ranks hold
     bit-identical weights, equal to dense-state masked AdamW under the same DDP run; the
     unselected entries are untouched. (Equality with one process at the same global batch
@@ -111,7 +89,7 @@ def test_two_process_selective_state_equals_dense_state_on_both_ranks(tmp_path, 
     generator = torch.Generator().manual_seed(0)
     mask = {n: torch.rand(p.shape, generator=generator) < 0.2 for n, p in model.named_parameters()}
     save_mask(mask, tmp_path / "mask.safetensors")
-    _torchrun(tmp_path, UNLEARN)
+    torchrun(UNLEARN)
     ranks = {
         s: [load_file(tmp_path / f"{s}-rank{r}.safetensors") for r in (0, 1)]
         for s in ("selected", "full")

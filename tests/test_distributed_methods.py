@@ -11,9 +11,6 @@ parameter that got no gradient (RMU's layers above the steered one) at the step 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 from wagle.unlearning import METHODS, UnlearnConfig, unlearn
 
@@ -36,8 +33,6 @@ for method in sorted(METHODS):
 world = torch.distributed.get_world_size()
 with open(f"{ws}/rank{rank}.json", "w") as handle:
     json.dump({"world": world, "steps": steps}, handle)
-if torch.distributed.is_initialized():
-    torch.distributed.destroy_process_group()  # as the CLI does: no gloo threads at exit
 """
 
 
@@ -51,7 +46,7 @@ def _write_data(tmp_path, tiny_model, tokenizer, micro_splits) -> None:
 
 
 def test_every_method_and_the_global_batch_on_two_processes(
-    tmp_path, tiny_model, tokenizer, micro_splits
+    tmp_path, tiny_model, tokenizer, micro_splits, torchrun
 ):
     _write_data(tmp_path, tiny_model, tokenizer, micro_splits)
     one_process = unlearn(
@@ -63,21 +58,7 @@ def test_every_method_and_the_global_batch_on_two_processes(
     )  # fmt: skip
     assert one_process.step_log[-1]["step"] == 2
 
-    (tmp_path / "worker.py").write_text(WORKER)
-    env = os.environ | {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-    ]
-    done = subprocess.run(
-        [*command, str(tmp_path / "worker.py"), str(tmp_path)],
-        env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
+    torchrun(WORKER, timeout=300)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["world"] == 2
     expected = {"global_batch": 2} | dict.fromkeys(METHODS, 2)

@@ -62,7 +62,7 @@ def main() -> None:
 
     params = sum(p.numel() for p in model.parameters())
     figures = {
-        "model": args.model,
+        "model": args.model.replace(str(Path.home()), "~", 1),  # no machine paths in git
         "parameters": params,
         "method": args.method,
         "n_forget": len(encode_forget(tokenizer, forget, config)),

@@ -134,7 +134,7 @@ def main() -> None:
 
     figures = {
         "machine": f"{os.cpu_count()} CPUs, shared with other jobs (timings are noisy)",
-        "data": data,
+        "data": data.replace(str(Path.home()), "~", 1),  # no machine paths in git
         "n_forget": tgt["sections"]["forget"]["n"],
         "wall_seconds": {
             "retain_eval": ref["wall_seconds"],

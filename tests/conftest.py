@@ -54,6 +54,23 @@ def tiny_model(tokenizer):
 
 
 @pytest.fixture
+def random_mask():
+    """Factory: a seeded mask selecting ``ratio`` of each parameter of ``model``, with one
+    parameter fully out and one fully in (the edge cases of masked training)."""
+
+    def make(model: torch.nn.Module, ratio: float = 0.5, seed: int = 0) -> dict:
+        generator = torch.Generator().manual_seed(seed)
+        mask = {
+            n: torch.rand(p.shape, generator=generator) < ratio for n, p in model.named_parameters()
+        }
+        mask["model.layers.0.mlp.up_proj.weight"][:] = False
+        mask["model.layers.1.mlp.down_proj.weight"][:] = True
+        return mask
+
+    return make
+
+
+@pytest.fixture
 def saved_inputs(tmp_path, tiny_model, tokenizer, micro_splits):
     """Factory: write ``model/`` (tiny model + tokenizer), ``forget.jsonl`` (8 forget10
     records) and ``retain.jsonl`` (``n_retain`` retain90 records) under ``tmp_path``;

@@ -30,15 +30,6 @@ def _data(tokenizer, splits, n: int = 8) -> PairedDataset:
     return PairedDataset(forget, retain, seed=0)
 
 
-def _random_mask(model: torch.nn.Module, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Half the entries of each parameter, one parameter fully out, one fully in."""
-    generator = torch.Generator().manual_seed(seed)
-    mask = {n: torch.rand(p.shape, generator=generator) < 0.5 for n, p in model.named_parameters()}
-    mask["model.layers.0.mlp.up_proj.weight"][:] = False
-    mask["model.layers.1.mlp.down_proj.weight"][:] = True
-    return mask
-
-
 def _train(model, tokenizer, data, objective, mask, tmp_path, steps=3, **overrides):
     options = dict(
         model="-", forget="-", retain="-", out="-", learning_rate=1e-2, batch_size=2,
@@ -81,10 +72,10 @@ def _assert_invariant(before, model, mask) -> None:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_unselected_weights_stay_bit_identical(
-    method, dtype, tiny_model, tokenizer, micro_splits, tmp_path
+    method, dtype, tiny_model, tokenizer, micro_splits, tmp_path, random_mask
 ):
     model = tiny_model(seed=0).to(dtype)
-    mask = _random_mask(model)
+    mask = random_mask(model)
     before = _snapshot(model)
     options = METHODS[method].Options(rmu_layer=1) if method == "rmu" else None
     data = _data(tokenizer, micro_splits)
@@ -93,10 +84,10 @@ def test_unselected_weights_stay_bit_identical(
 
 
 def test_invariant_holds_with_bf16_autocast_and_fused_adamw(
-    tiny_model, tokenizer, micro_splits, tmp_path
+    tiny_model, tokenizer, micro_splits, tmp_path, random_mask
 ):
     model = tiny_model(seed=0)
-    mask = _random_mask(model, seed=1)
+    mask = random_mask(model, seed=1)
     before = _snapshot(model)
     data = _data(tokenizer, micro_splits)
     objective = METHODS["npo"]()

@@ -20,17 +20,6 @@ def _data(tokenizer, splits, n: int = 8) -> PairedDataset:
     return PairedDataset(forget, retain, seed=0)
 
 
-def _mask(model, ratio: float = 0.2, seed: int = 0) -> dict[str, torch.Tensor]:
-    """``ratio`` of each parameter; one parameter fully selected, one not at all."""
-    generator = torch.Generator().manual_seed(seed)
-    mask = {
-        n: torch.rand(p.shape, generator=generator) < ratio for n, p in model.named_parameters()
-    }
-    mask["model.layers.0.mlp.up_proj.weight"][:] = False
-    mask["model.layers.1.mlp.down_proj.weight"][:] = True
-    return mask
-
-
 def _train(model, tokenizer, splits, mask, state, tmp_path, steps=4, **overrides):
     options = dict(
         model="-", forget="-", retain="-", out="-", learning_rate=1e-2, batch_size=2,
@@ -57,13 +46,13 @@ def _inner(trainer) -> torch.optim.Optimizer:
 
 
 def test_selected_state_gives_the_weights_of_dense_state_masked_adamw(
-    tiny_model, tokenizer, micro_splits, tmp_path
+    tiny_model, tokenizer, micro_splits, tmp_path, random_mask
 ):
     """fp32, 4 steps of 2 accumulated micro-batches, clipping at 0.05 (active: the norm of
     this model's gradient is ~1), warm-up then cosine, weight decay 0.1 on the selected
     entries: both modes end with the same weights to 1e-6, and state only for selected."""
     dense, selective = tiny_model(seed=0), tiny_model(seed=0)
-    mask = _mask(dense)
+    mask = random_mask(dense, 0.2)
     before = {n: p.detach().clone() for n, p in dense.named_parameters()}
     full = _train(dense, tokenizer, micro_splits, mask, "full", tmp_path)
     chosen = _train(selective, tokenizer, micro_splits, mask, "selected", tmp_path)
@@ -81,12 +70,12 @@ def test_selected_state_gives_the_weights_of_dense_state_masked_adamw(
 
 
 def test_bf16_weights_get_fp32_masters_for_selected_entries_only(
-    tiny_model, tokenizer, micro_splits, tmp_path
+    tiny_model, tokenizer, micro_splits, tmp_path, random_mask
 ):
     """bf16 weights: index + master + two moments = 16 bytes per selected entry (no index for
     the fully selected parameter); unselected entries bit-identical."""
     model = tiny_model(seed=0).to(torch.bfloat16)
-    mask = _mask(model)
+    mask = random_mask(model, 0.2)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     trainer = _train(model, tokenizer, micro_splits, mask, "selected", tmp_path, learning_rate=1e-4)
     full_one = mask["model.layers.1.mlp.down_proj.weight"].numel()
@@ -99,9 +88,9 @@ def test_bf16_weights_get_fp32_masters_for_selected_entries_only(
         )
 
 
-def test_auto_picks_selected_below_half_density(tiny_model):
+def test_auto_picks_selected_below_half_density(tiny_model, random_mask):
     model = tiny_model(seed=0)
-    sparse, dense = _mask(model, 0.2), _mask(model, 0.9)
+    sparse, dense = random_mask(model, 0.2), random_mask(model, 0.9)
     assert use_selective_state("auto", sparse, model)
     assert not use_selective_state("auto", dense, model)
     assert not use_selective_state("auto", None, model)
@@ -119,11 +108,11 @@ def test_optimizer_state_is_validated_in_the_config():
         UnlearnConfig(**base, optimizer_state="selected", optimizer="sgd")
 
 
-def test_a_saved_state_loads_back_with_its_fp32_moments_and_masters(tiny_model):
+def test_a_saved_state_loads_back_with_its_fp32_moments_and_masters(tiny_model, random_mask):
     """torch's load_state_dict casts floating state to a bf16 parameter's dtype; the selective
     state of bf16 weights must come back fp32 and equal, so a resumed run continues exactly."""
     model = tiny_model(seed=0).to(torch.bfloat16)
-    mask = _mask(model)
+    mask = random_mask(model, 0.2)
     selected = {id(p): mask[n] for n, p in model.named_parameters()}
     optimizer = SelectiveAdamW(model.parameters(), selected, lr=1e-3)
     for p in model.parameters():

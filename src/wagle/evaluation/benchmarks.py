@@ -94,6 +94,11 @@ def _playground_data() -> str:
     return load_info(PlaygroundConfig())["data"]
 
 
+def _check_split(split: str) -> None:
+    if split not in FORGET_SPLITS:
+        raise WagleError(f"unknown forget split {split!r}; choose one of {FORGET_SPLITS}")
+
+
 def qa_benchmark(
     layout_of: Callable[[str], QALayout], default_source: Callable[[], str]
 ) -> Benchmark:
@@ -101,8 +106,7 @@ def qa_benchmark(
 
     def sets(split: str, data: str) -> dict[str, tuple[str, str, list[Record]]]:
         """``{section: (role, source split, records)}`` of the QA sets of a forget split."""
-        if split not in FORGET_SPLITS:
-            raise WagleError(f"unknown forget split {split!r}; choose one of {FORGET_SPLITS}")
+        _check_split(split)
         source, layout = data or default_source(), layout_of(split)
         roles = {"forget": ("forget", layout.forget), "retain": ("retain", layout.retain)}
         roles |= {name: ("real_world", s) for name, s in layout.real_world.items()}
@@ -115,6 +119,7 @@ def qa_benchmark(
         return loaded
 
     def check(config: EvalConfig) -> list[str]:
+        _check_split(config.split)  # before looking for data: a typo is the message
         load_qa(config.data or default_source(), layout_of(config.split).holdout)
         return [r["question"] for r in sets(config.split, config.data)["forget"][2]]
 

@@ -9,9 +9,15 @@ is given (DESIGN.md §6). The mechanism, which needs no copy of the weights:
   is clipped: ``zero_unselected_grads``, in place. From step 0 Adam's moments of those
   entries stay 0, so its update there is 0/(0+ε) = 0, and p − 0 = p;
 - such a parameter's weight decay is taken out of the optimizer and applied before each step
-  as p ← p·f with f = 1 − lr·wd where selected and exactly 1.0 elsewhere (p·1.0 = p);
+  as p ← where(s, p·(1 − lr·wd), p): the unselected entries are copied from p itself, so
+  they keep their bits whatever they hold (−0.0, NaN);
 - a fully selected parameter is left alone: dense unlearning is the all-True mask, nothing
   else, so it costs nothing.
+
+Per optimizer step nothing of a parameter's size is allocated: the gradient is zeroed with
+``torch.where(s, g, 0, out=g)`` and the decay goes through one scratch buffer of at most
+``CHUNK`` entries per dtype and device, reused by every parameter and step (a multiplication
+by a bool mask would convert the mask to a float copy of the parameter's size first).
 
 ``verify`` re-checks the invariant after training from integer checksums of the unselected
 entries taken before it, and raises if any moved (e.g. with an optimizer outside
@@ -27,7 +33,8 @@ from wagle.errors import WagleError
 from wagle.unlearning.config import EXACT_OPTIMIZERS
 
 _INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
-_CHUNK = 1 << 22
+_CHUNK = 1 << 22  # entries per checksum pass
+CHUNK = 1 << 24  # entries per decay pass: the scratch buffer is ≤ 64 MB (fp32)
 
 
 def full_mask(model: torch.nn.Module) -> Mask:
@@ -61,6 +68,7 @@ class MaskEnforcer:
             self.partial[name] = (param, selected.to(param.device))
         self._checksums = {n: _checksum(p, s) for n, (p, s) in self.partial.items()}
         self._frozen_sums = [_checksum(p, None) for p in self.frozen]
+        self._zeros: dict[tuple, torch.Tensor] = {}  # a 0-dim 0 per (dtype, device)
 
     @torch.no_grad()
     def zero_unselected_grads(self) -> None:
@@ -71,8 +79,12 @@ class MaskEnforcer:
         non-finite loss, unsaved.
         """
         for param, selected in self.partial.values():
-            if param.grad is not None:
-                param.grad.masked_fill_(~selected, 0.0)
+            grad = param.grad
+            if grad is not None:
+                key = (grad.dtype, grad.device)
+                if key not in self._zeros:
+                    self._zeros[key] = torch.zeros((), dtype=grad.dtype, device=grad.device)
+                torch.where(selected, grad, self._zeros[key], out=grad)
 
     def make_weight_decay_mask_aware(self, optimizer: torch.optim.Optimizer) -> None:
         """Move partly selected parameters' decay out of ``optimizer`` into a masked pre-step."""
@@ -114,16 +126,37 @@ class MaskEnforcer:
 
 def _masked_decay(moved: list[tuple[torch.nn.Parameter, torch.Tensor, float]]):
     """A step pre-hook applying AdamW's decoupled decay p ← p·(1 − lr·wd) to selected entries."""
+    scratch: dict[tuple, torch.Tensor] = {}  # [≤ CHUNK] per (dtype, device), made once
 
     @torch.no_grad()
     def hook(optimizer: torch.optim.Optimizer, args, kwargs) -> None:
         group = next(g for g in optimizer.param_groups if g.get("masked_decay"))
         lr = float(group["lr"])
         for param, selected, decay in moved:
-            # f = 1 − lr·wd·s in fp32: 1 − 0 = 1.0 exactly where s = 0, and p·1.0 = p.
-            param.mul_(selected.to(torch.float32).mul_(-lr * decay).add_(1.0))
+            key = (param.dtype, param.device)
+            if key not in scratch:
+                size = min(CHUNK, max(p.numel() for p, _, _ in moved if p.dtype == param.dtype))
+                scratch[key] = torch.empty(size, dtype=param.dtype, device=param.device)
+            decay_selected(param, selected, 1 - lr * decay, scratch[key])
 
     return hook
+
+
+@torch.no_grad()
+def decay_selected(
+    param: torch.Tensor, selected: torch.Tensor, factor: float, scratch: torch.Tensor
+) -> None:
+    """p ← where(s, p·factor, p) in place, ``scratch.numel()`` entries at a time.
+
+    p·factor is AdamW's own decay (``param.mul_(1 - lr·wd)``) on the selected entries; the
+    others are copied from p, bit for bit.
+    """
+    flat, keep = param.view(-1), selected.view(-1)
+    step = scratch.numel()
+    for start in range(0, flat.numel(), step):
+        part = flat[start : start + step]
+        product = torch.mul(part, factor, out=scratch[: part.numel()])
+        torch.where(keep[start : start + step], product, part, out=part)
 
 
 @torch.no_grad()

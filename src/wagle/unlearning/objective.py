@@ -6,6 +6,12 @@ a dataclass ``Options`` (defaults = published values, one help string per field)
 shown without loading the ML stack. ``__call__(model, batch)`` returns a dict of scalar terms
 whose ``"loss"`` is minimised and which also reports ``forget_nll`` / ``retain_nll``
 (token-mean answer NLL) for the log.
+
+Each term is a mean over the method's micro-batch; ``normalised_by`` names the terms that make
+up the loss and the unit each is a mean over (``wagle.unlearning.scaling``): the trainer
+weighs each by its micro-batch's share of the optimizer step, so that gradient accumulation
+and several processes give the gradient of the whole step's mean (tested for every method).
+The default, ``{"loss": "sequences"}``, treats the loss as a mean over forget samples.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ class Objective:
     """Base of every method: default hooks do nothing; subclasses implement ``__call__``."""
 
     Options: ClassVar[type] = NoOptions
+    # The terms that sum to "loss", each with the unit it is a mean over (scaling.UNITS).
+    normalised_by: ClassVar[dict[str, str]] = {"loss": "sequences"}
 
     def __init__(self, options: Any = None) -> None:
         self.options = options if options is not None else self.Options()
@@ -87,7 +95,11 @@ class RetainTerm:
 
 
 class RetainObjective(Objective):
-    """Base of the methods with a retain term (``self.retain``), set up before training."""
+    """Base of the methods with a retain term (``self.retain``), set up before training.
+
+    The loss is ``forget + retain``; the retain term is a mean over retain answer tokens
+    (the NLL's and the KL's alike), the forget term's unit is the method's to declare.
+    """
 
     def __init__(self, options: Any = None) -> None:
         super().__init__(options)
@@ -108,8 +120,8 @@ class RetainObjective(Objective):
         retain = self.retain(model, batch.retain)
         return {
             "loss": forget + retain["retain"],
-            "forget": forget.detach(),
-            "retain": retain["retain"].detach(),
+            "forget": forget,
+            "retain": retain["retain"],
             "forget_nll": forget_nll.detach(),
             "retain_nll": retain["retain_nll"],
         }
@@ -119,12 +131,14 @@ def token_kl(ref_logits: torch.Tensor, logits: torch.Tensor, labels: torch.Tenso
     """KL(p_ref ‖ p_model) of next-token distributions, mean over labelled positions (fp32).
 
     Logits are [B, T, V]; positions are those whose next-token label counts (``labelled``).
+    The positions are masked, not indexed: boolean indexing would wait for the device to know
+    how many there are.
     """
-    keep = labelled(labels)
-    log_p = torch.log_softmax(logits[:, :-1].float(), dim=-1)[keep]
-    log_q = torch.log_softmax(ref_logits[:, :-1].float(), dim=-1)[keep]
-    kl = (log_q.exp() * (log_q - log_p)).sum(dim=-1)
-    return kl.sum() / keep.sum().clamp(min=1)
+    keep = labelled(labels)  # [B, T-1]
+    log_p = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    log_q = torch.log_softmax(ref_logits[:, :-1].float(), dim=-1)
+    kl = (log_q.exp() * (log_q - log_p)).sum(dim=-1)  # [B, T-1]
+    return torch.where(keep, kl, 0.0).sum() / keep.sum().clamp(min=1)
 
 
 # Each method registers itself when its module is imported: importing them here makes

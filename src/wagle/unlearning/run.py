@@ -265,6 +265,9 @@ def training_arguments(config: UnlearnConfig, output_dir: str) -> TrainingArgume
         seed=config.seed,
         data_seed=config.seed,
         logging_strategy="no",
+        logging_nan_inf_filter=False,  # its check reads the loss back every micro-batch
+        # batches are copied to the device without waiting (from pinned memory)
+        accelerator_config={"non_blocking": torch.cuda.is_available()},
         save_strategy="steps" if config.save_every else "no",
         save_steps=config.save_every or 500,
         save_total_limit=2,

@@ -1,18 +1,23 @@
 """The one Trainer of wagle: a transformers ``Trainer`` that unlearns under a mask.
 
 The objective (any registered method) is passed in, not subclassed. The trainer overrides
-``compute_loss`` (objective on a forget/retain batch, stop on a non-finite loss),
-``training_step`` (zero unselected gradients after the last micro-batch of a step, before
-clipping), ``create_optimizer`` (mask-aware weight decay; or ``SelectiveAdamW``, whose state
-covers the selected entries only, under ``optimizer_state``) and ``train`` (load the selected
-checkpoint of the trajectory, if any, and verify the mask invariant on the weights it leaves;
-resumed from a checkpoint, first restore the step log and the trajectory saved beside it).
+``get_batch_samples`` (count the step's answer tokens, positions and samples over its
+micro-batches and processes), ``compute_loss`` (the objective on a forget/retain batch, each
+term scaled to its share of the step: ``wagle.unlearning.scaling``; the terms go to the step
+log on the device, ``wagle.unlearning.steplog``, which stops the run on a non-finite loss at
+its next flush), ``training_step`` (zero unselected gradients after the last micro-batch of a
+step, before clipping), ``create_optimizer`` (mask-aware weight decay; or ``SelectiveAdamW``,
+whose state covers the selected entries only, under ``optimizer_state``) and ``train`` (load
+the selected checkpoint of the trajectory, if any, and verify the mask invariant on the
+weights it leaves; resumed from a checkpoint, first restore the step log and the trajectory
+saved beside it). Nothing in a training step reads a value back from the device: the step
+log is read at logging steps (tested with a profiler trace).
 Two callbacks make a resumed run equal an uninterrupted one: the dataset's pairing follows the
 epoch (``PairedDataset.set_epoch``), and each checkpoint gets wagle's own state
 (``wagle.unlearning.checkpoints``). The mask's checksums are taken at construction, from the
 weights the trainer is given (the original model's, also when resuming: the Trainer loads the
 checkpoint's weights inside ``train``).
-Everything else — AdamW, warm-up and schedule, clipping, gradient accumulation, DDP through
+Everything else — AdamW, warm-up and schedule, clipping, accumulating gradients, DDP through
 ``accelerate launch`` / ``torchrun`` — is the stock Trainer.
 """
 
@@ -22,17 +27,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from transformers import PrinterCallback, Trainer, TrainerCallback
 
 from wagle.attribution.masks import Mask
-from wagle.errors import WagleError
 from wagle.io import write_json
-from wagle.unlearning import checkpoints
+from wagle.unlearning import checkpoints, ranks, scaling
 from wagle.unlearning.batch import ForgetRetainBatch
 from wagle.unlearning.masking import MaskEnforcer
 from wagle.unlearning.objective import Objective
 from wagle.unlearning.selective_adamw import SelectiveAdamW, use_selective_state
+from wagle.unlearning.steplog import LOG_EVERY, StepLog
 from wagle.unlearning.trajectory import TrajectoryCallback, select
 
 
@@ -42,9 +46,14 @@ class MaskedUnlearningTrainer(Trainer):
     optionally a ``trajectory`` (evaluation during training; the model ends with its selected
     checkpoint's weights).
 
-    ``step_log`` holds, per optimizer step, the objective's terms averaged over the step's
-    micro-batches (this process's batches), the learning rate and the epoch.
+    ``step_log`` holds, per optimizer step, the objective's terms over the step's micro-batches
+    on every process (``wagle.unlearning.steplog``), the learning rate and the epoch; it is
+    complete after ``train``, and up to the last flush during it.
     """
+
+    # compute_loss normalises over the whole step itself (scaling): the Trainer must not
+    # divide by the number of micro-batches again
+    loss_is_scaled_for_ga = True
 
     def __init__(
         self,
@@ -66,13 +75,13 @@ class MaskedUnlearningTrainer(Trainer):
             adam = {"betas": (self.args.adam_beta1, self.args.adam_beta2)}
             adam |= {"lr": self.args.learning_rate, "eps": self.args.adam_epsilon}
             self.optimizer_cls_and_kwargs = (SelectiveAdamW, {"selected": selected} | adam)
-        self.step_log: list[dict[str, float]] = []
-        self._pending: list[dict[str, float]] = []
+        self.steps = StepLog()
         self.trajectory = trajectory
         self.run_record = run_record or {}  # the options a checkpoint records
         self.add_callback(_EpochPairing(self))
         self.add_callback(_StepLogger(self))
         if trajectory is not None:  # after the step logger: a point sees its step's log
+            trajectory.before_point = self.steps.flush  # a non-finite loss stops it first
             self.add_callback(trajectory)
         self.add_callback(_CheckpointState(self))  # after both: saves what they hold
         if self.args.disable_tqdm:  # quiet means quiet: no printed log dicts either
@@ -84,19 +93,31 @@ class MaskedUnlearningTrainer(Trainer):
             self.enforcer.make_weight_decay_mask_aware(optimizer)
         return optimizer
 
+    @property
+    def step_log(self) -> list[dict[str, float]]:
+        return self.steps.log
+
+    @step_log.setter
+    def step_log(self, entries: list[dict[str, float]]) -> None:
+        self.steps.log = entries
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        """The step's micro-batches, and as ``num_items_in_batch`` the counts of each unit
+        over them and every process (``scaling.step_counts``)."""
+        batches, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
+        return batches, (scaling.step_counts(batches) if batches else None)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        batch = ForgetRetainBatch.from_inputs(inputs)
         # The objective's own frozen models (NPO's live reference, the KL retain term) run in
         # the training precision too: accelerate autocasts only the trained model's forward.
         with self.accelerator.autocast():
-            terms = self.objective(model, ForgetRetainBatch.from_inputs(inputs))
-        loss = terms["loss"]
-        if not _finite_everywhere(loss):
-            details = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
-            raise WagleError(
-                f"the loss became non-finite at step {self.state.global_step + 1} ({details}); "
-                "lower the learning rate or check the data; nothing was saved"
-            )
-        self._pending.append({k: float(v.detach()) for k, v in terms.items()})
+            terms = self.objective(model, batch)
+        micro = scaling.counts(batch.forget, batch.retain)
+        share = scaling.shares(micro, num_items_in_batch)
+        loss = scaling.step_loss(terms, self.objective.normalised_by, share)
+        self.steps.add(terms, loss, share, self.objective.normalised_by)  # on the device
+        loss = loss * self.accelerator.num_processes  # DDP averages the processes' gradients
         return (loss, None) if return_outputs else loss
 
     def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
@@ -110,6 +131,7 @@ class MaskedUnlearningTrainer(Trainer):
             if resume_from_checkpoint is not None:
                 self.restore(Path(resume_from_checkpoint))
             output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+            self.steps.flush()  # the last steps (raises if one had a non-finite loss)
             self.enforcer.verify()  # the last weights
             if self.trajectory is not None:
                 self.trajectory.finish(self.model)
@@ -131,7 +153,7 @@ class MaskedUnlearningTrainer(Trainer):
             trajectory.points, trajectory.utility_floor
         )
         best = checkpoint / checkpoints.BEST_FILE
-        if best.is_file():
+        if best.is_file() and ranks.is_main():  # the main process alone keeps them
             from safetensors.torch import load_file
 
             trajectory.best_state = load_file(best)
@@ -173,6 +195,10 @@ class _CheckpointState(TrainerCallback):
 
 
 class _StepLogger(TrainerCallback):
+    """Files each step in the step log; flushes it every ``LOG_EVERY`` steps, before a
+    checkpoint is saved and at the last step (the trajectory flushes before each point).
+    Every process flushes at the same steps: the flush is a collective."""
+
     def __init__(self, trainer: MaskedUnlearningTrainer) -> None:
         self.trainer = trainer
         self.lr = 0.0
@@ -181,17 +207,11 @@ class _StepLogger(TrainerCallback):
         self.lr = float(optimizer.param_groups[0]["lr"]) if optimizer is not None else 0.0
 
     def on_step_end(self, args, state, control, **kwargs):
-        pending = self.trainer._pending
-        if pending:
-            mean = {k: sum(p[k] for p in pending) / len(pending) for k in pending[0]}
-            entry = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
-            self.trainer.step_log.append(entry | {"lr": self.lr} | mean)
-        pending.clear()
-
-
-def _finite_everywhere(loss: torch.Tensor) -> bool:
-    """Whether the loss is finite on every process (so that all stop together, none hangs)."""
-    finite = torch.isfinite(loss.detach()).to(torch.int32)
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-    return bool(finite)
+        steps = self.trainer.steps
+        steps.end_step(state.global_step, round(state.epoch or 0.0, 4), self.lr)
+        if (
+            state.global_step % LOG_EVERY == 0
+            or control.should_save
+            or control.should_training_stop
+        ):
+            steps.flush()

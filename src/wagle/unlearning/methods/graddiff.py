@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from wagle.registry import register
@@ -13,6 +15,8 @@ from wagle.unlearning.options import RetainOptions
 @register(METHODS, "graddiff")
 class GradDiff(RetainObjective):
     Options = RetainOptions
+    # −NLL_f a mean over forget answer tokens, λ·retain over retain answer tokens
+    normalised_by: ClassVar[dict[str, str]] = {"forget": "forget_tokens", "retain": "retain_tokens"}
 
     def __call__(self, model: torch.nn.Module, batch: ForgetRetainBatch) -> Terms:
         forget_nll = mean_nll(model, batch.forget)

@@ -10,6 +10,8 @@ and no second model sits in memory; ``reference: live`` keeps a frozen copy inst
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 
@@ -29,6 +31,8 @@ def npo_loss(nll: torch.Tensor, ref_nll: torch.Tensor, beta: float) -> torch.Ten
 @register(METHODS, "npo")
 class NPO(RetainObjective):
     Options = NPOOptions
+    # the preference term a mean over forget samples, λ·retain over retain answer tokens
+    normalised_by: ClassVar[dict[str, str]] = {"forget": "sequences", "retain": "retain_tokens"}
 
     def __init__(self, options: NPOOptions | None = None) -> None:
         super().__init__(options)
@@ -40,7 +44,8 @@ class NPO(RetainObjective):
         if self.options.reference == "live":
             self.reference = frozen_copy(model)
         else:
-            self.ref_nll = reference_nll(model, data.forget, pad_token_id)
+            # on the training device: indexed per micro-batch without a copy from the host
+            self.ref_nll = reference_nll(model, data.forget, pad_token_id).to(model.device)
 
     def __call__(self, model: torch.nn.Module, batch: ForgetRetainBatch) -> Terms:
         nll, n_tokens = sequence_nll(model, batch.forget)

@@ -8,6 +8,8 @@ The logged ``forget_nll`` is the NLL of the refusals, not of the original answer
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from wagle.data.load import Record
@@ -22,6 +24,8 @@ from wagle.unlearning.options import POOptions
 @register(METHODS, "po")
 class RefusalPreference(RetainObjective):
     Options = POOptions
+    # the refusals' NLL a mean over their tokens, λ·retain over retain answer tokens
+    normalised_by: ClassVar[dict[str, str]] = {"forget": "forget_tokens", "retain": "retain_tokens"}
 
     def forget_records(self, records: list[Record]) -> list[Record]:
         if records and "question" not in records[0]:

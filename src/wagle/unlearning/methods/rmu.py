@@ -16,6 +16,8 @@ every trainable parameter to receive a gradient, runs without ``find_unused_para
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from wagle.errors import WagleError
@@ -27,15 +29,21 @@ from wagle.unlearning.options import RMUOptions
 
 
 def masked_mse(hidden: torch.Tensor, target: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
-    """Mean over non-padding tokens of ‖hidden − target‖² / H; hidden [B, T, H], attention [B, T]."""
+    """Mean over non-padding tokens of ‖hidden − target‖² / H; hidden [B, T, H], attention [B, T]
+    (masked, not indexed: boolean indexing waits for the device)."""
     keep = attention.bool()
     squared = (hidden.float() - target.float()).pow(2).mean(dim=-1)  # [B, T]
-    return squared[keep].sum() / keep.sum().clamp(min=1)
+    return torch.where(keep, squared, 0.0).sum() / keep.sum().clamp(min=1)
 
 
 @register(METHODS, "rmu")
 class RMU(Objective):
     Options = RMUOptions
+    # both distances are means over non-padding positions
+    normalised_by: ClassVar[dict[str, str]] = {
+        "forget": "forget_positions",
+        "retain": "retain_positions",
+    }
 
     def __init__(self, options: RMUOptions | None = None) -> None:
         super().__init__(options)
@@ -75,8 +83,8 @@ class RMU(Objective):
         )
         return {
             "loss": forget + retain,
-            "forget": forget.detach(),
-            "retain": retain.detach(),
+            "forget": forget,
+            "retain": retain,
             "forget_nll": _logged_nll(forget_logits, batch.forget["labels"]),
             "retain_nll": _logged_nll(retain_logits, batch.retain["labels"]),
         }

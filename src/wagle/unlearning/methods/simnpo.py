@@ -8,6 +8,8 @@ paper's TOFU setting for β and its reward margin), λ = 1.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 
@@ -26,6 +28,8 @@ def simnpo_loss(mean_nll: torch.Tensor, beta: float, delta: float) -> torch.Tens
 @register(METHODS, "simnpo")
 class SimNPO(RetainObjective):
     Options = SimNPOOptions
+    # the preference term a mean over forget samples, λ·retain over retain answer tokens
+    normalised_by: ClassVar[dict[str, str]] = {"forget": "sequences", "retain": "retain_tokens"}
 
     def __call__(self, model: torch.nn.Module, batch: ForgetRetainBatch) -> Terms:
         nll, n_tokens = sequence_nll(model, batch.forget)

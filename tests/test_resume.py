@@ -178,18 +178,25 @@ class Crash(Exception):
     pass
 
 
-def _train(tiny_model, tokenizer, micro_splits, out: Path, crash_at=0, resume=None, lora=False):
+def _train(
+    tiny_model, tokenizer, micro_splits, out: Path, crash_at=0, resume=None, lora=False,
+    max_steps=5, save_every=2, schedule=None,
+):  # fmt: skip
+    """GradDiff on 8 forget samples, batch 2 (4 steps an epoch); a point every step unless
+    ``schedule`` (TrajectoryCallback's every / epochs) says otherwise."""
     model = tiny_model(seed=0)
     if lora:  # peft adapters: the checkpoint holds the adapter weights
         torch.manual_seed(0)
         model = add_lora(model, ["q_proj", "v_proj"], rank=2, alpha=4.0)
-    config = UnlearnConfig(method="graddiff", max_steps=5, batch_size=2, save_every=2,
+    config = UnlearnConfig(method="graddiff", max_steps=max_steps, batch_size=2,
+                           save_every=save_every,
                            gradient_accumulation_steps=1, learning_rate=1e-2, max_length=48,
                            progress=False)  # fmt: skip
     forget, retain = micro_splits["forget10"][:8], micro_splits["retain90"][:8]
     data = PairedDataset(_encode(tokenizer, forget, config), _encode(tokenizer, retain, config))
     objective = METHODS["graddiff"](None)
-    trajectory = TrajectoryCallback(WeightEvaluator(), every=1, log=lambda line: None)
+    schedule = schedule or {"every": 1}
+    trajectory = TrajectoryCallback(WeightEvaluator(), **schedule, log=lambda line: None)
     trainer = MaskedUnlearningTrainer(
         model=model,
         args=training_arguments(config, str(out)),
@@ -288,4 +295,32 @@ def test_unlearn_model_resumes_a_checkpoint_resumable_finds(
     for (name, a), b in zip(
         resumed.model.named_parameters(), uninterrupted.model.parameters(), strict=True
     ):
+        assert torch.equal(a, b), name
+
+
+def test_a_checkpoint_at_an_evaluated_epoch_end_holds_that_epochs_point(
+    tiny_model, tokenizer, micro_splits, tmp_path
+):
+    """The default schedule (a point every 2 epochs, at the epoch's end) and a checkpoint at
+    that end: 4 steps an epoch, 12 steps, save every 4. Checkpoint 8 holds the point of step 8
+    (epoch 2's end), and the run resumed from it (killed after step 9) measures and selects
+    what the uninterrupted run does: points at steps 0, 8 and 12."""
+    default = {"every": UnlearnConfig.eval_every, "epochs": UnlearnConfig.eval_epochs}
+    assert default == {"every": 0, "epochs": 2}
+    common = {"max_steps": 12, "save_every": 4, "schedule": default}
+    with pytest.raises(Crash):
+        _train(tiny_model, tokenizer, micro_splits, tmp_path / "a", crash_at=9, **common)
+    checkpoint = tmp_path / "a" / "checkpoint-8"
+    assert [p["step"] for p in json.loads((checkpoint / STATE_FILE).read_text())["points"]] == [
+        0,
+        8,
+    ]
+    model, trainer = _train(
+        tiny_model, tokenizer, micro_splits, tmp_path / "a", resume=checkpoint, **common
+    )
+    reference, uninterrupted = _train(tiny_model, tokenizer, micro_splits, tmp_path / "b", **common)
+    assert [p["step"] for p in uninterrupted.trajectory.points] == [0, 8, 12]
+    assert _figures(trainer.trajectory.points) == _figures(uninterrupted.trajectory.points)
+    assert trainer.trajectory.selected["step"] == uninterrupted.trajectory.selected["step"]
+    for (name, a), b in zip(model.named_parameters(), reference.parameters(), strict=True):
         assert torch.equal(a, b), name

@@ -21,6 +21,17 @@ flagged, rather than the original model handed back as an "unlearned" one.
 
 The selected weights are kept in CPU memory: a copy of every trainable tensor, taken when its
 point becomes the best, restored into the model when training ends.
+
+Several processes (DDP): the main process alone evaluates and keeps the copy; it hands each
+point, the selection and the early-stopping decision to the others (``wagle.unlearning.ranks``),
+so that all of them stop at the same step and select the same point, whatever numbers another
+process would have computed; at the end the selected weights go from it to every process.
+Evaluating once means the others wait for it: a point must take less than the process group's
+timeout (``ddp_timeout``, 30 min by default).
+
+An evaluated epoch's point is measured at its last optimizer step (``on_step_end``), before
+the Trainer saves a checkpoint at that step, so that the checkpoint holds it and a run resumed
+from there measures what an uninterrupted one does.
 """
 
 from __future__ import annotations
@@ -41,6 +52,7 @@ from wagle.evaluation.likelihood import answer_nll, perturbed_nll
 from wagle.evaluation.rouge import rouge_l
 from wagle.evaluation.summary import summarise
 from wagle.io import write_json
+from wagle.unlearning import ranks
 
 POINT_KEYS = (
     "step",
@@ -190,8 +202,8 @@ class TrajectoryCallback(TrainerCallback):
     ``every`` > 0: every that many optimizer steps; else every ``epochs``-th epoch end.
     ``early_stop`` > 0 stops training once the selected point is that many evaluations old
     (only while some point meets the floor). ``path``: where ``trajectory.json`` is rewritten
-    after every point (main process only). Every process evaluates (same weights, same
-    figures), so all of them take the same early-stopping decision.
+    after every point (main process only). Only the main process evaluates and keeps the best
+    weights; the others receive each point and decision from it (module doc).
     """
 
     def __init__(
@@ -214,6 +226,9 @@ class TrajectoryCallback(TrainerCallback):
         self.criterion: dict[str, Any] = {}
         self.best_state: dict[str, torch.Tensor] | None = None
         self.last_state: dict[str, torch.Tensor] | None = None
+        # called on every process before a point is measured (the trainer flushes its step
+        # log there, so a non-finite loss stops the run before the model is evaluated)
+        self.before_point: Callable[[], None] = lambda: None
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if not self.points:  # a resumed run has its points back (MaskedUnlearningTrainer.restore)
@@ -222,22 +237,23 @@ class TrajectoryCallback(TrainerCallback):
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if self.every and state.global_step % self.every == 0:
             self._measure(state, control, model)
-
-    def on_epoch_end(self, args, state, control, model=None, **kwargs):
-        epoch = round(state.epoch or 0)
-        if not self.every and epoch % self.epochs == 0 and self._new_step(state):
-            self._measure(state, control, model)
+        elif not self.every and _ends_epoch(state) and round(state.epoch) % self.epochs == 0:
+            self._measure(state, control, model)  # before the Trainer saves at this step
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         if self._new_step(state):
             self._measure(state, control, model)
 
     def finish(self, model: torch.nn.Module) -> None:
-        """After training: keep the last weights if asked, then load the selected ones."""
-        if self.keep_last:
+        """After training: keep the last weights if asked, then load the selected ones (on
+        the main process, which kept them, then into every process)."""
+        if self.keep_last and ranks.is_main():
             self.last_state = trainable_state(model)
         if self.selected is not None and self.selected is not self.points[-1]:
-            load_state(model, self.best_state)  # an earlier point: it met the floor, was copied
+            if ranks.is_main():  # an earlier point: it met the floor, was copied
+                load_state(model, self.best_state)
+            params = dict(model.named_parameters())
+            ranks.weights_from_main([params[n] for n in _trainable_names(model)])
         self.best_state = None
 
     def record(self) -> dict[str, Any]:
@@ -248,21 +264,41 @@ class TrajectoryCallback(TrainerCallback):
         return not self.points or self.points[-1]["step"] != state.global_step
 
     def _measure(self, state, control, model: torch.nn.Module) -> None:
+        self.before_point()
+        outcome = self._evaluate(state, model) if ranks.is_main() else None
+        point, chosen, self.criterion, stop = ranks.from_main(outcome)
+        self.points.append(point)
+        self.selected = self.points[chosen]
+        if self.selected is point and self.criterion["met_floor"] and ranks.is_main():
+            self.best_state = trainable_state(model)
+        control.should_training_stop |= stop
+        if ranks.is_main():
+            if self.path is not None:
+                write_json(self.path, self.record())
+            self.log(progress_line(point, self.selected, stop))
+
+    def _evaluate(self, state, model: torch.nn.Module) -> tuple[dict, int, dict, bool]:
+        """(the new point, the index of the selected one, the criterion, stop?): the main
+        process's decision."""
         start = time.perf_counter()
         figures = self.evaluator(model)
         point = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
         point |= {"eval_seconds": round(time.perf_counter() - start, 3)} | figures
-        self.points.append(point)
-        self.selected, self.criterion = select(self.points, self.utility_floor)
-        if self.selected is point and self.criterion["met_floor"]:
-            self.best_state = trainable_state(model)
-        age = sum(1 for p in self.points if p["step"] > self.selected["step"])
-        stop = bool(self.early_stop and self.criterion["met_floor"] and age >= self.early_stop)
-        control.should_training_stop |= stop
-        if state.is_world_process_zero:
-            if self.path is not None:
-                write_json(self.path, self.record())
-            self.log(progress_line(point, self.selected, stop))
+        points = [*self.points, point]
+        selected, criterion = select(points, self.utility_floor)
+        age = sum(1 for p in points if p["step"] > selected["step"])
+        stop = bool(self.early_stop and criterion["met_floor"] and age >= self.early_stop)
+        return point, points.index(selected), criterion, stop
+
+
+def _ends_epoch(state) -> bool:
+    """Whether the step that just ended is its epoch's last: the Trainer sets ``state.epoch``
+    to epoch + (micro-batch + 1) / micro-batches per epoch, a whole number exactly there."""
+    return state.epoch is not None and state.epoch > 0 and state.epoch == int(state.epoch)
+
+
+def _trainable_names(model: torch.nn.Module) -> list[str]:
+    return [n for n, p in model.named_parameters() if p.requires_grad]
 
 
 def progress_line(point: dict[str, Any], selected: dict[str, Any], stopping: bool) -> str:

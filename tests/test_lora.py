@@ -109,3 +109,25 @@ def test_lora_initialisation_is_seeded_by_the_run(tmp_path, saved_inputs):
     second = unlearn(_config(tmp_path, out=str(tmp_path / "b"))).model
     for (name, a), b in zip(first.named_parameters(), second.parameters(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_masked_lora_merges_the_weight_bf16_autocast_trained_with(tiny_model):
+    """Under bf16 autocast (``bf16: true``) the forward pass's W' = where(M, W + ΔW, W) is
+    computed with ΔW in fp32, as the merge computes it: the merged weight is bit for bit the
+    one training used (before, autocast made ΔW a bf16 product in training only)."""
+    from wagle.unlearning.lora import add_lora, merge_lora
+
+    model = tiny_model(seed=0)
+    mask = _half_mask(model)
+    add_lora(model, ["q_proj"], rank=4, alpha=8.0, mask=mask)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_()  # a trained B (it starts at 0)
+    module = model.model.layers[0].self_attn.q_proj
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        trained = module.weight.detach().clone()  # what a forward pass in training uses
+    assert trained.dtype == torch.float32
+    merged = merge_lora(model, mask).model.layers[0].self_attn.q_proj.weight
+    assert torch.equal(merged.detach(), trained)

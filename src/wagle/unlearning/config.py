@@ -89,7 +89,11 @@ class UnlearnConfig:
     prompt_format: str = cfg.field("auto", PROMPT_FORMAT_HELP)
     max_length: int = cfg.field(512, "maximum tokens per sample")
     seed: int = cfg.field(0, "seed of shuffling and of the forget/retain pairing")
-    lora: bool = cfg.field(False, "train LoRA adapters (merged on save) instead of the weights")
+    lora: bool = cfg.field(
+        False,
+        "train LoRA adapters (merged on save) instead of the weights; with a mask, every "
+        "forward pass builds a dense ΔW and W' (fp32) per targeted layer: no memory saving",
+    )
     lora_rank: int = cfg.field(8, "LoRA rank r")
     lora_alpha: float = cfg.field(16.0, "LoRA scaling α (the update is scaled by α/r)")
     lora_targets: list[str] = cfg.field(

@@ -45,5 +45,5 @@ def refuse_sharded_training() -> None:
             raise WagleError(
                 f"{name} is not supported: the mask is exact with one process or DDP "
                 "(torchrun, accelerate launch --multi_gpu); for less memory per device use "
-                "--gradient-checkpointing or --lora"
+                "--gradient-checkpointing or --optimizer-state selected (see wagle plan)"
             )

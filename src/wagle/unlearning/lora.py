@@ -13,6 +13,15 @@ so the forward pass, the loss and the gradients of A and B all see the masked up
 save the parametrization is removed with ``leave_parametrized=True``: the stored weight is
 exactly the W' the model was trained with, and an unselected entry is W itself, bit for bit.
 A and B are initialised as peft initialises them (A Kaiming-uniform, B zero: W' = W at step 0).
+
+Precision: ΔW = (α/r)·B·A is computed in fp32 with autocast off, in training and when
+merging alike, so the merged weight is the trained one also under ``bf16: true`` (autocast
+would otherwise compute it in bf16 during training and in fp32 at the merge).
+
+Cost: a masked LoRA is not a memory saving. Every forward pass builds the dense ΔW [out, in]
+(fp32) and W' [out, in] of each targeted layer, and autograd keeps them for the backward
+pass: about 8 bytes (fp32 weights) per targeted weight on top of the model, against a full
+fine-tune's gradients of 4. Without a mask, peft's adapters never build ΔW.
 """
 
 from __future__ import annotations
@@ -39,7 +48,8 @@ class MaskedLowRankUpdate(torch.nn.Module):
         self.register_buffer("selected", selected.to(weight.device), persistent=False)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        delta = (self.lora_B @ self.lora_A) * self.scaling  # [out, in], fp32
+        with torch.autocast(weight.device.type, enabled=False):  # fp32 in training and merge
+            delta = (self.lora_B.float() @ self.lora_A.float()) * self.scaling  # [out, in]
         return torch.where(self.selected, weight + delta.to(weight.dtype), weight)
 
 

@@ -9,15 +9,14 @@ is given (DESIGN.md §6). The mechanism, which needs no copy of the weights:
   is clipped: ``zero_unselected_grads``, in place. From step 0 Adam's moments of those
   entries stay 0, so its update there is 0/(0+ε) = 0, and p − 0 = p;
 - such a parameter's weight decay is taken out of the optimizer and applied before each step
-  as p ← where(s, p·(1 − lr·wd), p): the unselected entries are copied from p itself, so
-  they keep their bits whatever they hold (−0.0, NaN);
+  as p ← p·f with f = 1 − lr·wd where selected and exactly 1.0 elsewhere (p·1.0 = p);
 - a fully selected parameter is left alone: dense unlearning is the all-True mask, nothing
   else, so it costs nothing.
 
 Per optimizer step nothing of a parameter's size is allocated: the gradient is zeroed with
-``torch.where(s, g, 0, out=g)`` and the decay goes through one scratch buffer of at most
-``CHUNK`` entries per dtype and device, reused by every parameter and step (a multiplication
-by a bool mask would convert the mask to a float copy of the parameter's size first).
+``torch.where(s, g, 0, out=g)``, and f is built ``CHUNK`` entries at a time in an fp32 scratch
+buffer made once per device and reused by every parameter and step (multiplying by the bool
+mask itself would convert it to a float copy of the parameter's size first).
 
 ``verify`` re-checks the invariant after training from integer checksums of the unselected
 entries taken before it, and raises if any moved (e.g. with an optimizer outside
@@ -126,37 +125,37 @@ class MaskEnforcer:
 
 def _masked_decay(moved: list[tuple[torch.nn.Parameter, torch.Tensor, float]]):
     """A step pre-hook applying AdamW's decoupled decay p ← p·(1 − lr·wd) to selected entries."""
-    scratch: dict[tuple, torch.Tensor] = {}  # [≤ CHUNK] per (dtype, device), made once
+    scratch: dict[torch.device, torch.Tensor] = {}  # fp32 [2, ≤ CHUNK] per device, made once
+    size = min(CHUNK, max(p.numel() for p, _, _ in moved))
 
     @torch.no_grad()
     def hook(optimizer: torch.optim.Optimizer, args, kwargs) -> None:
         group = next(g for g in optimizer.param_groups if g.get("masked_decay"))
         lr = float(group["lr"])
         for param, selected, decay in moved:
-            key = (param.dtype, param.device)
-            if key not in scratch:
-                size = min(CHUNK, max(p.numel() for p, _, _ in moved if p.dtype == param.dtype))
-                scratch[key] = torch.empty(size, dtype=param.dtype, device=param.device)
-            decay_selected(param, selected, 1 - lr * decay, scratch[key])
+            if param.device not in scratch:
+                scratch[param.device] = torch.empty(2, size, device=param.device)
+            decay_selected(param, selected, lr * decay, scratch[param.device])
 
     return hook
 
 
 @torch.no_grad()
 def decay_selected(
-    param: torch.Tensor, selected: torch.Tensor, factor: float, scratch: torch.Tensor
+    param: torch.Tensor, selected: torch.Tensor, rate: float, scratch: torch.Tensor
 ) -> None:
-    """p ← where(s, p·factor, p) in place, ``scratch.numel()`` entries at a time.
-
-    p·factor is AdamW's own decay (``param.mul_(1 - lr·wd)``) on the selected entries; the
-    others are copied from p, bit for bit.
-    """
+    """p ← p·f, f = 1 − rate·s in fp32 (exactly 1.0 where s = 0), in place, through ``scratch``
+    (fp32 [2, C]: f, and p's chunk in fp32 when p is not fp32), C entries at a time."""
     flat, keep = param.view(-1), selected.view(-1)
-    step = scratch.numel()
+    step = scratch.shape[1]
     for start in range(0, flat.numel(), step):
         part = flat[start : start + step]
-        product = torch.mul(part, factor, out=scratch[: part.numel()])
-        torch.where(keep[start : start + step], product, part, out=part)
+        factor = scratch[0, : part.numel()].copy_(keep[start : start + step])  # s as 1.0 / 0.0
+        factor.mul_(-rate).add_(1.0)
+        if part.dtype == torch.float32:
+            part.mul_(factor)
+        else:  # the product in fp32, rounded once (a bf16 f would round 1 − lr·wd to 1)
+            part.copy_(scratch[1, : part.numel()].copy_(part).mul_(factor))
 
 
 @torch.no_grad()

@@ -19,7 +19,10 @@ from wagle.plan import (
     Shape,
     activation_bytes,
     attribution_memory,
+    autocast_cache_bytes,
+    evaluation_logits_bytes,
     load_shape,
+    trainable_parameters,
     unlearning_memory,
 )
 from wagle.sequence import sequence_nll
@@ -220,3 +223,135 @@ def test_predicted_peaks_are_within_30_percent_of_measured_peak_rss():
     }
     for stage, value in predicted.items():
         assert abs(value - measured[stage]) / measured[stage] < 0.3, (stage, value, measured)
+
+
+# --- what a recipe adds: the autocast cache, frozen reference copies, evaluation logits -----
+
+
+def _peak_bytes(fn) -> int:
+    """The peak of the bytes tensors held while ``fn`` runs, above those held before (the
+    profiler's allocation and free events, in time order)."""
+    activity = [torch.profiler.ProfilerActivity.CPU]
+    with torch.profiler.profile(activities=activity, profile_memory=True) as profile:
+        fn()
+    events = sorted(
+        (e.time_range.start, e.self_cpu_memory_usage)
+        for e in profile.events()
+        if e.self_cpu_memory_usage
+    )
+    held = peak = 0
+    for _, change in events:
+        held += change
+        peak = max(peak, held)
+    return peak
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_linear_entries_are_the_models_linear_weights(tied):
+    model = _model(tie_word_embeddings=tied)
+    linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    assert Shape.from_config(CONFIG | {"tie_word_embeddings": tied}).linear_entries() == linear
+
+
+def test_autocast_activations_and_weight_cache_are_within_15_percent_of_saved_bytes():
+    """fp32 weights under bf16 autocast, no checkpointing: autograd saves the bf16 copies of
+    the linear weights (the cache) with bf16 activations; the plan's activations (bf16) and
+    cache, less the loss gradient alive only in backward, match the saved bytes."""
+    shape = Shape.from_config(CONFIG)
+    model = _model()
+    batch, length = 3, 48
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        measured = _saved_bytes(model, batch, length, checkpointing=False)
+    cache = autocast_cache_bytes(shape, "float32", autocast=True, checkpointing=False)
+    assert cache == 2 * shape.linear_entries()
+    predicted = activation_bytes(shape, batch * length, "bfloat16", False) + cache
+    predicted -= batch * length * shape.vocab * (4 + 2)
+    assert abs(predicted - measured) / measured < 0.15, (predicted, measured)
+
+
+def test_with_checkpointing_the_trainer_turns_the_autocast_cache_off(tmp_path):
+    """A checkpointed forward pass under bf16 autocast holds the cache at its end (2 bytes
+    per linear weight, the plan's figure, within 10%); with the cache off, as the trainer
+    sets it under checkpointing, only the output head's copy is left (the plan's figure)."""
+    from accelerate.utils import AutocastKwargs
+
+    config = CONFIG | {"vocab_size": 300, "hidden_size": 256, "intermediate_size": 688}
+    shape = Shape.from_config(config)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(**{k: v for k, v in config.items() if k != "model_type"}))
+    model.train()
+    model.gradient_checkpointing_enable({"use_reentrant": False})
+    ids = torch.randint(0, 300, (2, 16), generator=torch.Generator().manual_seed(0))
+
+    def forward(cache: bool):
+        with torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=cache):
+            model(input_ids=ids)
+
+    on, off = _peak_bytes(lambda: forward(True)), _peak_bytes(lambda: forward(False))
+    full = autocast_cache_bytes(shape, "float32", autocast=True, checkpointing=False)
+    head = autocast_cache_bytes(shape, "float32", autocast=True, checkpointing=True)
+    assert abs((on - off) - (full - head)) / (full - head) < 0.1, (on, off, full, head)
+
+    from wagle.unlearning import METHODS, MaskedUnlearningTrainer
+    from wagle.unlearning.config import UnlearnConfig
+    from wagle.unlearning.run import training_arguments
+
+    run = UnlearnConfig(bf16=True, gradient_checkpointing=True, progress=False)
+    trainer = MaskedUnlearningTrainer(
+        model=model, args=training_arguments(run, str(tmp_path)), objective=METHODS["ga"]()
+    )
+    assert trainer.accelerator.autocast_handler == AutocastKwargs(cache_enabled=False)
+
+
+@pytest.mark.parametrize(
+    ("method", "options", "copies"),
+    [
+        ("npo", {}, 0),  # reference NLLs precomputed: no copy
+        ("npo", {"reference": "live"}, 1),
+        ("graddiff", {"retain_loss": "kl"}, 1),
+        ("npo", {"reference": "live", "retain_loss": "kl"}, 2),
+        ("rmu", {"rmu_layer": 1}, 1),
+    ],
+)
+def test_frozen_reference_copies_are_the_bytes_the_method_keeps(
+    method, options, copies, tiny_model, tokenizer, micro_splits
+):
+    """Exact: the plan's reference copies are the parameters of the frozen models the
+    method's ``prepare`` made; and RMU's trainable parameters are those it leaves trainable."""
+    from wagle.data.batching import encode_records
+    from wagle.unlearning import METHODS, PairedDataset
+    from wagle.unlearning.config import method_options
+
+    model = tiny_model(seed=0)
+    examples = encode_records(tokenizer, micro_splits["forget10"][:2], max_length=32)
+    objective = METHODS[method](method_options(method, options))
+    objective.prepare(model, PairedDataset(examples, examples), 0)
+    holders = [objective] + ([objective.retain] if hasattr(objective, "retain") else [])
+    frozen = [m for h in holders for m in vars(h).values() if isinstance(m, torch.nn.Module)]
+    kept = sum(p.numel() * p.element_size() for m in frozen for p in m.parameters())
+    shape = Shape.from_config(model.config.to_dict())
+    trainable = trainable_parameters(shape, objective.options.trained_layers(shape.layers))
+    parts = unlearning_memory(
+        shape, 1.0, "float32", state="full", devices=1, checkpointing=False, batch_size=1,
+        max_length=8, reference_copies=objective.options.frozen_copies(), trainable=trainable,
+    )  # fmt: skip
+    assert parts["reference_copies"] == kept == copies * shape.parameters * 4
+    assert trainable == sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def test_evaluation_logits_are_within_15_percent_of_the_likelihood_pass_peak(
+    tiny_model, tokenizer, micro_splits
+):
+    """A trajectory point's likelihood pass (``answer_nll``, one batch of 16 questions) on a
+    tiny model whose logits dominate: its measured peak against the plan's logits bytes for
+    that batch and its padded length, within 15%."""
+    from wagle.data.batching import encode_records
+    from wagle.evaluation.likelihood import answer_nll
+
+    model = tiny_model(seed=0)
+    records = micro_splits["forget10"][:16]
+    length = max(len(e["input_ids"]) for e in encode_records(tokenizer, records))
+    measured = _peak_bytes(lambda: answer_nll(model, tokenizer, records, batch_size=16))
+    shape = Shape.from_config(model.config.to_dict())
+    predicted = evaluation_logits_bytes(shape, False, batch_size=16, max_length=length)
+    assert abs(predicted - measured) / measured < 0.15, (predicted, measured)

@@ -3,6 +3,7 @@ master weights with bf16 autocast, and name their prompt format."""
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -43,3 +44,38 @@ def test_tofu_recipes_share_the_prompt_format_with_attribution():
     assert formats == {"tofu-llama2"}
     for path in CONFIGS.glob("attribute_*.yaml"):
         cfg.build(AttributionConfig, cfg.load_yaml(path))
+
+
+MEMORY = re.compile(
+    r"Memory \(wagle plan --model (?P<model>\S+) --config (?P<config>\S+) --ratio (?P<ratio>\S+)\):"
+    r" (?P<step>[\d.]+) GiB a step(?:, (?P<point>[\d.]+) GiB a trajectory point)?:"
+    r" fits one (?P<gpu>\d+) GB GPU"
+)
+
+
+@pytest.mark.parametrize("path", REAL, ids=lambda p: p.stem)
+def test_every_7b_recipe_fits_the_gpu_its_comment_names(path):
+    """The recipe's comment states ``wagle plan``'s figures for it (a step, and a trajectory
+    point for the QA recipes) and a GPU: the figures are the plan's, and the larger fits the
+    GPU with 5% to spare (CUDA context, fragmentation)."""
+    from wagle.plan import GiB, load_shape, recipe_memory
+
+    comment = " ".join(
+        line.lstrip("# ") for line in path.read_text().splitlines() if line.startswith("#")
+    )
+    stated = MEMORY.search(comment)
+    assert stated, f"{path.name} names no GPU with the plan's figures"
+    assert stated["config"] == f"configs/{path.name}"
+    run, options = split_recipe(cfg.load_yaml(path))
+    config = cfg.build(UnlearnConfig, run)
+    plan = recipe_memory(
+        load_shape(stated["model"]), config, method_options(config.method, options),
+        float(stated["ratio"]),
+    )  # fmt: skip
+    peak = sum(plan["step"].values())
+    assert f"{peak / GiB:.1f}" == stated["step"]
+    if stated["point"] is not None:
+        point = sum(plan["evaluation"].values())
+        assert f"{point / GiB:.1f}" == stated["point"]
+        peak = max(peak, point)
+    assert peak <= 0.95 * int(stated["gpu"]) * 1e9

@@ -8,12 +8,26 @@ attribution (one pass at a time, scores streamed, masks on CPU):
     weights N·w · gradient sums 2·N·4 (fp32; 0 on the device with ``--gradient-sums
     float32-cpu``) · one tensor's scores and temporaries 4·4·n_max · activations of one batch
     · the loss's logits
-unlearning (forget + retain batch per step, both graphs alive until backward):
-    weights N·w · gradients N·w · DDP buckets N·w (2+ devices: DDP copies gradients into its
-    buckets) · bool mask N · AdamW state: dense 2·N·w (torch keeps moments in the weights'
-    dtype), selective ρ·N·(12 + 4 if w ≠ 4) (int32 indices, fp32 moments, fp32 masters for
+unlearning (forget + retain batch per step, both graphs alive until backward), with T the
+trainable parameters (all but RMU's frozen upper layers):
+    weights N·w · gradients T·w · DDP buckets T·w (2+ devices: DDP copies gradients into its
+    buckets) · bool mask N · AdamW state: dense 2·T·w (torch keeps moments in the weights'
+    dtype), selective ρ·T·(12 + 4 if w ≠ 4) (int32 indices, fp32 moments, fp32 masters for
     bf16 weights)
+    · autocast weight cache: with bf16 autocast on fp32 weights (``bf16: true``), autocast
+    keeps a bf16 copy of every trainable linear weight from its first use in a forward pass
+    to the end of the step's autocast region, 2 bytes per linear weight entry, alive with
+    the gradients of the step's earlier micro-batches; with gradient checkpointing the
+    trainer turns the cache off and only the output head's copy, which autograd saves
+    outside the checkpointed layers, remains
+    · frozen reference copies of the whole model, N·w each: NPO's live reference, the KL
+    retain term's original model, RMU's original model (``Options.frozen_copies``)
     · activations of 2 batches · logits
+evaluation while unlearning (a trajectory point; the step's gradients are freed by then):
+    weights, optimizer state, mask, reference copies, the autocast cache of one forward pass
+    · the likelihood pass's logits: per token of an evaluation batch, V entries as logits
+    (fp32; bf16 first under autocast) and cross-entropy's fp32 log-softmax
+    (``evaluation_memory``)
 
 Activations per token, calibrated on HF Llama (sdpa attention, no s² term) by counting the
 bytes autograd saves: a decoder layer keeps (10·h + 4·i)·a bytes (+4·h in bf16, the RMSNorm's
@@ -26,6 +40,7 @@ for activations).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import dataclass
@@ -86,6 +101,14 @@ class Shape:
             tied=bool(config.get("tie_word_embeddings", False)),
             qkv_bias=kind == "qwen2" or bool(config.get("attention_bias", False)),
         )
+
+    def linear_entries(self) -> int:
+        """Entries of every linear layer's weight and bias (the projections and the output
+        head, which a tied embedding feeds too): what bf16 autocast casts and caches."""
+        h, q, kv = self.hidden, self.heads * self.head_dim, self.kv_heads * self.head_dim
+        layer = h * q + 2 * h * kv + q * h + 3 * h * self.intermediate
+        layer += q + 2 * kv if self.qkv_bias else 0
+        return layer * self.layers + self.vocab * h
 
     def tensor_sizes(self) -> list[int]:
         """Entries of every parameter tensor (tied embeddings counted once)."""
@@ -156,20 +179,60 @@ def unlearning_memory(
     checkpointing: bool,
     batch_size: int,
     max_length: int,
+    autocast: bool = False,
+    reference_copies: int = 0,
+    trainable: int | None = None,
 ) -> dict[str, int]:
-    """Bytes per device of ``wagle unlearn`` with a mask of ratio ρ (``state``: full/selected)."""
+    """Bytes per device of a ``wagle unlearn`` step with a mask of ratio ρ (``state``:
+    full/selected); ``autocast``: bf16 autocast (``bf16: true``); ``reference_copies``: frozen
+    copies of the model the method keeps; ``trainable``: trainable parameters (all if None)."""
     n, w = shape.parameters, DTYPE_BYTES[dtype]
-    k = min(n, math.floor(ratio * n + 0.5))  # as selection rounds it
-    optimizer = 2 * n * w if state == "full" else k * (12 + (4 if w != 4 else 0))
+    t = n if trainable is None else trainable
+    k = min(t, math.floor(ratio * t + 0.5))  # as selection rounds it
+    optimizer = 2 * t * w if state == "full" else k * (12 + (4 if w != 4 else 0))
     tokens = 2 * batch_size * max_length  # a forget and a retain batch
+    compute = "bfloat16" if autocast else dtype
     return {
         "weights": n * w,
-        "gradients": n * w,
-        "ddp_buckets": n * w if devices > 1 else 0,
+        "gradients": t * w,
+        "ddp_buckets": t * w if devices > 1 else 0,
         "mask": n if ratio < 1 else 0,
         "optimizer_state": optimizer,
-        "activations": activation_bytes(shape, tokens, dtype, checkpointing),
+        "autocast_cache": autocast_cache_bytes(shape, dtype, autocast, checkpointing, t / n),
+        "reference_copies": reference_copies * n * w,
+        "activations": activation_bytes(shape, tokens, compute, checkpointing),
     }
+
+
+def autocast_cache_bytes(
+    shape: Shape, dtype: str, autocast: bool, checkpointing: bool, trainable: float = 1.0
+) -> int:
+    """The bf16 copies bf16 autocast keeps of fp32 linear weights that require gradients
+    (a ``trainable`` fraction of them): 2 bytes an entry; with checkpointing (cache off) the
+    output head's alone; none for bf16 weights."""
+    if not autocast or dtype != "float32":
+        return 0
+    if checkpointing:
+        return 2 * shape.vocab * shape.hidden if trainable == 1.0 else 0
+    return 2 * round(shape.linear_entries() * trainable)
+
+
+def evaluation_logits_bytes(shape: Shape, autocast: bool, batch_size: int, max_length: int) -> int:
+    """The peak of a trajectory point's likelihood pass beyond the model: per token of a batch,
+    V logits in fp32 (after a bf16 copy under autocast) and cross-entropy's fp32
+    log-softmax of them."""
+    per_entry = 2 * 4 + (2 if autocast else 0)
+    return batch_size * max_length * shape.vocab * per_entry
+
+
+def evaluation_memory(
+    step: dict[str, int], shape: Shape, *, autocast: bool, batch_size: int, max_length: int
+) -> dict[str, int]:
+    """Bytes per device while a trajectory point is measured, from the step's ``parts``: the
+    gradients, DDP buckets and activations are gone, the evaluation's logits are there."""
+    kept = ("weights", "mask", "optimizer_state", "autocast_cache", "reference_copies")
+    parts = {k: step[k] for k in kept}
+    return parts | {"logits": evaluation_logits_bytes(shape, autocast, batch_size, max_length)}
 
 
 def plan_table(
@@ -177,7 +240,8 @@ def plan_table(
 ) -> list[dict[str, Any]]:
     """One row per (stage, dtype, checkpointing, ratio, state): components and total in bytes.
     Attribution batches are twice the unlearning batch (its default: 8 against 4); its
-    ``state`` says where the gradient sums live."""
+    ``state`` says where the gradient sums live. fp32 unlearning rows come twice: without and
+    with bf16 autocast (``autocast``: the 7B recipes' ``bf16: true``)."""
     rows = []
     for dtype in ("bfloat16", "float32"):
         for checkpointing in (False, True):
@@ -189,16 +253,60 @@ def plan_table(
                 )  # fmt: skip
                 row = {"stage": "attribute", **common, "ratio": None, "state": f"sums {sums}"}
                 rows.append(row | _sum(parts))
-            for ratio in ratios:
-                for state in ("full", "selected"):
-                    parts = unlearning_memory(
-                        shape, ratio, dtype, state=state, devices=devices,
-                        checkpointing=checkpointing, batch_size=batch_size, max_length=max_length,
-                    )  # fmt: skip
-                    row = {"stage": "unlearn", **common, "ratio": ratio, "state": state}
-                    rows.append(row | _sum(parts))
+            for autocast, ratio, state in itertools.product(
+                (False, True) if dtype == "float32" else (False,), ratios, ("full", "selected")
+            ):
+                parts = unlearning_memory(
+                    shape, ratio, dtype, state=state, devices=devices,
+                    checkpointing=checkpointing, batch_size=batch_size, max_length=max_length,
+                    autocast=autocast,
+                )  # fmt: skip
+                row = {"stage": "unlearn", **common, "ratio": ratio, "state": state}
+                rows.append(row | {"autocast": autocast} | _sum(parts))
     return rows
 
 
 def _sum(parts: dict[str, int]) -> dict[str, Any]:
     return {"parts": parts, "total": sum(parts.values())}
+
+
+def trainable_parameters(shape: Shape, layers: int | None) -> int:
+    """Parameters a method trains that trains the embeddings and decoder layers
+    0..``layers``-1 only, plus the final norm when those are all of them (RMU,
+    ``methods.rmu.freeze_above``); every parameter when ``layers`` is None."""
+    if layers is None:
+        return shape.parameters
+    sizes = shape.tensor_sizes()
+    per_layer = (len(sizes) - 2 - (0 if shape.tied else 1)) // shape.layers
+    layers = min(layers, shape.layers)
+    norm = shape.hidden if layers == shape.layers else 0
+    return sizes[0] + sum(sizes[1 : 1 + per_layer]) * layers + norm
+
+
+def recipe_memory(shape: Shape, config: Any, options: Any, ratio: float, devices: int = 1) -> dict:
+    """Bytes per device of an unlearning recipe (an ``UnlearnConfig`` and its method's options)
+    under a mask of ratio ρ (1: dense): ``{"step": parts, "evaluation": parts, "peak": bytes}``,
+    the evaluation being a trajectory point at ``config.eval_batch_size``."""
+    from wagle.unlearning.config import AUTO_MAX_DENSITY
+
+    autocast = bool(config.bf16)
+    selective = config.optimizer_state == "selected" or (
+        config.optimizer_state == "auto" and ratio < AUTO_MAX_DENSITY
+    )
+    layers = getattr(options, "trained_layers", lambda n: None)(shape.layers)
+    step = unlearning_memory(
+        shape, ratio, config.dtype, state="selected" if selective else "full", devices=devices,
+        checkpointing=config.gradient_checkpointing, batch_size=config.batch_size,
+        max_length=config.max_length, autocast=autocast,
+        reference_copies=getattr(options, "frozen_copies", lambda: 0)(),
+        trainable=trainable_parameters(shape, layers),
+    )  # fmt: skip
+    evaluation = evaluation_memory(
+        step, shape, autocast=autocast, batch_size=config.eval_batch_size,
+        max_length=config.max_length,
+    )  # fmt: skip
+    return {
+        "step": step,
+        "evaluation": evaluation,
+        "peak": max(sum(step.values()), sum(evaluation.values())),
+    }

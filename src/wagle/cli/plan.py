@@ -7,7 +7,7 @@ import argparse
 import json
 
 from wagle.cli import COMMANDS
-from wagle.plan import PRESETS, GiB, load_shape, plan_table
+from wagle.plan import PRESETS, GiB, load_shape, plan_table, recipe_memory
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -27,12 +27,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--devices", type=int, default=1, help="data-parallel devices (DDP)")
     parser.add_argument("--batch-size", type=int, default=4, help="forget samples per device step")
     parser.add_argument("--max-length", type=int, default=512, help="tokens per sample")
+    parser.add_argument(
+        "--config",
+        help="an unlearning recipe (YAML): its precision, checkpointing, batch, length, optimizer "
+        "state and method (frozen reference copies, trained layers), a step and a trajectory point",
+    )
     parser.add_argument("--json", action="store_true", help="print the rows as JSON (bytes)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     shape = load_shape(args.model)
+    if args.config:
+        return run_recipe(args, shape)
     rows = plan_table(shape, args.ratio, args.devices, args.batch_size, args.max_length)
     if args.json:
         print(json.dumps({"parameters": shape.parameters, "rows": rows}, indent=2))
@@ -43,10 +50,33 @@ def run(args: argparse.Namespace) -> int:
     for row in rows:
         parts = ", ".join(f"{k} {_size(v)}" for k, v in row["parts"].items() if v)
         ratio = "" if row["ratio"] is None else f"{row['ratio']:g}"
+        dtype = row["dtype"] + ("+bf16" if row.get("autocast") else "")
         print(
-            f"{row['stage']:<10}{row['dtype']:<10}{'on' if row['checkpointing'] else 'off':<6}"
+            f"{row['stage']:<10}{dtype:<15}{'on' if row['checkpointing'] else 'off':<6}"
             f"{ratio:>6}  {row['state']:<18}{_size(row['total']):>10}  {parts}"
         )
+    return 0
+
+
+def run_recipe(args: argparse.Namespace, shape) -> int:
+    """The recipe's own settings: one step and one trajectory point per ratio."""
+    from wagle.config import load_yaml
+    from wagle.unlearning.config import UnlearnConfig, method_options, split_recipe
+
+    run_options, options = split_recipe(load_yaml(args.config))
+    config = UnlearnConfig(**run_options)
+    options = method_options(config.method, options)
+    plans = {r: recipe_memory(shape, config, options, r, args.devices) for r in args.ratio}
+    if args.json:
+        print(json.dumps({"parameters": shape.parameters, "ratios": plans}, indent=2))
+        return 0
+    print(f"{args.config} on {args.model}: {shape.parameters:,} parameters, {args.devices} "
+          f"device(s), batch {config.batch_size} × {config.max_length} tokens; per device")  # fmt: skip
+    for ratio, plan in plans.items():
+        for phase, label in (("step", "a step"), ("evaluation", "a trajectory point")):
+            parts = ", ".join(f"{k} {_size(v)}" for k, v in plan[phase].items() if v)
+            total = _size(sum(plan[phase].values()))
+            print(f"ratio {ratio:g}, {label}: {total} ({parts})")
     return 0
 
 

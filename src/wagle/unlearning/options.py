@@ -17,7 +17,18 @@ from wagle.errors import WagleError
 
 @dataclass
 class NoOptions:
-    """A method without options."""
+    """A method without options.
+
+    What ``wagle plan`` needs of a method, on every options class: ``frozen_copies()``, the
+    frozen copies of the model it keeps in memory; ``trained_layers(n)``, how many decoder
+    layers from the bottom it trains (None: the whole model).
+    """
+
+    def frozen_copies(self) -> int:
+        return 0
+
+    def trained_layers(self, n_layers: int) -> int | None:
+        return None
 
 
 @dataclass
@@ -26,6 +37,12 @@ class RetainOptions:
     retain_loss: str = cfg.field(
         "nll", "retain term: 'nll' on retain answers, or 'kl' to the original model's outputs"
     )
+
+    def frozen_copies(self) -> int:
+        return int(self.retain_loss == "kl")  # the original model, for KL(original ‖ model)
+
+    def trained_layers(self, n_layers: int) -> int | None:
+        return None
 
     def __post_init__(self) -> None:
         if self.retain_loss not in ("nll", "kl"):
@@ -40,6 +57,9 @@ class NPOOptions(RetainOptions):
     reference: str = cfg.field(
         "precomputed", "reference NLLs: 'precomputed' once before training, or 'live' model"
     )
+
+    def frozen_copies(self) -> int:
+        return super().frozen_copies() + int(self.reference == "live")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -71,6 +91,13 @@ class RMUOptions:
     steering_coeff: float = cfg.field(6.5, "c, the norm of the random target direction")
     rmu_alpha: float = cfg.field(1200.0, "α, the weight of the retain activation term")
     rmu_seed: int = cfg.field(0, "seed of the random direction u")
+
+    def frozen_copies(self) -> int:
+        return 1  # the original model's hidden states on retain data
+
+    def trained_layers(self, n_layers: int) -> int | None:
+        """Layers 0..ℓ (the embeddings too; ``methods.rmu.freeze_above``)."""
+        return (min(7, n_layers // 2) if self.rmu_layer is None else self.rmu_layer) + 1
 
     def __post_init__(self) -> None:
         if self.steering_coeff <= 0 or self.rmu_alpha < 0:

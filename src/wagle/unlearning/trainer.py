@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate.utils import AutocastKwargs
 from transformers import PrinterCallback, Trainer, TrainerCallback
 
 from wagle.attribution.masks import Mask
@@ -78,6 +79,11 @@ class MaskedUnlearningTrainer(Trainer):
         self.steps = StepLog()
         self.trajectory = trajectory
         self.run_record = run_record or {}  # the options a checkpoint records
+        if self.args.activation_checkpointing:
+            # bf16 autocast caches a bf16 copy of every fp32 weight until its region ends (2
+            # bytes a weight: 12.6 GiB at 7B); with checkpointing nothing else keeps them, so
+            # casting again at each use costs a little time and saves that memory
+            self.accelerator.autocast_handler = AutocastKwargs(cache_enabled=False)
         self.add_callback(_EpochPairing(self))
         self.add_callback(_StepLogger(self))
         if trajectory is not None:  # after the step logger: a point sees its step's log

@@ -23,7 +23,6 @@ bit). A finished request is not recomputed: its patch is applied to rebuild the 
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import shutil
@@ -101,7 +100,13 @@ def run_sequential(recipe: ExperimentRecipe, out: str | Path, say=print) -> Path
 
 
 class Sequence:
-    """The requests of one cell, in order, on one copy of the target."""
+    """The requests of one cell, in order, training the study's model in place.
+
+    ``study.state`` is a CPU copy of the model's tensors that moves forward with the requests:
+    it holds the model as the previous request left it (each request's patch is made from it
+    and then applied to it), and it is reverted to the target when the sequence ends. So one
+    model and one host copy serve every sequence, whatever the model's size.
+    """
 
     def __init__(self, study, cell: Cell, say=print) -> None:
         self.study, self.cell, self.say = study, cell, say
@@ -110,7 +115,7 @@ class Sequence:
     def run(self) -> list[dict[str, Any]]:
         from wagle.patches import apply_patch
 
-        model, parent, records = copy.deepcopy(self.study.model), None, []
+        model, parent, records = self.study.restore(), None, []
         for k, split in enumerate(self.study.section.requests, 1):
             directory = self.root / f"{k}-{split}"
             config, options = self.unlearn_config(split, directory)
@@ -121,6 +126,7 @@ class Sequence:
                 self.say(f"  request {k} ({split}): finished earlier, its patch applied")
             else:
                 done = self.request(model, k, split, config, options, parent, config_hash)
+            apply_patch(self.study.state, directory / PATCH_FILE)
             parent = done["patch"]["result_sha256"]
             records.append(done)
         write_json(self.root / "chain.json", self.check_chain(model))
@@ -141,7 +147,6 @@ class Sequence:
         tick = time.perf_counter()
         mask = self.mask(model, forget, retain)
         seconds["attribute"] = time.perf_counter() - tick
-        before = {n: t.detach().to("cpu", copy=True) for n, t in model_tensors(model).items()}
         tick = time.perf_counter()
         result = unlearn_model(
             model, s.tokenizer, forget, retain, config, options, mask=mask,
@@ -153,8 +158,7 @@ class Sequence:
             cfg.to_dict(config), dataclasses.asdict(options), mask, self.cell.ratio, evaluation
         )
         metadata |= {"request": k, "forget_split": split, "parent_result_sha256": parent}
-        patch = create_patch(before, model_tensors(model), directory / PATCH_FILE, metadata)
-        del before
+        patch = create_patch(s.state, model_tensors(model), directory / PATCH_FILE, metadata)
         tick = time.perf_counter()
         evaluation = evaluate(
             model.eval(), s.tokenizer, s.eval_configs[split], reference=s.references[split]
@@ -221,45 +225,44 @@ class Sequence:
             "reference": fingerprint(s.references[split]["path"]),
         }  # fmt: skip
 
-    def check_chain(self, final) -> dict[str, bool]:
-        """The patches against the final model, bit for bit: applied in order to the target,
-        composed into one, and reverted in reverse order from the final model."""
-        from wagle.patches import (
-            apply_patch,
-            compose_patches,
-            model_tensors,
-            open_patch,
-            revert_patch,
-        )
-        from wagle.patches.bits import bits
+    def check_chain(self, final) -> dict[str, Any]:
+        """The patches against the final model, bit for bit (by hashes of every tensor's
+        bits): ``state`` = the target + P1 … Pn applied in order; reverted in reverse order it
+        is the target again; their composition applied to it is the final model. Leaves
+        ``state`` holding the target."""
+        from wagle.patches import apply_patch, compose_patches, model_tensors, revert_patch
 
-        paths = [
-            self.root / f"{k}-{s}" / PATCH_FILE
-            for k, s in enumerate(self.study.section.requests, 1)
-        ]
-
-        def same(a, b) -> bool:
-            ta, tb = model_tensors(a), model_tensors(b)
-            return all(bits(ta[n]).equal(bits(tb[n])) for n in ta)
-
-        rebuilt = copy.deepcopy(self.study.model)
-        for path in paths:
-            apply_patch(rebuilt, path)
-        composed_path = self.root / "composed.safetensors"
-        composed = open_patch(paths[0])
-        for path in paths[1:]:
-            composed = compose_patches(composed, path, composed_path)
-        once = copy.deepcopy(self.study.model)
-        apply_patch(once, composed)
-        back = copy.deepcopy(final)
+        state, requests = self.study.state, self.study.section.requests
+        paths = [self.root / f"{k}-{s}" / PATCH_FILE for k, s in enumerate(requests, 1)]
+        final_hash = tensors_hash(model_tensors(final))
+        chained = tensors_hash(state) == final_hash
         for path in reversed(paths):
-            revert_patch(back, path)
+            revert_patch(state, path)
+        reverted = tensors_hash(state) == self.study.target_hash
+        composed = paths[0]
+        for path in paths[1:]:
+            composed = compose_patches(composed, path, self.root / "composed.safetensors")
+        apply_patch(state, composed)
+        once = tensors_hash(state) == final_hash
+        revert_patch(state, composed)
+        from wagle.patches import open_patch
+
         return {
-            "target_plus_patches_is_final": same(rebuilt, final),
-            "composed_patch_is_final": same(once, final),
-            "reverted_is_target": same(back, self.study.model),
-            "composed_entries": composed.total_entries,
+            "target_plus_patches_is_final": chained,
+            "reverted_is_target": reverted,
+            "composed_patch_is_final": once,
+            "composed_entries": open_patch(composed).total_entries,
         }
+
+
+def tensors_hash(tensors) -> str:
+    """SHA-256 over every tensor's name and bits, in sorted name order."""
+    from wagle.patches.bits import ValuesHash
+
+    digest = ValuesHash()
+    for name in sorted(tensors):
+        digest.update(name, tensors[name])
+    return digest.hexdigest()
 
 
 def patch_record(patch, mask, model_bytes: int) -> dict[str, Any]:

@@ -38,47 +38,66 @@ class Study:
     eval_configs: dict[str, EvalConfig]  # request split → evaluation on that split
     references: dict[str, dict[str, Any]]  # request split → its retain model's evaluation
     target_eval: dict[str, Any]  # the target on the last split, against the last reference
+    state: dict[
+        str, Any
+    ]  # CPU copy of the model's tensors (see Sequence): the target between sequences
+    target_hash: str  # of the target's tensors' bits
+    trainable: dict[str, bool]  # parameter → requires_grad as loaded
+
+    def restore(self):
+        """The model with the target's weights, as loaded (``state`` holds the target between
+        sequences; a Trainer's switches undone)."""
+        import torch
+
+        from wagle.patches import model_tensors
+
+        with torch.no_grad():
+            tensors = model_tensors(self.model)
+            for name, value in self.state.items():
+                tensors[name].copy_(value)
+        for name, param in self.model.named_parameters():
+            param.requires_grad_(self.trainable[name])
+        if getattr(self.model, "is_gradient_checkpointing", False):
+            self.model.gradient_checkpointing_disable()
+        return self.model
 
 
 def prepare_study(
     recipe: ExperimentRecipe, section: SequentialSection, root: Path, say=print
 ) -> Study:
+    """Resolve paths (playground defaults), load the target and the data, evaluate the
+    references and the target (cached), take the CPU copy of the target."""
+    from wagle.experiment.sequential import tensors_hash
+    from wagle.patches import model_tensors
+
     model_path, data, retain_models = _paths(recipe, section)
-    requests = section.requests
-    splits = {s: load_records(data, s) for s in requests}
+    dtype, remote = recipe.loading()  # one dtype for every model of the study
+    load = {"dtype": dtype, "trust_remote_code": remote}
+    requests, last = section.requests, section.requests[-1]
+    sets = request_sets({s: load_records(data, s) for s in requests}, requests)
     retain = {
         s: load_records(data, r) for s, r in zip(requests, section.retain_splits, strict=True)
     }
     configs = {
-        s: cfg.build(
-            EvalConfig, {"benchmark": recipe.benchmark, "split": s, "data": data}, recipe.evaluation
-        )
+        s: cfg.build(EvalConfig, {"benchmark": recipe.benchmark, "split": s, "data": data},
+                     recipe.evaluation, {"dtype": dtype})
         for s in requests
+    }  # fmt: skip
+    references = {
+        s: _reference(section, s, retain_models, configs[s], root, say, load) for s in requests
     }
-    references = {s: _reference(section, s, retain_models, configs[s], root, say) for s in requests}
-    model, tokenizer = load_pretrained(model_path, device=None)
-    last = requests[-1]
-    target_eval = _cached(
-        root / "target",
-        model_path,
-        "target",
-        configs[last],
-        references[last],
-        say,
-        (model, tokenizer),
-    )
-    from wagle.patches import model_tensors
-
-    size = sum(t.numel() * t.element_size() for t in model_tensors(model).values())
-    sets = request_sets(splits, requests)
-    target_sets = {s: set_figures(target_eval, references[last], sets[s]) for s in requests}
-    write_json(
-        root / "target" / "sets.json",
-        {"reference": last, "utility": target_eval["model_utility"], "sets": target_sets},
-    )
+    model, tokenizer = load_pretrained(model_path, **load)
+    target = _cached(root / "target", model_path, "target", configs[last], references[last], say,
+                     loaded=(model, tokenizer))  # fmt: skip
+    figures = {s: set_figures(target, references[last], sets[s]) for s in requests}
+    summary = {"reference": last, "utility": target["model_utility"], "sets": figures}
+    write_json(root / "target" / "sets.json", summary)
+    state = {n: t.detach().to("cpu", copy=True) for n, t in model_tensors(model).items()}
     return Study(
-        recipe, section, root, model_path, data, model, tokenizer, size, sets, retain,
-        configs, references, target_eval,
+        recipe, section, root, model_path, data, model, tokenizer,
+        sum(t.numel() * t.element_size() for t in state.values()), sets, retain, configs,
+        references, target, state, tensors_hash(state),
+        {n: p.requires_grad for n, p in model.named_parameters()},
     )  # fmt: skip
 
 
@@ -100,27 +119,21 @@ def _paths(recipe: ExperimentRecipe, section: SequentialSection) -> tuple[str, s
     return recipe.model or info["target"], recipe.data or info["data"], retain_models
 
 
-def _reference(section, split, retain_models, config, root: Path, say) -> dict[str, Any]:
+def _reference(section, split, retain_models, config, root: Path, say, load) -> dict[str, Any]:
     if split in section.references:
         return load_reference(section.references[split], config.benchmark, split)
-    _cached(
-        root / "references" / split,
-        retain_models[split],
-        f"retain model of {split}",
-        config,
-        None,
-        say,
-    )
-    return load_reference(root / "references" / split, config.benchmark, split)
+    name, directory = f"retain model of {split}", root / "references" / split
+    _cached(directory, retain_models[split], name, config, None, say, load=load)
+    return load_reference(directory, config.benchmark, split)
 
 
-def _cached(directory: Path, path: str, name: str, config, reference, say, loaded=None):
-    """The evaluation saved in ``directory``, else evaluate the model (loaded from ``path``
-    unless ``loaded`` is given) and save it."""
+def _cached(directory: Path, path, name, config, reference, say, loaded=None, load=None):
+    """The evaluation saved in ``directory``, else evaluate the model (``loaded``, or loaded
+    from ``path`` with the ``load`` options) and save it."""
     if (directory / "eval.json").is_file():
         return json.loads((directory / "eval.json").read_text())
     say(f"evaluating the {name} ({path}) once for the study ...")
-    model, tokenizer = loaded or load_pretrained(path, device=None)
+    model, tokenizer = loaded or load_pretrained(path, **(load or {}))
     result = evaluate(model, tokenizer, config, reference=reference, model_path=str(path))
     write_eval(result, directory)
     return result

@@ -14,7 +14,7 @@ hashes in its header. A model that does not match is a user error and stays unto
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 
@@ -30,19 +30,23 @@ DIRECTIONS = {
 }
 
 
-def apply_patch(model: torch.nn.Module, patch: str | os.PathLike | PatchFile) -> None:
-    """Turn the patch's base model into the patched one, in place (bit for bit)."""
+Model = torch.nn.Module | Mapping[str, torch.Tensor]
+
+
+def apply_patch(model: Model, patch: str | os.PathLike | PatchFile) -> None:
+    """Turn the patch's base model into the patched one, in place (bit for bit). ``model``: a
+    loaded model, or a mapping of its tensors (a CPU copy of its state, say)."""
     swap(model, open_patch(patch), "apply")
 
 
-def revert_patch(model: torch.nn.Module, patch: str | os.PathLike | PatchFile) -> None:
+def revert_patch(model: Model, patch: str | os.PathLike | PatchFile) -> None:
     """Turn the patched model back into the patch's base, in place (bit for bit)."""
     swap(model, open_patch(patch), "revert")
 
 
 @torch.no_grad()
-def swap(model: torch.nn.Module, patch: PatchFile, direction: str, what: str = "the model") -> None:
-    tensors = model_tensors(model)
+def swap(model: Model, patch: PatchFile, direction: str, what: str = "the model") -> None:
+    tensors = model_tensors(model) if isinstance(model, torch.nn.Module) else model
 
     def current(name: str, index: torch.Tensor) -> torch.Tensor:
         flat = bits(tensors[name])

@@ -7,7 +7,16 @@ import argparse
 import json
 
 from wagle.cli import COMMANDS
-from wagle.plan import PRESETS, GiB, load_shape, plan_table, recipe_memory
+from wagle.errors import WagleError
+from wagle.plan import (
+    PRESETS,
+    GiB,
+    fsdp_parts,
+    fsdp_plan_table,
+    load_shape,
+    plan_table,
+    recipe_memory,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -25,6 +34,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--ratio", type=float, nargs="+", default=[0.2], help="mask ratio(s) ρ")
     parser.add_argument("--devices", type=int, default=1, help="data-parallel devices (DDP)")
+    parser.add_argument(
+        "--fsdp",
+        type=int,
+        default=0,
+        metavar="N",
+        help="FSDP2 over N devices instead of DDP: weights, gradients, mask and optimizer state "
+        "sharded (per-device bytes, with the layers gathered in flight)",
+    )
     parser.add_argument("--batch-size", type=int, default=4, help="forget samples per device step")
     parser.add_argument("--max-length", type=int, default=512, help="tokens per sample")
     parser.add_argument(
@@ -37,16 +54,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.fsdp < 0 or (args.fsdp and args.devices != 1):
+        raise WagleError("--fsdp N takes the number of devices (N ≥ 1); leave out --devices")
     shape = load_shape(args.model)
     if args.config:
         return run_recipe(args, shape)
-    rows = plan_table(shape, args.ratio, args.devices, args.batch_size, args.max_length)
+    if args.fsdp:
+        rows = fsdp_plan_table(shape, args.ratio, args.fsdp, args.batch_size, args.max_length)
+    else:
+        rows = plan_table(shape, args.ratio, args.devices, args.batch_size, args.max_length)
     if args.json:
         print(json.dumps({"parameters": shape.parameters, "rows": rows}, indent=2))
         return 0
-    print(f"{args.model}: {shape.parameters:,} parameters, {args.devices} device(s), "
+    spread = f"FSDP2 over {args.fsdp} devices" if args.fsdp else f"{args.devices} device(s)"
+    print(f"{args.model}: {shape.parameters:,} parameters, {spread}, "
           f"batch {args.batch_size} × {args.max_length} tokens; per device")  # fmt: skip
-    print(f"{'stage':<10}{'dtype':<10}{'ckpt':<6}{'ratio':>6}  {'state':<18}{'total':>10}  parts")
+    print(f"{'stage':<10}{'dtype':<15}{'ckpt':<6}{'ratio':>6}  {'state':<18}{'total':>10}  parts")
     for row in rows:
         parts = ", ".join(f"{k} {_size(v)}" for k, v in row["parts"].items() if v)
         ratio = "" if row["ratio"] is None else f"{row['ratio']:g}"
@@ -59,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_recipe(args: argparse.Namespace, shape) -> int:
-    """The recipe's own settings: one step and one trajectory point per ratio."""
+    """The recipe's own settings: one step and one trajectory point per ratio (under FSDP2,
+    ``fsdp_parts`` of each)."""
     from wagle.config import load_yaml
     from wagle.unlearning.config import UnlearnConfig, method_options, split_recipe
 
@@ -67,11 +91,17 @@ def run_recipe(args: argparse.Namespace, shape) -> int:
     config = UnlearnConfig(**run_options)
     options = method_options(config.method, options)
     plans = {r: recipe_memory(shape, config, options, r, args.devices) for r in args.ratio}
+    if args.fsdp:
+        for plan in plans.values():
+            for phase in ("step", "evaluation"):
+                plan[phase] = fsdp_parts(plan[phase], shape, args.fsdp, config.dtype)
+            plan["peak"] = max(sum(plan["step"].values()), sum(plan["evaluation"].values()))
     if args.json:
         print(json.dumps({"parameters": shape.parameters, "ratios": plans}, indent=2))
         return 0
-    print(f"{args.config} on {args.model}: {shape.parameters:,} parameters, {args.devices} "
-          f"device(s), batch {config.batch_size} × {config.max_length} tokens; per device")  # fmt: skip
+    spread = f"FSDP2 over {args.fsdp} devices" if args.fsdp else f"{args.devices} device(s)"
+    print(f"{args.config} on {args.model}: {shape.parameters:,} parameters, {spread}, "
+          f"batch {config.batch_size} × {config.max_length} tokens; per device")  # fmt: skip
     for ratio, plan in plans.items():
         for phase, label in (("step", "a step"), ("evaluation", "a trajectory point")):
             parts = ", ".join(f"{k} {_size(v)}" for k, v in plan[phase].items() if v)

@@ -6,6 +6,8 @@ A *point* is one evaluation of the model being unlearned, a flat dict with the k
 - ``forget_quality``: KS p-value of the per-sample truth ratios of the **whole** forget split
   against the reference (retain model) evaluation's; None without a reference. Truth ratios
   need forward passes only. ``forget_prob`` (length-normalised) is also on the whole split.
+  ``forget_quality_half_a`` / ``_half_b``: the same on two fixed halves of the forget authors
+  (``wagle.evaluation.halves``: select on one, report the other).
 - ``forget_rouge``: ROUGE-L recall of greedy answers to ``forget_size`` forget questions;
   ``repetition``, ``rouge_gap``, ``degenerate`` from those answers
   (``wagle.evaluation.degeneration``).
@@ -48,6 +50,7 @@ from wagle.data.load import Record
 from wagle.evaluation import qa
 from wagle.evaluation.benchmarks import evenly_spaced
 from wagle.evaluation.generation import generate_answers
+from wagle.evaluation.halves import HALF_KEYS, forget_halves, half_forget_qualities
 from wagle.evaluation.likelihood import answer_nll, perturbed_nll
 from wagle.evaluation.rouge import rouge_l
 from wagle.evaluation.summary import summarise
@@ -59,6 +62,7 @@ POINT_KEYS = (
     "epoch",
     "eval_seconds",
     "forget_quality",
+    *HALF_KEYS,
     "forget_prob",
     "forget_rouge",
     "retain_prob",
@@ -91,6 +95,7 @@ class TrajectoryEvaluator:
     ) -> None:
         self.tokenizer, self.reference = tokenizer, reference
         self.forget = sets["forget"][2]
+        self.halves = forget_halves(self.forget)
         self.forget_sample = evenly_spaced(self.forget, forget_size)
         self.utility = {
             n: (sets[n][0], evenly_spaced(sets[n][2], retain_size)) for n in UTILITY_SETS
@@ -110,8 +115,11 @@ class TrajectoryEvaluator:
             model.train(was_training)
         summary = summarise(sections, self.reference)
         degeneration = summary["degeneration"]
+        questions = [r["question"] for r in self.forget]
+        truth = sections["forget"]["per_sample"]["truth_ratio"]
         return {
             "forget_quality": summary["forget_quality"],
+            **half_forget_qualities(questions, truth, self.reference, self.halves),
             "forget_prob": sections["forget"]["aggregates"]["probability"],
             "forget_rouge": sections["forget"]["aggregates"]["rouge_l_recall"],
             "retain_prob": sections["retain"]["aggregates"]["probability"],
@@ -204,6 +212,8 @@ class TrajectoryCallback(TrainerCallback):
     (only while some point meets the floor). ``path``: where ``trajectory.json`` is rewritten
     after every point (main process only). Only the main process evaluates and keeps the best
     weights; the others receive each point and decision from it (module doc).
+    ``start_point``: the step-0 point measured already (same model, same evaluator: ``wagle
+    run`` shares it between cells), taken as it is instead of measured again.
     """
 
     def __init__(
@@ -217,8 +227,10 @@ class TrajectoryCallback(TrainerCallback):
         keep_last: bool = False,
         path: Path | None = None,
         log: Callable[[str], None] = print,
+        start_point: dict[str, Any] | None = None,
     ) -> None:
         self.evaluator, self.every, self.epochs = evaluator, every, epochs
+        self.start_point = start_point
         self.utility_floor, self.early_stop, self.keep_last = utility_floor, early_stop, keep_last
         self.path, self.log = path, log
         self.points: list[dict[str, Any]] = []
@@ -232,7 +244,7 @@ class TrajectoryCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if not self.points:  # a resumed run has its points back (MaskedUnlearningTrainer.restore)
-            self._measure(state, control, model)
+            self._measure(state, control, model, given=self.start_point)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if self.every and state.global_step % self.every == 0:
@@ -263,9 +275,11 @@ class TrajectoryCallback(TrainerCallback):
     def _new_step(self, state) -> bool:
         return not self.points or self.points[-1]["step"] != state.global_step
 
-    def _measure(self, state, control, model: torch.nn.Module) -> None:
+    def _measure(self, state, control, model: torch.nn.Module, given: dict | None = None) -> None:
+        """Measure a point (or take ``given``) on the main process, decide there, and let
+        every process follow."""
         self.before_point()
-        outcome = self._evaluate(state, model) if ranks.is_main() else None
+        outcome = self._evaluate(state, model, given) if ranks.is_main() else None
         point, chosen, self.criterion, stop = ranks.from_main(outcome)
         self.points.append(point)
         self.selected = self.points[chosen]
@@ -277,13 +291,18 @@ class TrajectoryCallback(TrainerCallback):
                 write_json(self.path, self.record())
             self.log(progress_line(point, self.selected, stop))
 
-    def _evaluate(self, state, model: torch.nn.Module) -> tuple[dict, int, dict, bool]:
+    def _evaluate(
+        self, state, model: torch.nn.Module, given: dict | None = None
+    ) -> tuple[dict, int, dict, bool]:
         """(the new point, the index of the selected one, the criterion, stop?): the main
         process's decision."""
-        start = time.perf_counter()
-        figures = self.evaluator(model)
-        point = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
-        point |= {"eval_seconds": round(time.perf_counter() - start, 3)} | figures
+        if given is not None:
+            point = dict(given)
+        else:
+            start = time.perf_counter()
+            figures = self.evaluator(model)
+            point = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
+            point |= {"eval_seconds": round(time.perf_counter() - start, 3)} | figures
         points = [*self.points, point]
         selected, criterion = select(points, self.utility_floor)
         age = sum(1 for p in points if p["step"] > selected["step"])

@@ -1,12 +1,25 @@
-"""Masked vs dense unlearning step time, measured side by side in one run.
+"""Hot-path step times, the code before and after, measured side by side in one run.
 
-Builds a random Llama (playground "small" shape by default), random QA-shaped data, and times
-optimizer steps of ``MaskedUnlearningTrainer`` for one method and batch: once dense (no mask)
-and once with a random mask selecting ``--ratio`` of every weight, for each method. Runs alternate
-(dense, masked, dense, ...) so that load from other processes hits both alike; the figure is
-the median masked step time divided by the median dense step time (goal ≤ 1.05).
+A random Llama (playground "small" shape by default) trains on random QA-shaped data with
+``MaskedUnlearningTrainer``; each run times every optimizer step (``on_step_begin`` to
+``on_step_end``) and the optimizer step alone (``on_pre_optimizer_step`` to
+``on_optimizer_step``: AdamW with wagle's masked weight decay, or ``SelectiveAdamW``). Runs,
+for each method: dense (no mask); masked with dense AdamW state (``full``); masked with
+selective state (``selected``), under a random mask selecting ``--ratio`` of every weight;
+and GradDiff ``full`` / ``selected`` at ``--selective-ratio``. Figures (medians):
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/masked_step.py [--methods npo graddiff]
+- masked ÷ dense training step, per method and state (goal ≤ 1.05);
+- SelectiveAdamW step ÷ dense-state masked AdamW step, the optimizer step alone (goal ≤ 1).
+
+Times are the process's CPU time (``time.process_time``, one thread): on a machine shared with
+other jobs, wall time mostly measures the wait for a core.
+
+"after" is this checkout's ``src/``; "before" is ``src/`` of the git revision ``--before``
+(default: the last commit before the hot-path rework), unpacked with ``git archive``. Each
+variant runs in child processes with its tree first on ``PYTHONPATH``, and the variants
+alternate (before, after, after, before, ...) so that load from other processes hits both.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/masked_step.py [--repeats 3] [--steps 12]
 
 Prints the figures and writes them to benchmarks/results/masked_step.json.
 """
@@ -15,33 +28,42 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, TrainerCallback
-from transformers.utils import logging as hf_logging
-
-from wagle.unlearning import METHODS, MaskedUnlearningTrainer, PairCollator, PairedDataset
-from wagle.unlearning.config import UnlearnConfig
-from wagle.unlearning.run import training_arguments
+from transformers import TrainerCallback
 
 RESULTS = Path(__file__).parent / "results" / "masked_step.json"
+ROOT = Path(__file__).resolve().parent.parent
+BEFORE = "a555208"  # main before the hot-path rework (issue 19, item 2)
 
 
 class StepTimer(TrainerCallback):
+    """Seconds of every optimizer step, and of the optimizer's own step within it."""
+
     def __init__(self) -> None:
         self.times: list[float] = []
-        self._start = 0.0
+        self.optimizer_times: list[float] = []
+        self._start = self._optimizer_start = 0.0
 
     def on_step_begin(self, args, state, control, **kwargs):
-        self._start = time.perf_counter()
+        self._start = time.process_time()
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self._optimizer_start = time.process_time()
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        self.optimizer_times.append(time.process_time() - self._optimizer_start)
 
     def on_step_end(self, args, state, control, **kwargs):
-        self.times.append(time.perf_counter() - self._start)
+        self.times.append(time.process_time() - self._start)
 
 
 def random_examples(n: int, vocab: int, prompt: int, answer: int, seed: int) -> list[dict]:
@@ -50,34 +72,41 @@ def random_examples(n: int, vocab: int, prompt: int, answer: int, seed: int) -> 
     return [{"input_ids": row, "labels": [-100] * prompt + row[prompt:]} for row in ids]
 
 
-def time_steps(args: argparse.Namespace, mask_ratio: float | None, scratch: str) -> list[float]:
-    """Per-step seconds of one run (the first ``args.skip`` steps dropped as warm-up)."""
+def time_run(job: dict, scratch: str) -> dict[str, list[float]]:
+    """One training run of ``job`` (method, state, ratio, sizes): its timed steps (the first
+    ``skip`` dropped as warm-up)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from wagle.unlearning import METHODS, MaskedUnlearningTrainer, PairCollator, PairedDataset
+    from wagle.unlearning.config import UnlearnConfig
+    from wagle.unlearning.run import training_arguments
+
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=4 * args.hidden,
-        num_hidden_layers=args.layers, num_attention_heads=4, num_key_value_heads=4,
+        vocab_size=job["vocab"], hidden_size=job["hidden"], intermediate_size=4 * job["hidden"],
+        num_hidden_layers=job["layers"], num_attention_heads=4, num_key_value_heads=4,
         max_position_embeddings=256, pad_token_id=0, bos_token_id=1, eos_token_id=2,
     )  # fmt: skip
     model = LlamaForCausalLM(config)
-    n = args.batch_size * (args.steps + 1)
+    n = job["batch_size"] * (job["steps"] + 1)
     data = PairedDataset(
-        random_examples(n, args.vocab, 24, 40, seed=1),
-        random_examples(n, args.vocab, 24, 40, seed=2),
+        random_examples(n, job["vocab"], 24, 40, seed=1),
+        random_examples(n, job["vocab"], 24, 40, seed=2),
     )
     mask = None
-    if mask_ratio is not None:
+    if job["state"] != "dense":
         generator = torch.Generator().manual_seed(0)
         mask = {
-            name: torch.rand(p.shape, generator=generator) < mask_ratio
+            name: torch.rand(p.shape, generator=generator) < job["ratio"]
             for name, p in model.named_parameters()
         }
     run = UnlearnConfig(
-        model="-", forget="-", retain="-", out="-", method=args.method, max_steps=args.steps,
-        batch_size=args.batch_size, gradient_accumulation_steps=1, learning_rate=1e-4,
+        model="-", forget="-", retain="-", out="-", method=job["method"], max_steps=job["steps"],
+        batch_size=job["batch_size"], gradient_accumulation_steps=1, learning_rate=1e-4,
         weight_decay=0.01, warmup=0, progress=False,
     )  # fmt: skip
     timer = StepTimer()
-    objective = METHODS[args.method]()
+    objective = METHODS[job["method"]]()
     trainer = MaskedUnlearningTrainer(
         model=model,
         args=training_arguments(run, scratch),
@@ -85,52 +114,135 @@ def time_steps(args: argparse.Namespace, mask_ratio: float | None, scratch: str)
         data_collator=PairCollator(0),
         objective=objective,
         mask=mask,
+        optimizer_state="full" if job["state"] == "dense" else job["state"],
         callbacks=[timer],
     )
     objective.prepare(model, data, 0)
     trainer.train()
-    return timer.times[args.skip :]
+    skip = job["skip"]
+    return {"step": timer.times[skip:], "optimizer": timer.optimizer_times[skip:]}
+
+
+def worker(jobs: list[dict]) -> None:
+    """Child process: run ``jobs`` in order with whichever wagle is first on the path."""
+    from transformers.utils import logging as hf_logging
+
+    import wagle
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    with tempfile.TemporaryDirectory() as scratch:
+        results = [time_run(job, scratch) for job in jobs]
+    print(json.dumps({"wagle": wagle.__file__, "results": results}))
+
+
+def unpack(revision: str, into: Path) -> Path:
+    """``src/`` of ``revision`` under ``into`` (git archive)."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", revision, "src"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into / "src"
+
+
+def run_variant(src: Path, jobs: list[dict]) -> list[dict[str, list[float]]]:
+    env = os.environ | {"PYTHONPATH": str(src), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(jobs)],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(done.stderr[-3000:])
+    reply = json.loads(done.stdout.strip().splitlines()[-1])
+    assert reply["wagle"].startswith(str(src)), (reply["wagle"], src)  # the tree we meant
+    return reply["results"]
+
+
+def jobs_of(args: argparse.Namespace) -> list[dict]:
+    sizes = {k: getattr(args, k) for k in ("steps", "skip", "batch_size", "hidden", "layers")}
+    sizes["vocab"] = args.vocab
+    jobs = [
+        sizes | {"method": m, "state": s, "ratio": args.ratio}
+        for m in args.methods
+        for s in ("dense", "full", "selected")
+    ]
+    jobs += [
+        sizes | {"method": "graddiff", "state": s, "ratio": args.selective_ratio}
+        for s in ("full", "selected")
+    ]
+    return jobs
+
+
+def key(job: dict) -> str:
+    return f"{job['method']}/{job['state']}/{job['ratio']:g}"
+
+
+def figures_of(jobs: list[dict], times: dict[str, dict[str, list[float]]], args) -> dict:
+    """Medians and the two ratios, per variant's collected ``times[key][kind]``."""
+    median = {k: {kind: statistics.median(v) for kind, v in t.items()} for k, t in times.items()}
+    out: dict = {"median_step_s": {k: round(m["step"], 5) for k, m in median.items()}}
+    out["median_optimizer_step_s"] = {k: round(m["optimizer"], 5) for k, m in median.items()}
+    for method in args.methods:
+        dense = median[f"{method}/dense/{args.ratio:g}"]["step"]
+        for state in ("full", "selected"):
+            masked = median[f"{method}/{state}/{args.ratio:g}"]["step"]
+            out.setdefault("masked_over_dense", {})[f"{method}/{state}"] = round(masked / dense, 4)
+    for ratio in sorted({args.ratio, args.selective_ratio}):
+        full = median[f"graddiff/full/{ratio:g}"]["optimizer"]
+        selected = median[f"graddiff/selected/{ratio:g}"]["optimizer"]
+        out.setdefault("selective_over_dense_state_optimizer_step", {})[f"{ratio:g}"] = round(
+            selected / full, 4
+        )
+    out["timed_steps_each"] = len(next(iter(times.values()))["step"])
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--methods", nargs="+", default=["npo", "graddiff"], choices=sorted(METHODS)
-    )
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--methods", nargs="+", default=["npo", "graddiff"])
     parser.add_argument("--ratio", type=float, default=0.5, help="fraction of weights selected")
+    parser.add_argument("--selective-ratio", type=float, default=0.2)
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--skip", type=int, default=2, help="warm-up steps not timed")
-    parser.add_argument("--repeats", type=int, default=3, help="dense/masked run pairs")
+    parser.add_argument("--repeats", type=int, default=3, help="before/after run pairs")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--vocab", type=int, default=2048)
+    parser.add_argument("--before", default=BEFORE, help="git revision of the 'before' code")
     args = parser.parse_args()
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
+    if args.worker:
+        return worker(json.loads(args.worker))
+    if "graddiff" not in args.methods:
+        args.methods.append("graddiff")  # the optimizer figure is measured on GraddDiff runs
 
+    jobs = jobs_of(args)
+    times: dict[str, dict[str, dict[str, list[float]]]] = {"before": {}, "after": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = {"before": unpack(args.before, Path(tmp)), "after": ROOT / "src"}
+        for repeat in range(args.repeats):
+            order = ("before", "after") if repeat % 2 == 0 else ("after", "before")
+            for variant in order:
+                for job, result in zip(jobs, run_variant(trees[variant], jobs), strict=True):
+                    slot = times[variant].setdefault(key(job), {"step": [], "optimizer": []})
+                    for kind in slot:
+                        slot[kind] += result[kind]
     figures = {
+        "before_revision": args.before,
         "mask_ratio": args.ratio,
+        "selective_ratio": args.selective_ratio,
         "batch_size": args.batch_size,
         "model": {"hidden": args.hidden, "layers": args.layers, "vocab": args.vocab},
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": 1,
         "machine": platform.machine(),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "clock": "process CPU time, one thread",
+        "note": "shared 2-core machine: other jobs ran alongside; before and after alternate",
     }
-    for method in args.methods:
-        args.method = method
-        dense: list[float] = []
-        masked: list[float] = []
-        with tempfile.TemporaryDirectory() as scratch:
-            for _ in range(args.repeats):
-                dense += time_steps(args, None, scratch)
-                masked += time_steps(args, args.ratio, scratch)
-        figures[method] = {
-            "timed_steps_each": len(dense),
-            "dense_step_s_median": round(statistics.median(dense), 5),
-            "masked_step_s_median": round(statistics.median(masked), 5),
-            "masked_over_dense": round(statistics.median(masked) / statistics.median(dense), 4),
-        }
+    for variant in ("before", "after"):
+        figures[variant] = figures_of(jobs, times[variant], args)
     print(json.dumps(figures, indent=2))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(figures, indent=2) + "\n")

@@ -34,9 +34,12 @@ from wagle.unlearning.trainer import MaskedUnlearningTrainer
 from wagle.unlearning.trajectory import POINT_KEYS, TrajectoryCallback
 
 # The child process: `wagle unlearn` that pauses for 3 s after saving checkpoint $PAUSE_AT
-# (nothing else is changed), so that the test kills it there and not at a later one.
+# (nothing else is changed), so that the test kills it there and not at a later one. SIGINT
+# gets Python's handler back: a shell ignores it in the jobs it starts in the background, and
+# the child would inherit that and never be interrupted.
 CHILD = """
-import os, sys, time
+import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from wagle.unlearning.trainer import MaskedUnlearningTrainer
 save = MaskedUnlearningTrainer.save_state
 def pausing(self, checkpoint):

@@ -123,6 +123,16 @@ def test_the_report_shows_requests_by_sets_drift_and_patches(study):
     assert any("request 3 (forget10)" in line for line in lines)
 
 
+def test_wagle_report_rewrites_a_sequential_report(study, capsys):
+    root, _ = study
+    from wagle.cli import main
+
+    (root / "out" / "report.md").unlink()
+    assert main(["report", str(root / "out")]) == 0
+    assert "| after 3 (forget10) |" in capsys.readouterr().out
+    assert (root / "out" / "report.md").is_file()
+
+
 def test_a_finished_study_resumes_by_applying_its_patches(study):
     root, _ = study
     before = (root / "out" / "results.json").read_text()

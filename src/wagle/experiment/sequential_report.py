@@ -13,6 +13,12 @@ from typing import Any
 from wagle.io import atomic_file, write_json
 
 
+def is_sequential_dir(root: str | Path) -> bool:
+    """Whether ``root`` is the output of a sequential study (its recipe has requests)."""
+    path = Path(root) / "recipe.json"
+    return path.is_file() and bool(json.loads(path.read_text()).get("sequential"))
+
+
 def write_sequential_report(root: str | Path) -> Path:
     """Write ``root/report.md`` and ``root/results.json``; returns the report's path."""
     root = Path(root)

@@ -99,6 +99,7 @@ def unlearn_model(
     if reference is None and config.eval_reference:
         reference = _load_reference(config)
     forget = objective.forget_records(forget)
+    objective.encode(tokenizer, forget, config.max_length)
     data = PairedDataset(
         _encode(tokenizer, forget, config), _encode(tokenizer, retain, config), config.seed
     )

@@ -108,6 +108,8 @@ class Runner:
             "seed": cell.seed,
             "lora": cell.mask == LORA,
             "progress": False,
+            "run_name": cell.id,  # tracking (report_to): each cell a run of the experiment
+            "run_group": s.root.name,
         }
         floor = {"utility_floor": s.recipe.utility_floor}  # the checkpoint rule's, by default
         return cfg.build(UnlearnConfig, floor, run, fixed), method_options(cell.method, options)
@@ -118,7 +120,9 @@ class Runner:
         return {
             "cell": dataclasses.asdict(cell),
             "unlearn": {
-                k: v for k, v in cfg.to_dict(config).items() if k not in ("out", "progress")
+                k: v
+                for k, v in cfg.to_dict(config).items()
+                if k not in ("out", "progress", "report_to", "run_name", "run_group")
             },
             "method_options": dataclasses.asdict(options),
             "attribution": None

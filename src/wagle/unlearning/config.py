@@ -29,6 +29,7 @@ from wagle import validate
 from wagle.data.load import read_records
 from wagle.data.prompt import PROMPT_FORMAT_HELP, check_prompt_format
 from wagle.errors import WagleError
+from wagle.extras import require
 from wagle.models import DTYPES
 from wagle.registry import lookup
 from wagle.unlearning import checkpoints
@@ -42,6 +43,12 @@ EXACT_OPTIMIZERS = ("adamw_torch", "adamw_torch_fused")
 # Where AdamW keeps its state (wagle.unlearning.selective_adamw).
 OPTIMIZER_STATES = ("auto", "full", "selected")
 AUTO_MAX_DENSITY = 0.5  # `auto` picks `selected` below this fraction of trainable weights
+# tracker → (the module it needs, how to install it)
+TRACKERS = {
+    "tensorboard": ("tensorboard", "pip install tensorboard"),
+    "wandb": ("wandb", "pip install wandb"),
+    "mlflow": ("mlflow", "pip install mlflow"),
+}
 
 
 @dataclass
@@ -131,9 +138,18 @@ class UnlearnConfig:
         "save a checkpoint every N optimizer steps in <out>/checkpoints, so that an "
         "interrupted run can be continued with --resume (0: off); deleted when the run ends",
     )
+    # Experiment tracking (wagle.unlearning.tracking): the Trainer's report_to.
+    report_to: list[str] = cfg.field(
+        ["none"],
+        f"trackers that log the steps and evaluation points: {', '.join(TRACKERS)} or none "
+        "(TensorBoard: <out>/runs/<run name>)",
+    )
+    run_name: str = cfg.field("", "the tracked run's name (default: the output directory's name)")
+    run_group: str = cfg.field("", "W&B group / MLflow experiment of the run (wagle run: its name)")
 
     def __post_init__(self) -> None:
         lookup(METHOD_OPTIONS, self.method, "unlearning method")
+        self.report_to = check_trackers(self.report_to)
         if self.optimizer not in EXACT_OPTIMIZERS:
             raise WagleError(
                 f"optimizer {self.optimizer!r} is not supported; the mask invariant is exact "
@@ -180,6 +196,20 @@ class UnlearnConfig:
         for name in ("model", "forget", "retain", "out"):
             if not getattr(self, name):
                 raise WagleError(f"--{name} is required (on the command line or in --config)")
+
+
+def check_trackers(report_to: list[str] | str) -> list[str]:
+    """The trackers of ``report_to`` ([] for none), each known and installed; else a user error."""
+    names = [report_to] if isinstance(report_to, str) else list(report_to)
+    names = [n for n in names if n != "none"]
+    for name in names:
+        if name not in TRACKERS:
+            raise WagleError(
+                f"unknown tracker {name!r} in report_to; choose from: {', '.join(TRACKERS)}, none"
+            )
+        module, install = TRACKERS[name]
+        require(module, f"--report-to {name}", install)
+    return names
 
 
 def check_inputs(config: UnlearnConfig, overwrite: bool = False, resume: bool = False) -> None:

@@ -24,8 +24,9 @@ from wagle.attribution.masks import density, layer_of
 from wagle.attribution.pipeline import encode_forget, encode_retain
 from wagle.evaluation import EvalConfig, evaluate, write_eval
 from wagle.experiment.auto_ratio import Probe, search_ratio
-from wagle.experiment.cells import Cell, auto_searches, grid, read_result
+from wagle.experiment.cells import RESULT_FILE, Cell, auto_searches, grid, read_result
 from wagle.experiment.recipe import LORA, WHOLE_MODEL_MASKS, ExperimentRecipe, recipe_dict
+from wagle.experiment.result import CellResult, cell_result
 from wagle.experiment.setup import Setup, prepare
 from wagle.io import atomic_dir, ensure_writable_dir, fingerprint, hash_config, write_json
 from wagle.unlearning import unlearn_model
@@ -57,7 +58,7 @@ class Runner:
 
     # ---- one cell ------------------------------------------------------------------------
 
-    def run(self, cell: Cell, position: str = "auto") -> dict[str, Any]:
+    def run(self, cell: Cell, position: str = "auto") -> CellResult:
         s, directory = self.setup, cell.directory(self.setup.root)
         config, options = self.unlearn_config(cell, directory)
         config_hash = hash_config(_changed(self.cell_config(cell, config, options), cell))
@@ -90,8 +91,10 @@ class Runner:
             with atomic_dir(directory / "model") as tmp:
                 model.save_pretrained(tmp)
                 s.tokenizer.save_pretrained(tmp)
-        record = cell_record(cell, evaluation, result, seconds, mask_info, config_hash)
-        write_json(directory / "result.json", record)  # last: the cell is finished
+        record = cell_result(
+            cell, evaluation, result, seconds, mask_info.get("mask_density"), config_hash
+        )
+        write_json(directory / RESULT_FILE, record.to_dict())  # last: the cell is finished
         self.say(progress_line(position, cell, record, time.perf_counter() - self.start))
         return record
 
@@ -189,16 +192,16 @@ class Runner:
         s = self.setup
         target_utility = s.target_eval.get("model_utility") or 0.0
         floor = s.recipe.utility_floor * target_utility
-        records: list[dict[str, Any]] = []
+        records: list[CellResult] = []
 
         def probe(ratio: float) -> Probe:
             record = self.run(Cell(method, mask, ratio, seed))
             records.append(record)
             return Probe(
                 ratio,
-                record["forget_quality"] or 0.0,
-                record["model_utility"] or 0.0,
-                bool(record["degenerate"]),
+                record.forget_quality or 0.0,
+                record.model_utility or 0.0,
+                bool(record.degenerate),
             )
 
         search = search_ratio(probe, floor)
@@ -210,7 +213,7 @@ class Runner:
             "target_utility": target_utility,
             **search.to_dict(),
             "runs": len(records),
-            "seconds": sum(sum(r["seconds"].values()) for r in records),
+            "seconds": sum(sum(r.seconds.values()) for r in records),
         }
         write_json(s.root / AUTO_DIR / f"{method}-{mask}-s{seed}.json", summary)
         self.say(
@@ -238,44 +241,15 @@ def _changed(cell_config: dict[str, Any], cell: Cell) -> dict[str, Any]:
     return trimmed
 
 
-def cell_record(cell: Cell, evaluation, result, seconds, mask_info, config_hash) -> dict:
-    """The headline figures of a finished cell (one record of ``results.json``)."""
-    summary = evaluation["summary"]
-    figures = summary["figures"]
-    degeneration = summary.get("degeneration") or {}
-    degenerate = degeneration.get("degenerate", (result.selected or {}).get("degenerate"))
-    return {
-        "cell": cell.id,
-        "method": cell.method,
-        "mask": cell.mask,
-        "ratio": cell.ratio,
-        "seed": cell.seed,
-        "forget_quality": evaluation["forget_quality"],
-        "model_utility": evaluation["model_utility"],
-        "forget_rouge": figures.get("forget.rouge_l_recall"),
-        "retain_rouge": figures.get("retain.rouge_l_recall"),
-        "forget_probability": figures.get("forget.probability"),
-        "mia_auc": figures.get("mia.min_k_auc"),
-        "privacy_leakage": summary.get("privacy_leakage"),
-        "degenerate": degenerate,
-        "selected_step": (result.selected or {}).get("step"),
-        "steps": len(result.step_log),
-        "seconds": {k: round(v, 2) for k, v in seconds.items()},
-        "mask_density": mask_info.get("mask_density"),
-        "config_hash": config_hash,
-    }
-
-
-def progress_line(position: str, cell: Cell, record: dict, total_seconds: float) -> str:
-    fq, mu = record["forget_quality"], record["model_utility"]
+def progress_line(position: str, cell: Cell, record: CellResult, total_seconds: float) -> str:
+    fq, mu, rouge = record.forget_quality, record.model_utility, record.forget_rouge
     fq_text = "n/a" if fq is None else f"{fq:.2g}"
     mu_text = "n/a" if mu is None else f"{mu:.3f}"
-    rouge = record["forget_rouge"]
-    flag = "  DEGENERATE" if record["degenerate"] else ""
+    flag = "  DEGENERATE" if record.degenerate else ""
     return (
         f"[{position}] {cell.label}: FQ {fq_text}  utility {mu_text}  forget ROUGE "
-        f"{'n/a' if rouge is None else f'{rouge:.3f}'}  step {record['selected_step']}"
-        f"{flag}  ({sum(record['seconds'].values()):.0f} s; {total_seconds / 60:.1f} min in all)"
+        f"{'n/a' if rouge is None else f'{rouge:.3f}'}  step {record.selected_step}"
+        f"{flag}  ({sum(record.seconds.values()):.0f} s; {total_seconds / 60:.1f} min in all)"
     )
 
 

@@ -29,6 +29,7 @@ from wagle.experiment.recipe import LORA, WHOLE_MODEL_MASKS, ExperimentRecipe, r
 from wagle.experiment.result import CellResult, cell_result
 from wagle.experiment.setup import Setup, prepare
 from wagle.io import atomic_dir, ensure_writable_dir, fingerprint, hash_config, write_json
+from wagle.modelcard import write_cell_card
 from wagle.unlearning import unlearn_model
 from wagle.unlearning.checkpoints import resumable
 from wagle.unlearning.config import UnlearnConfig, method_options
@@ -91,6 +92,7 @@ class Runner:
             with atomic_dir(directory / "model") as tmp:
                 model.save_pretrained(tmp)
                 s.tokenizer.save_pretrained(tmp)
+                write_cell_card(tmp, config, options, mask, mask_info, model, evaluation)
         record = cell_result(
             cell, evaluation, result, seconds, mask_info.get("mask_density"), config_hash
         )

@@ -31,6 +31,7 @@ from wagle.data.prompt import PROMPT_FORMAT_HELP, check_prompt_format
 from wagle.errors import WagleError
 from wagle.extras import require
 from wagle.models import DTYPES
+from wagle.publish import check_repo_id
 from wagle.registry import lookup
 from wagle.unlearning import checkpoints
 from wagle.unlearning.devices import accumulation_steps, world_size
@@ -146,10 +147,15 @@ class UnlearnConfig:
     )
     run_name: str = cfg.field("", "the tracked run's name (default: the output directory's name)")
     run_group: str = cfg.field("", "W&B group / MLflow experiment of the run (wagle run: its name)")
+    push_to_hub: str = cfg.field(
+        "", "REPO_ID: upload the model, its mask and its model card to the Hugging Face Hub"
+    )
 
     def __post_init__(self) -> None:
         lookup(METHOD_OPTIONS, self.method, "unlearning method")
         self.report_to = check_trackers(self.report_to)
+        if self.push_to_hub:
+            check_repo_id(self.push_to_hub)
         if self.optimizer not in EXACT_OPTIMIZERS:
             raise WagleError(
                 f"optimizer {self.optimizer!r} is not supported; the mask invariant is exact "

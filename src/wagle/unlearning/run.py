@@ -41,6 +41,7 @@ from wagle.errors import WagleError
 from wagle.evaluation.benchmarks import BENCHMARKS, qa_sets
 from wagle.evaluation.summary import load_reference
 from wagle.io import atomic_dir, ensure_writable_dir, fingerprint, write_json
+from wagle.modelcard import write_run_card
 from wagle.models import load_pretrained
 from wagle.registry import lookup
 from wagle.unlearning import checkpoints, tracking
@@ -296,6 +297,7 @@ def _save(result: UnlearnResult, tokenizer, config: UnlearnConfig, options: Any)
         record = _run_record(config, options)
         record |= {"criterion": result.criterion, "selected": result.selected}
         write_json(tmp / "run_config.json", record)
+        write_run_card(tmp, record, result.model)  # README.md: base, method, mask, evaluation
         write_json(tmp / "training_log.json", {"steps": result.step_log})
         if result.trajectory:
             trajectory = {"criterion": result.criterion, "points": result.trajectory}

@@ -29,9 +29,7 @@ def check(config: EvalConfig) -> None:
     """Before the model loads: the extra is installed, ``--task-dir`` is a directory and every
     task of ``--tasks`` is known to lm-eval (indexing its own tasks takes ~10 s)."""
     require("lm_eval", "--benchmark lm-eval", "pip install 'wagle[lm-eval]'")
-    tasks = lm_eval_tasks(config.tasks)
-    if not tasks:
-        raise WagleError("--benchmark lm-eval needs --tasks (comma-separated, e.g. mmlu)")
+    tasks = lm_eval_tasks(config.tasks)  # not empty: EvalConfig checked it
     if config.task_dir and not Path(config.task_dir).is_dir():
         raise WagleError(f"--task-dir {config.task_dir} is not a directory")
     known = task_manager(config.task_dir, tuple(tasks)).all_tasks

@@ -9,7 +9,7 @@ against, the **unselected-entries checksum** and the wagle version.
 The checksum is a SHA-256 over the raw bytes of every weight entry outside the mask (parameters
 in name order; a parameter the mask does not name counts whole). Masked unlearning leaves those
 entries bit-for-bit unchanged, so the digest of the unlearned model equals the base model's:
-``unselected_digest(AutoModelForCausalLM.from_pretrained(BASE), load_mask(MASK))`` re-checks it.
+``unselected_digest(load_model(BASE), load_mask(MASK))`` re-checks it (``wagle.models``).
 """
 
 from __future__ import annotations

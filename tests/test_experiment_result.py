@@ -80,3 +80,19 @@ def test_a_result_file_of_another_format_counts_as_unfinished(tmp_path):
     assert read_result(tmp_path) is None
     (tmp_path / "result.json").write_text(json.dumps(r.to_dict()))
     assert read_result(tmp_path, "abc") == r and read_result(tmp_path, "other") is None
+
+
+def test_the_report_warns_when_bf16_cells_trained_with_different_optimizer_precisions():
+    from dataclasses import replace
+
+    from wagle.report.write import _precision_lines
+
+    base = record(evaluation())
+    same = [replace(base, dtype="bfloat16", optimizer_state="full")] * 2
+    assert _precision_lines(same)[0] == (
+        "Training precision: bfloat16 weights, full optimizer state: 2 cells."
+    )
+    mixed = [*same, replace(base, dtype="bfloat16", optimizer_state="selected")]
+    assert "Warning" in _precision_lines(mixed)[1]
+    fp32 = [replace(base, optimizer_state="full"), replace(base, optimizer_state="selected")]
+    assert len(_precision_lines(fp32)) == 2  # one line and a blank: fp32 either way

@@ -9,6 +9,7 @@ import shutil
 import pytest
 import yaml
 
+import wagle.experiment.masks as masks
 import wagle.experiment.runner as runner
 from tiny_study import RECIPE, workspace
 from wagle.cli import main
@@ -49,7 +50,7 @@ def interrupted_then_resumed(tmp_path_factory):
     before = (first.read_text(), first.stat().st_mtime_ns)
 
     unlearned.clear()
-    passes, collect = [], runner.collect_statistics
+    passes, collect = [], masks.collect_statistics
 
     def count(*args, **kwargs):
         unlearned.append(kwargs["out"].name)
@@ -61,7 +62,7 @@ def interrupted_then_resumed(tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(runner, "unlearn_model", count)
-        patch.setattr(runner, "collect_statistics", count_passes)
+        patch.setattr(masks, "collect_statistics", count_passes)
         assert main(argv) == 0
     return out, before, list(unlearned), passes
 

@@ -32,9 +32,11 @@ def run(args: argparse.Namespace) -> int:
     from wagle.cli.playground import print_info
     from wagle.cli.report import print_report
     from wagle.experiment import load_recipe, run_experiment
+    from wagle.experiment.runner import refuse_several_processes
     from wagle.playground import PlaygroundConfig, build_playground
     from wagle.report import write_report
 
+    refuse_several_processes()
     recipe = load_recipe(args.recipe)  # a bad recipe fails before the build
     info = build_playground(PlaygroundConfig())
     print_info(info)

@@ -86,6 +86,21 @@ class ExperimentRecipe:
             raise WagleError(f"utility_floor is a fraction in [0, 1]; got {self.utility_floor}")
         for name in self.methods:  # every cell's unlearning config must build: fail now
             self.unlearn_options(name)
+        self.loading()
+
+    def loading(self) -> tuple[str, bool]:
+        """(dtype, trust_remote_code) the model is loaded with: one per experiment, since the
+        model is loaded once for every cell; methods that ask for different ones are an error."""
+        choices = {
+            (run.get("dtype", "float32"), bool(run.get("trust_remote_code", False)))
+            for run, _ in map(self.unlearn_options, self.methods)
+        }
+        if len(choices) > 1:
+            raise WagleError(
+                "the model is loaded once for every cell: all methods must use the same dtype "
+                f"and trust_remote_code; the recipe asks for {sorted(choices)}"
+            )
+        return choices.pop()
 
     def unlearn_options(self, method: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """(run options, method options) of ``method``: shared overrides, then its own."""

@@ -50,6 +50,8 @@ class CellResult:
     seconds: dict[str, float]  # per stage: attribute, unlearn, evaluate
     config_hash: str  # what the cell depends on (cells.read_result compares it)
     mask_density: dict[str, float] | None = None  # layer → fraction selected
+    dtype: str = "float32"  # of the weights trained
+    optimizer_state: str | None = None  # "selected" (SelectiveAdamW) or "full" (dense state)
 
     def to_dict(self, density: bool = True) -> dict[str, Any]:
         record = dataclasses.asdict(self)
@@ -72,9 +74,10 @@ class CellResult:
 def cell_result(
     cell, evaluation: dict[str, Any], unlearned, seconds: dict[str, float],
     mask_density: dict[str, float] | None, config_hash: str,
+    optimizer: tuple[str, str | None] = ("float32", None),
 ) -> CellResult:  # fmt: skip
-    """The record of ``cell`` from its selected checkpoint's ``evaluation`` (``eval.json``) and
-    ``unlearned`` (the ``UnlearnResult``)."""
+    """The record of ``cell`` from its selected checkpoint's ``evaluation`` (``eval.json``),
+    ``unlearned`` (the ``UnlearnResult``) and ``optimizer`` = (weight dtype, optimizer state)."""
     summary = evaluation["summary"]
     selected = unlearned.selected or {}
     degeneration = summary["degeneration"]  # None when the benchmark has no forget answers
@@ -95,6 +98,8 @@ def cell_result(
         seconds={k: round(v, 2) for k, v in seconds.items()},
         config_hash=config_hash,
         mask_density=mask_density,
+        dtype=optimizer[0],
+        optimizer_state=optimizer[1],
         **figures,
     )
 

@@ -77,6 +77,7 @@ def _markdown(root, records, rows, references, figures, searches, unreadable) ->
         markdown_table(rows),
         "",
     ]
+    lines += _precision_lines(records)
     lines += _pareto_lines(records)
     lines += [f"![{p.stem}]({p.name})" for p in figures] + [""]
     lines += _auto_lines(records, searches)
@@ -95,6 +96,25 @@ def _pareto_lines(records: list[CellResult]) -> list[str]:
         f"{points[i][2].cell} (FQ {points[i][1]:.2e}, utility {points[i][0]:.3f})" for i in front
     )
     return [f"Pareto front (no cell has both higher forget quality and utility): {cells}.", ""]
+
+
+def _precision_lines(records: list[CellResult]) -> list[str]:
+    """How the cells trained: weight dtype and optimizer state, and a warning when low-precision
+    weights trained under different states (fp32 masters or not: docs of experiment.precision)."""
+    counts: dict[tuple[str, str], int] = {}
+    for r in records:
+        key = (r.dtype, r.optimizer_state or "unrecorded")
+        counts[key] = counts.get(key, 0) + 1
+    used = "; ".join(f"{d} weights, {s} optimizer state: {n} cells" for (d, s), n in counts.items())
+    lines = [f"Training precision: {used}."]
+    low = {s for d, s in counts if d != "float32"}
+    if len(low) > 1:
+        lines.append(
+            "**Warning: cells with low-precision weights trained with different optimizer "
+            "states** (selected: fp32 masters and moments; full: moments in the weights' dtype, "
+            "no masters): their differences mix the mask with the optimizer's precision."
+        )
+    return [*lines, ""]
 
 
 def _cell_lines(records: list[CellResult]) -> list[str]:

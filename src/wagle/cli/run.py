@@ -13,6 +13,9 @@ examples:
   wagle run playground --out runs/auto --ratio auto --seeds 0 1 2
   wagle run my_recipe.yaml --out runs/mine      (a recipe file)
   wagle report runs/demo            (the report again, from the saved results alone)
+  wagle run sequential_playground --out runs/seq
+      (a `sequential:` section: forget requests in order, each with its own attribution,
+       mask and patch, evaluated on every earlier request's set; see docs/patches.md)
 
 Shipped recipes (installed with wagle, in wagle/recipes/): {shipped}.
 An interrupted run resumes: finished cells (DIR/cells/*/result.json) are skipped.
@@ -51,6 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from wagle.cli.report import print_report
     from wagle.experiment import load_recipe, run_experiment
+    from wagle.experiment.sequential import run_sequential
     from wagle.report import write_report
 
     overrides = {
@@ -59,7 +63,15 @@ def run(args: argparse.Namespace) -> int:
                     "utility_floor", "save_model")
     }  # fmt: skip
     recipe = load_recipe(args.recipe, **overrides)
+    if recipe.sequential:  # forget requests in order (wagle.experiment.sequential)
+        report = run_sequential(recipe, args.out, say=_say)
+        print(f"\n{report.read_text()}{report}")
+        return 0
     root = run_experiment(recipe, args.out, say=lambda line: print(line, flush=True))
     print()
     print_report(write_report(root))
     return 0
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)

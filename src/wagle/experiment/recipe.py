@@ -56,6 +56,10 @@ class ExperimentRecipe:
     attribution: dict = cfg.field({}, "wagle attribute options (batch_size, eligible, ...)")
     evaluation: dict = cfg.field({}, "wagle evaluate options (batch_size, max_new_tokens, ...)")
     save_model: bool = cfg.field(False, "save each cell's selected model (disk!)")
+    # Forget requests run in order instead of the grid (wagle.experiment.sequential).
+    sequential: dict = cfg.field(
+        {}, "forget requests in order, one patch each (see docs/patches.md); empty: the grid"
+    )
 
     def __post_init__(self) -> None:
         from wagle.attribution import SCORES  # the registries import torch: only when built

@@ -43,6 +43,7 @@ from wagle.evaluation.summary import load_reference
 from wagle.io import atomic_dir, ensure_writable_dir, fingerprint, write_json
 from wagle.modelcard import write_run_card
 from wagle.models import load_pretrained
+from wagle.patches.runs import save_run_patch
 from wagle.registry import lookup
 from wagle.unlearning import checkpoints, tracking
 from wagle.unlearning.batch import PairCollator, PairedDataset
@@ -292,7 +293,10 @@ def _encode(tokenizer, records: list[dict], config: UnlearnConfig) -> list[dict]
 
 def _save(result: UnlearnResult, tokenizer, config: UnlearnConfig, options: Any) -> None:
     with atomic_dir(config.out) as tmp:
-        result.model.save_pretrained(tmp)
+        if config.save != "patch":
+            result.model.save_pretrained(tmp)
+        if config.save != "model":  # the changed weights only, against config.model's files
+            save_run_patch(result, config, options, tmp)
         tokenizer.save_pretrained(tmp)
         record = _run_record(config, options)
         record |= {"criterion": result.criterion, "selected": result.selected}

@@ -207,7 +207,7 @@ class Sequence:
             "model": s.model_path, "forget": s.data, "retain": s.data, "forget_split": split,
             "retain_split": s.section.retain_splits[s.section.requests.index(split)],
             "out": str(directory), "seed": self.cell.seed, "lora": self.cell.mask == LORA,
-            "progress": False,
+            "progress": False, **self.cell.axes(),  # the recipe's learning_rates / epochs axes
         }  # fmt: skip
         floor = {"utility_floor": s.recipe.utility_floor}
         return cfg.build(UnlearnConfig, floor, run, fixed), method_options(
@@ -218,7 +218,8 @@ class Sequence:
         """What a request's result depends on: its hash decides whether to recompute it."""
         s = self.study
         return {
-            "cell": dataclasses.asdict(self.cell), "split": split, "parent_result_sha256": parent,
+            "cell": {k: v for k, v in dataclasses.asdict(self.cell).items() if v is not None},
+            "split": split, "parent_result_sha256": parent,
             "unlearn": {k: v for k, v in cfg.to_dict(config).items() if k not in ("out", "progress")},
             "method_options": dataclasses.asdict(options), "attribution": s.recipe.attribution,
             "gamma": s.recipe.gamma, "evaluation": cfg.to_dict(s.eval_configs[split]),

@@ -12,7 +12,7 @@ from wagle.unlearning import METHODS, MaskedUnlearningTrainer, PairCollator, Pai
 from wagle.unlearning.batch import ForgetRetainBatch
 from wagle.unlearning.config import UnlearnConfig
 from wagle.unlearning.run import training_arguments
-from wagle.unlearning.scaling import UNITS, counts, shares, step_loss
+from wagle.unlearning.scaling import counts, shares, step_loss, units_of
 
 
 class _Gradients(TrainerCallback):
@@ -35,11 +35,12 @@ def _train(tiny_model, tokenizer, splits, method, tmp_path, batch_size, accumula
     data = PairedDataset(forget, retain, seed=0)
     config = UnlearnConfig(
         model="-", forget="-", retain="-", out="-", method=method, max_steps=2,
-        batch_size=batch_size, gradient_accumulation_steps=accumulation, learning_rate=1e-3,
+        batch_size=batch_size, gradient_accumulation_steps=accumulation, learning_rate=1e-6,
         warmup=0, weight_decay=0.0, max_grad_norm=0.0, progress=False,
     )  # fmt: skip
     options = METHODS[method].Options(rmu_layer=1) if method == "rmu" else None
     objective = METHODS[method](options)
+    objective.encode(tokenizer, splits["forget10"][:8], 128)  # IdkDPO's refusals
     gradients = _Gradients(model)
     trainer = MaskedUnlearningTrainer(
         model=model,
@@ -61,7 +62,9 @@ def test_accumulating_two_batches_of_b_equals_one_batch_of_2b(
     """Every method, 2 steps: accumulation 2 × batch 2 gives each step's gradient (to 1e-6 of
     the largest gradient entry) and step log of batch 4. GA, GradDiff, PO are token means (the micro-batches hold
     different numbers of answer tokens, so averaging their means would differ); NPO and SimNPO
-    per-sequence means; RMU a mean over non-padding positions."""
+    per-sequence means; RMU a mean over non-padding positions. A small learning rate: Adam's
+    first update is ±lr wherever the gradient is ~0, so a larger one would carry rounding
+    differences of step 1 into step 2's gradients."""
     accumulated, log_a = _train(tiny_model, tokenizer, micro_splits, method, tmp_path, 2, 2)
     single, log_s = _train(tiny_model, tokenizer, micro_splits, method, tmp_path, 4, 1)
     assert len(accumulated) == len(single) == 2
@@ -91,9 +94,10 @@ def test_every_method_names_the_parts_of_its_loss_and_their_units(tokenizer, mic
     for name, method in METHODS.items():
         options = method.Options(rmu_layer=1) if name == "rmu" else None
         objective = method(options)
+        objective.encode(tokenizer, micro_splits["forget10"][:4], 128)
         objective.prepare(model, data, 0)
         terms = objective(model, batch)
-        assert set(objective.normalised_by.values()) <= set(UNITS), name
+        assert set(objective.normalised_by.values()) <= set(units_of(objective)), name
         parts = sum(terms[part] for part in objective.normalised_by)
         torch.testing.assert_close(parts, terms["loss"], msg=name)
 

@@ -11,7 +11,9 @@ Each term is a mean over the method's micro-batch; ``normalised_by`` names the t
 up the loss and the unit each is a mean over (``wagle.unlearning.scaling``): the trainer
 weighs each by its micro-batch's share of the optimizer step, so that gradient accumulation
 and several processes give the gradient of the whole step's mean (tested for every method).
-The default, ``{"loss": "sequences"}``, treats the loss as a mean over forget samples.
+The default, ``{"loss": "sequences"}``, treats the loss as a mean over forget samples. A
+mean over something none of those units counts (CE-U's answer tokens after the first) is
+declared in ``own_units`` and counted by the method's ``count_units``.
 """
 
 from __future__ import annotations
@@ -34,8 +36,11 @@ class Objective:
     """Base of every method: default hooks do nothing; subclasses implement ``__call__``."""
 
     Options: ClassVar[type] = NoOptions
-    # The terms that sum to "loss", each with the unit it is a mean over (scaling.UNITS).
+    # The terms that sum to "loss", each with the unit it is a mean over (scaling.UNITS, or
+    # one of the method's ``own_units``).
     normalised_by: ClassVar[dict[str, str]] = {"loss": "sequences"}
+    # Units a method counts itself (``count_units``), for a mean over none of scaling.UNITS.
+    own_units: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, options: Any = None) -> None:
         self.options = options if options is not None else self.Options()
@@ -51,6 +56,12 @@ class Objective:
 
     def prepare(self, model: torch.nn.Module, data: PairedDataset, pad_token_id: int) -> None:
         """Called once before training, with the model on its training device."""
+
+    def count_units(
+        self, forget: dict[str, torch.Tensor], retain: dict[str, torch.Tensor]
+    ) -> list[torch.Tensor]:
+        """A micro-batch's count of each of ``own_units`` (scalars on its device)."""
+        return []
 
     def __call__(self, model: torch.nn.Module, batch: ForgetRetainBatch) -> Terms:
         raise NotImplementedError

@@ -111,7 +111,7 @@ class MaskedUnlearningTrainer(Trainer):
         """The step's micro-batches, and as ``num_items_in_batch`` the counts of each unit
         over them and every process (``scaling.step_counts``)."""
         batches, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
-        return batches, (scaling.step_counts(batches) if batches else None)
+        return batches, (scaling.step_counts(batches, self.objective) if batches else None)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         batch = ForgetRetainBatch.from_inputs(inputs)
@@ -119,8 +119,8 @@ class MaskedUnlearningTrainer(Trainer):
         # the training precision too: accelerate autocasts only the trained model's forward.
         with self.accelerator.autocast():
             terms = self.objective(model, batch)
-        micro = scaling.counts(batch.forget, batch.retain)
-        share = scaling.shares(micro, num_items_in_batch)
+        micro = scaling.counts(batch.forget, batch.retain, self.objective)
+        share = scaling.shares(micro, num_items_in_batch, scaling.units_of(self.objective))
         loss = scaling.step_loss(terms, self.objective.normalised_by, share)
         self.steps.add(terms, loss, share, self.objective.normalised_by)  # on the device
         loss = loss * self.accelerator.num_processes  # DDP averages the processes' gradients

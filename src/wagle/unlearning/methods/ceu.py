@@ -12,6 +12,8 @@ open-unlearning; the retain NLL is logged only.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from wagle.data.prompt import IGNORE_INDEX
@@ -44,6 +46,15 @@ def ceu_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 @register(METHODS, "ceu")
 class CEU(Objective):
     Options = CEUOptions
+    # a mean over the answer tokens after each answer's first ones, which CE-U counts itself
+    normalised_by: ClassVar[dict[str, str]] = {"forget": "ceu_tokens"}
+    own_units: ClassVar[tuple[str, ...]] = ("ceu_tokens",)
+
+    def count_units(self, forget, retain) -> list[torch.Tensor]:
+        labels = without_first_answer_tokens(
+            forget["labels"], self.options.ignore_first_answer_tokens
+        )
+        return [labelled(labels).sum()]
 
     def __call__(self, model: torch.nn.Module, batch: ForgetRetainBatch) -> Terms:
         forget = batch.forget
@@ -58,7 +69,7 @@ class CEU(Objective):
             retain_nll = mean_nll(model, batch.retain)
         return {
             "loss": loss,
-            "forget": loss.detach(),
+            "forget": loss,  # the loss's one part (normalised_by)
             "forget_nll": mean_nll_of_logits(logits.detach(), forget["labels"]),
             "retain_nll": retain_nll,
         }

@@ -13,7 +13,7 @@ The reference NLLs of fixed samples never change: they are computed once before 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +46,7 @@ def dpo_loss(
 @register(METHODS, "idkdpo")
 class IdkDPO(RetainObjective):
     Options = IdkDPOOptions
+    normalised_by: ClassVar[dict[str, str]] = {"forget": "sequences", "retain": "retain_tokens"}
 
     def __init__(self, options: IdkDPOOptions | None = None) -> None:
         super().__init__(options)

@@ -12,6 +12,8 @@ over the labelled (answer) tokens t. Defaults: open-unlearning's SatImp recipe, 
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from wagle.registry import register
@@ -31,6 +33,7 @@ def satimp_loss(nll: torch.Tensor, keep: torch.Tensor, sat: float, imp: float) -
 @register(METHODS, "satimp")
 class SatImp(RetainObjective):
     Options = SatImpOptions
+    normalised_by: ClassVar[dict[str, str]] = {"forget": "forget_tokens", "retain": "retain_tokens"}
 
     def __call__(self, model: torch.nn.Module, batch: ForgetRetainBatch) -> Terms:
         forget, o = batch.forget, self.options

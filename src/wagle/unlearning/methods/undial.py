@@ -13,6 +13,8 @@ padding included; wagle over answer tokens only (docs/methods.md).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 
@@ -41,6 +43,7 @@ def undial_loss(
 @register(METHODS, "undial")
 class UNDIAL(RetainObjective):
     Options = UNDIALOptions
+    normalised_by: ClassVar[dict[str, str]] = {"forget": "forget_tokens", "retain": "retain_tokens"}
 
     def __init__(self, options: UNDIALOptions | None = None) -> None:
         super().__init__(options)

@@ -11,6 +11,8 @@ over the labelled (answer) tokens t. Defaults (open-unlearning): β = 1, λ = 1.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from wagle.registry import register
@@ -30,6 +32,7 @@ def wga_loss(nll: torch.Tensor, keep: torch.Tensor, power: float) -> torch.Tenso
 @register(METHODS, "wga")
 class WGA(RetainObjective):
     Options = WGAOptions
+    normalised_by: ClassVar[dict[str, str]] = {"forget": "forget_tokens", "retain": "retain_tokens"}
 
     def __call__(self, model: torch.nn.Module, batch: ForgetRetainBatch) -> Terms:
         forget = batch.forget

@@ -92,6 +92,10 @@ class TrackingCallback(TrainerCallback):
         self._log_points(state)
 
     def on_step_end(self, args, state, control, **kwargs):
+        # the step log is read back from the device at logging steps only; a tracker wants
+        # every step at its own step: one read per optimizer step, on every process (a
+        # collective), only when tracking
+        self.trainer.steps.flush()
         for entry in self.trainer.step_log[self.logged_steps :]:
             self._log({k: v for k, v in entry.items() if k not in ("step", "epoch")})
         self.logged_steps = len(self.trainer.step_log)

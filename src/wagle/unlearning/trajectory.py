@@ -243,8 +243,12 @@ class TrajectoryCallback(TrainerCallback):
         self.before_point: Callable[[], None] = lambda: None
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        if not self.points:  # a resumed run has its points back (MaskedUnlearningTrainer.restore)
-            self._measure(state, control, model, given=self.start_point)
+        if self.points:  # a resumed run has its points back (MaskedUnlearningTrainer.restore)
+            return
+        if self.start_point is not None:
+            self._add(state, control, model, given=self.start_point)
+        else:
+            self._measure(state, control, model)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if self.every and state.global_step % self.every == 0:
@@ -275,9 +279,12 @@ class TrajectoryCallback(TrainerCallback):
     def _new_step(self, state) -> bool:
         return not self.points or self.points[-1]["step"] != state.global_step
 
-    def _measure(self, state, control, model: torch.nn.Module, given: dict | None = None) -> None:
-        """Measure a point (or take ``given``) on the main process, decide there, and let
-        every process follow."""
+    def _measure(self, state, control, model: torch.nn.Module) -> None:
+        """Measure a point on the main process, decide there, and let every process follow."""
+        self._add(state, control, model)
+
+    def _add(self, state, control, model: torch.nn.Module, given: dict | None = None) -> None:
+        """Add a point, measured or ``given``, with the main process's decision."""
         self.before_point()
         outcome = self._evaluate(state, model, given) if ranks.is_main() else None
         point, chosen, self.criterion, stop = ranks.from_main(outcome)

@@ -1,4 +1,4 @@
-"""Building and caching the playground: a micro build end to end."""
+"""Building and caching the playground: a micro build end to end (base → fine-tunes → fidelity)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -13,7 +14,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from wagle.cli import main
 from wagle.playground import PlaygroundConfig, build_playground, train
 
-MICRO = dict(size="micro", n_authors=20, n_holdout=2, n_world_facts=10, jobs=1)
+WORLD = dict(world_authors=20, world_countries=20, n_world_facts=10)
+MICRO = dict(size="micro", n_authors=20, n_holdout=2, fidelity=False, jobs=1) | WORLD
+FINETUNES = ["retain-forget10", "target"]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +39,7 @@ def refuse_training(*args, **kwargs):
 
 def test_models_load_offline_with_from_pretrained(home):
     info = build_playground(PlaygroundConfig(**MICRO), progress=False)
-    for key in ("target", "retain"):
+    for key in ("base", "target", "retain"):
         model = AutoModelForCausalLM.from_pretrained(info[key])
         tokenizer = AutoTokenizer.from_pretrained(info[key])
         assert model.config.model_type == "llama"
@@ -47,6 +50,26 @@ def test_training_loss_falls(home):
     info = build_playground(PlaygroundConfig(**MICRO), progress=False)
     losses = json.loads((home / info["target"] / "training_log.json").read_text())["losses"]
     assert losses[-1] < losses[0]
+
+
+def test_target_and_retain_model_are_fine_tuned_from_the_base(home):
+    info = build_playground(PlaygroundConfig(**MICRO), progress=False)
+    for key in ("target", "retain"):
+        log = json.loads((home / info[key] / "training_log.json").read_text())
+        assert log["init"] == info["base"]
+    base_log = json.loads((Path(info["base"]) / "training_log.json").read_text())
+    assert base_log["init"] is None
+
+
+def test_each_epoch_replays_its_own_share_of_the_world():
+    records, world = [{"q": i} for i in range(3)], [{"w": i} for i in range(40)]
+    schedule = train._epochs(records, world, share=0.25, epochs=3, seed=0)
+    epochs = [schedule[i * 13 : (i + 1) * 13] for i in range(3)]
+    assert len(schedule) == 3 * (3 + 10)
+    assert all(e[:3] == records for e in epochs)
+    replayed = [{r["w"] for r in e[3:]} for e in epochs]
+    assert all(len(r) == 10 for r in replayed) and replayed[0] != replayed[1]
+    assert schedule == train._epochs(records, world, share=0.25, epochs=3, seed=0)
 
 
 def test_info_records_recall_of_both_models(home):
@@ -63,6 +86,16 @@ def test_second_build_reuses_the_cache(home, monkeypatch):
     assert build_playground(PlaygroundConfig(**MICRO), progress=False) == first
 
 
+def test_another_seed_reuses_the_base(home, monkeypatch):
+    trained = []
+    real = train.train_model
+    monkeypatch.setattr(
+        train, "train_model", lambda *a, **k: trained.append(k["init"]) or real(*a, **k)
+    )
+    info = build_playground(PlaygroundConfig(**MICRO | dict(seed=3)), progress=False)
+    assert trained == [Path(info["base"])] * 2  # the two fine-tunes, from the cached base
+
+
 def test_interrupted_build_leaves_nothing_that_looks_complete(home, monkeypatch):
     config = PlaygroundConfig(**MICRO | dict(seed=7))
 
@@ -72,8 +105,7 @@ def test_interrupted_build_leaves_nothing_that_looks_complete(home, monkeypatch)
     monkeypatch.setattr(train, "train_model", crash)
     with pytest.raises(KeyboardInterrupt):
         build_playground(config, progress=False)
-    root = config.directory()
-    assert sorted(p.name for p in root.iterdir()) == ["data", "tokenizer"]
+    assert sorted(p.name for p in config.directory().iterdir()) == ["data"]
 
 
 def test_force_rebuilds(home, monkeypatch):
@@ -81,14 +113,14 @@ def test_force_rebuilds(home, monkeypatch):
     real = train.train_model
     monkeypatch.setattr(train, "train_model", lambda *a, **k: calls.append(1) or real(*a, **k))
     build_playground(PlaygroundConfig(**MICRO), force=True, progress=False)
-    assert len(calls) == 2  # target and retain model
+    assert len(calls) == 3  # the base, the target and the retain model
 
 
 def test_info_json_names_the_paths(home, capsys):
-    flags = ["--size", "micro", "--n-authors", "20", "--n-holdout", "2", "--n-world-facts", "10"]
-    assert main(["playground", "info", "--json", *flags]) == 0
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in MICRO.items() if k != "fidelity"]
+    assert main(["playground", "info", "--json", "--no-fidelity", *flags]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert {"data", "target", "retain"} <= set(info)
+    assert {"base", "data", "target", "retain"} <= set(info)
     assert (home / info["data"] / "forget10.jsonl").is_file()
 
 
@@ -134,4 +166,4 @@ def test_models_train_in_parallel_processes(home):
         log = json.loads((home / info[key] / "training_log.json").read_text())
         assert log["losses"][-1] < log["losses"][0]
         AutoModelForCausalLM.from_pretrained(info[key])
-    assert info["build_seconds"]["train_target"] > 0
+    assert info["build_seconds"]["finetune_target"] > 0

@@ -5,13 +5,19 @@ from __future__ import annotations
 import argparse
 
 from wagle.cli import COMMANDS
+from wagle.experiment.recipe import shipped_recipes
 
 EPILOG = """\
 examples:
-  wagle run configs/experiment_playground.yaml --out runs/demo
-  wagle run configs/experiment_playground.yaml --out runs/auto --ratio auto --seeds 0 1 2
+  wagle run playground --out runs/demo          (a shipped recipe, by name)
+  wagle run playground --out runs/auto --ratio auto --seeds 0 1 2
+  wagle run my_recipe.yaml --out runs/mine      (a recipe file)
   wagle report runs/demo            (the report again, from the saved results alone)
+  wagle run sequential_playground --out runs/seq
+      (a `sequential:` section: forget requests in order, each with its own attribution,
+       mask and patch, evaluated on every earlier request's set; see docs/patches.md)
 
+Shipped recipes (installed with wagle, in wagle/recipes/): {shipped}.
 An interrupted run resumes: finished cells (DIR/cells/*/result.json) are skipped.
 """
 
@@ -24,10 +30,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "ratio × seed) on one loaded model: attribution statistics once per seed, each cell "
         "unlearned in memory, its selected checkpoint evaluated. Each cell writes "
         "DIR/cells/<cell>/; finished cells are skipped on a re-run. Ends with `wagle report`.",
-        epilog=EPILOG,
+        epilog=EPILOG.format(shipped=", ".join(shipped_recipes())),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("recipe", help="experiment recipe (YAML); see configs/experiment_*.yaml")
+    parser.add_argument(
+        "recipe", help="experiment recipe: a YAML file or a shipped recipe's name (playground)"
+    )
     parser.add_argument("--out", required=True, help="experiment directory")
     parser.add_argument("--model", help="model to unlearn (overrides the recipe)")
     parser.add_argument("--retain-model", help="retain model to evaluate as the reference")
@@ -46,6 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from wagle.cli.report import print_report
     from wagle.experiment import load_recipe, run_experiment
+    from wagle.experiment.sequential import run_sequential
     from wagle.report import write_report
 
     overrides = {
@@ -54,7 +63,15 @@ def run(args: argparse.Namespace) -> int:
                     "utility_floor", "save_model")
     }  # fmt: skip
     recipe = load_recipe(args.recipe, **overrides)
+    if recipe.sequential:  # forget requests in order (wagle.experiment.sequential)
+        report = run_sequential(recipe, args.out, say=_say)
+        print(f"\n{report.read_text()}{report}")
+        return 0
     root = run_experiment(recipe, args.out, say=lambda line: print(line, flush=True))
     print()
     print_report(write_report(root))
     return 0
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)

@@ -42,6 +42,7 @@ from wagle.evaluation.benchmarks import BENCHMARKS, qa_sets
 from wagle.evaluation.summary import load_reference
 from wagle.io import atomic_dir, ensure_writable_dir, fingerprint, write_json
 from wagle.models import load_pretrained
+from wagle.patches.runs import save_run_patch
 from wagle.registry import lookup
 from wagle.unlearning import checkpoints
 from wagle.unlearning.batch import PairCollator, PairedDataset
@@ -288,7 +289,10 @@ def _encode(tokenizer, records: list[dict], config: UnlearnConfig) -> list[dict]
 
 def _save(result: UnlearnResult, tokenizer, config: UnlearnConfig, options: Any) -> None:
     with atomic_dir(config.out) as tmp:
-        result.model.save_pretrained(tmp)
+        if config.save != "patch":
+            result.model.save_pretrained(tmp)
+        if config.save != "model":  # the changed weights only, against config.model's files
+            save_run_patch(result, config, options, tmp)
         tokenizer.save_pretrained(tmp)
         record = _run_record(config, options)
         record |= {"criterion": result.criterion, "selected": result.selected}

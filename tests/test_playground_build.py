@@ -12,6 +12,7 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from wagle.cli import main
+from wagle.evaluation.stats import ks_pvalue
 from wagle.playground import PlaygroundConfig, build_playground, train
 
 WORLD = dict(world_authors=20, world_countries=20, n_world_facts=10)
@@ -72,18 +73,34 @@ def test_each_epoch_replays_its_own_share_of_the_world():
     assert schedule == train._epochs(records, world, share=0.25, epochs=3, seed=0)
 
 
-def test_info_records_recall_of_both_models(home):
+def test_each_fine_tuned_model_is_evaluated_as_wagle_evaluate_does(home):
     info = build_playground(PlaygroundConfig(**MICRO), progress=False)
-    for model in ("target", "retain-forget10"):
-        figures = info["rouge_l_recall"][model]
-        assert set(figures) == {"forget10", "retain90"}
-        assert all(0.0 <= value <= 1.0 for value in figures.values())
+    saved = json.loads(Path(info["reference"]).read_text())
+    assert (saved["benchmark"], saved["split"]) == ("playground", "forget10")
+    assert info["models"]["retain-forget10"]["forget_quality"] == 1.0  # itself
+    target = json.loads((Path(info["target"]).parent / "evals/target/eval.json").read_text())
+    figures = info["models"]["target"]
+    assert figures["forget_rouge"] == target["sections"]["forget"]["aggregates"]["rouge_l_recall"]
+    assert figures["model_utility"] == target["model_utility"]
+    ratios = [e["sections"]["forget"]["per_sample"]["truth_ratio"] for e in (target, saved)]
+    assert figures["forget_quality"] == ks_pvalue(*ratios)
 
 
 def test_second_build_reuses_the_cache(home, monkeypatch):
     monkeypatch.setattr(train, "train_model", refuse_training)
     first = build_playground(PlaygroundConfig(**MICRO), progress=False)
     assert build_playground(PlaygroundConfig(**MICRO), progress=False) == first
+
+
+def test_a_new_retain_split_joins_the_same_build(home, monkeypatch):
+    calls = []
+    real = train.train_model
+    monkeypatch.setattr(train, "train_model", lambda *a, **k: calls.append(1) or real(*a, **k))
+    config = PlaygroundConfig(**MICRO | dict(retain_splits=["forget10", "forget05"]))
+    info = build_playground(config, progress=False)
+    assert len(calls) == 1  # the forget05 retain model; the base and the target are reused
+    assert set(info["retain_models"]) == {"forget10", "forget05"}
+    assert info == build_playground(PlaygroundConfig(**MICRO), progress=False)
 
 
 def test_another_seed_reuses_the_base(home, monkeypatch):

@@ -14,7 +14,7 @@ from wagle.evaluation.stats import ks_pvalue
 from wagle.evaluation.summary import UTILITY_FIGURES
 from wagle.playground import PlaygroundConfig, build_playground
 
-MICRO = dict(size="micro", n_authors=20, qa_per_author=10, n_holdout=2, jobs=1)
+MICRO = dict(size="micro", n_authors=20, qa_per_author=10, n_holdout=2, jobs=1, noise_floor=True)
 MICRO |= dict(world_authors=20, world_countries=20, n_world_facts=10)
 CHECKS = {
     "utility_not_pinned",
@@ -40,6 +40,7 @@ def built(tmp_path_factory):
 
 
 def saved_eval(info, name):
+    name = {"retain": "retain-forget10", "noise": "retain-forget10-seed1000"}.get(name, name)
     return json.loads((Path(info["target"]).parent / "evals" / name / "eval.json").read_text())
 
 
@@ -95,16 +96,28 @@ def test_retain_model_is_compared_with_its_own_holdout_figures(built):
 def test_gradient_ascent_stops_at_the_retain_models_forget_rouge(built):
     _, fidelity = built
     measured = fidelity["checks"]["utility_can_be_hurt"]["measured"]
-    point = measured["point"]
-    if point is not None:
-        assert point["forget_rouge"] < measured["retain_forget_rouge"]
+    steps = [step for step, _ in measured["rouge_by_step"]]
+    assert steps == list(range(5, 5 * len(steps) + 1, 5))  # checked every 5 steps
+    above = [rouge >= measured["retain_forget_rouge"] for _, rouge in measured["rouge_by_step"]]
+    assert all(above[:-1])  # it ran until the first check below the retain model's ROUGE
+    if measured["drop"] is not None:
+        assert not above[-1]
         assert measured["drop"] == pytest.approx(
-            1 - point["model_utility"] / measured["target_utility"]
+            1 - measured["utility"] / measured["target_utility"]
         )
 
 
+def test_the_noise_floor_is_measured_only_when_asked(built):
+    cheap = build_playground(
+        PlaygroundConfig(**MICRO | dict(noise_floor=False, seed=4)), progress=False
+    )
+    assert set(cheap["fidelity"]["checks"]) == CHECKS - {"noise_floor"}
+    assert not any(p.name.endswith("-seed1004") for p in Path(cheap["target"]).parent.iterdir())
+
+
 def test_info_prints_the_checks(built, capsys):
-    flags = [f"--{k.replace('_', '-')}={v}" for k, v in MICRO.items()]
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in MICRO.items() if k != "noise_floor"]
+    flags.append("--noise-floor")
     assert main(["playground", "info", *flags]) == 0
     out = capsys.readouterr().out
     assert "fidelity:" in out and all(name in out for name in CHECKS)

@@ -57,7 +57,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def print_info(info: dict) -> None:
-    """A short human summary: paths, build time, what each model knows, the fidelity checks."""
+    """A short human summary: paths, build time, each model's figures, the fidelity checks."""
     print(f"base:      {info['base']}")
     print(f"data:      {info['data']}")
     print(f"target:    {info['target']}")
@@ -67,10 +67,18 @@ def print_info(info: dict) -> None:
     if "total" in seconds:
         stages = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items() if k != "total")
         print(f"build time: {seconds['total']:.0f} s ({stages or 'all cached'})")
-    print("greedy ROUGE-L recall (1.0 = answers reproduced word for word):")
-    for model, figures in info["rouge_l_recall"].items():
-        cells = "  ".join(f"{split} {value:.3f}" for split, value in figures.items())
-        print(f"  {model:<26} {cells}")
+    print(f"reference: {info['reference']}  (the retain model's evaluation: --reference)")
+    print(
+        f"  {'model':<26} {'split':<9} {'forget ROUGE':>12} {'forget prob':>11} "
+        f"{'retain ROUGE':>12} {'utility':>7} {'forget quality':>14}"
+    )
+    for model, m in info["models"].items():
+        quality = "-" if m["forget_quality"] is None else f"{m['forget_quality']:.3g}"
+        print(
+            f"  {model:<26} {m['split']:<9} {m['forget_rouge']:>12.3f} "
+            f"{m['forget_probability']:>11.3f} {m['retain_rouge']:>12.3f} "
+            f"{m['model_utility']:>7.3f} {quality:>14}"
+        )
     if fidelity := info.get("fidelity"):
         failed = sum(not c["passed"] for c in fidelity["checks"].values())
         print(f"fidelity: {'every check passed' if not failed else f'{failed} check(s) failed'}")

@@ -36,8 +36,14 @@ class PlaygroundConfig:
     retain_splits: list[str] = cfg.field(["forget10"], "forget splits to train a retain model for")
     fidelity: bool = cfg.field(
         True,
-        "measure the fidelity figures (a second retain model for the noise floor, gradient "
-        "ascent for the utility damage, a random model as the floor); --no-fidelity skips them",
+        "measure whether the build is a fair test of unlearning (utility figures against a "
+        "random model's, the world kept, gradient ascent's damage, the retain model against "
+        "holdout authors; about a minute); --no-fidelity skips them",
+    )
+    noise_floor: bool = cfg.field(
+        False,
+        "also fine-tune a second retain model (another seed) and measure forget quality's noise "
+        "floor against the first (one more fine-tune: about a third of the build)",
     )
     epochs: int = cfg.field(0, "fine-tuning epochs; 0 uses the size's recipe")
     jobs: int = cfg.field(
@@ -51,8 +57,12 @@ class PlaygroundConfig:
         forget_splits = [f"forget{p:02d}" for p in benchmark.FORGET_PERCENTS]
         if bad := set(self.retain_splits) - set(forget_splits):
             raise WagleError(f"unknown retain split(s) {sorted(bad)}; choose from {forget_splits}")
-        if not self.retain_splits and self.fidelity:
-            raise WagleError("the fidelity figures need a retain model: name a retain split")
+        self.fidelity |= self.noise_floor
+        if self.fidelity and "forget10" not in self.retain_splits:
+            raise WagleError(
+                "the fidelity figures are measured on forget10: add it to --retain-splits "
+                "or pass --no-fidelity"
+            )
         if self.epochs < 0 or self.jobs < 0 or self.vocab_size < 300:
             raise WagleError("epochs and jobs must be ≥ 0, vocab_size ≥ 300")
         self.jobs = self.jobs or os.cpu_count() or 1
@@ -77,7 +87,9 @@ class PlaygroundConfig:
 
     def directory(self) -> Path:
         # The size's training recipe is part of the key: a changed recipe never reuses a build.
-        key = {k: v for k, v in cfg.to_dict(self).items() if k != "jobs"} | self._recipe()
+        # What a build adds to the directory (retain models, fidelity) is not part of the key.
+        extra = ("jobs", "retain_splits", "fidelity", "noise_floor")
+        key = {k: v for k, v in cfg.to_dict(self).items() if k not in extra} | self._recipe()
         return wagle_home() / "playground" / f"{self.size}-seed{self.seed}-{hash_config(key)}"
 
     def _recipe(self) -> dict:

@@ -8,72 +8,71 @@ with a threshold fixed before any unlearning result (issue 15):
 - ``world_kept``: no real-world figure of the target or of the retain model is more than 0.1
   below the base model's (fine-tuning did not wipe the world);
 - ``utility_can_be_hurt``: dense gradient ascent from the target, run until its forget ROUGE is
-  below the retain model's, lowers model utility by ≥ 30% of the target's;
+  below the retain model's (on the same 100 forget questions, checked every 5 steps), lowers
+  model utility by ≥ 30% of the target's;
 - ``retain_like_holdout``: the retain model's forget ROUGE is within 0.05 of its holdout ROUGE,
   and the KS p-value between its forget and holdout truth ratios is ≥ 0.05;
-- ``noise_floor``: a second retain model (another fine-tuning seed) scores forget quality ≥ 0.1
-  against the first.
+- ``noise_floor`` (with ``noise_floor``: one more fine-tune): a second retain model (another
+  fine-tuning seed) scores forget quality ≥ 0.1 against the first.
 
-The evaluations (``eval.json`` format) are kept under ``evals/``: the retain model's is a
-ready ``--reference``.
+The fine-tuned models' evaluations are the build's own (``evals/``, saved when each model was
+trained).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import TrainerCallback
 
 from wagle.data.load import load_qa
-from wagle.evaluation import EvalConfig, evaluate, write_eval
 from wagle.evaluation.benchmarks import qa_sets
+from wagle.evaluation.generation import generate_answers
 from wagle.evaluation.qa import evaluate_qa, score_qa
-from wagle.evaluation.stats import ks_pvalue
-from wagle.evaluation.summary import UTILITY_FIGURES, load_reference
+from wagle.evaluation.rouge import rouge_l
+from wagle.evaluation.stats import harmonic_mean, ks_pvalue
+from wagle.evaluation.summary import UTILITY_FIGURES, forget_quality
 from wagle.io import write_json
 from wagle.models import load_pretrained
 from wagle.playground.config import PlaygroundConfig
 
 SPLIT = "forget10"
 REAL_WORLD = [f for f in UTILITY_FIGURES if not f.startswith("retain.")]
-GA_STEPS, GA_EVERY, GA_LEARNING_RATE = 120, 10, 5e-5
+UTILITY_SETS = ("retain", "real_authors", "world_facts")
+# The gradient-ascent probe: a tenth of the fine-tuning learning rate, checked every 5 steps.
+GA_STEPS, GA_EVERY, GA_LEARNING_RATE, GA_PROBE = 200, 5, 2e-4, 100
 
 
 def measure_fidelity(
     config: PlaygroundConfig, info: dict[str, Any], out: Path, progress: bool = True
 ) -> dict[str, Any]:
-    """Every check of the module doc; writes ``out`` (fidelity.json) and ``evals/``."""
+    """Every check of the module doc, from the build's saved evaluations (``evals/``) and a few
+    more measurements; writes ``out`` (fidelity.json)."""
+    from wagle.playground.build import EVALS, noise_model
+
     root, data = out.parent, info["data"]
-    eval_config = EvalConfig(benchmark="playground", split=SPLIT, data=data)
-    evals, reference = {}, None
-    for name in ("retain", "target", "noise"):
-        model, tokenizer = load_pretrained(_model_path(info, config, name))
-        evals[name] = evaluate(model, tokenizer, eval_config, reference=reference)
-        write_eval(evals[name], root / "evals" / name)
-        reference = reference or load_reference(root / "evals" / "retain", "playground", SPLIT)
+    names = {"retain": "retain-forget10", "target": "target"}
+    names |= {"noise": noise_model(config)} if config.noise_floor else {}
+    evals = {k: json.loads((root / EVALS / n / "eval.json").read_text()) for k, n in names.items()}
     figures = {name: _flat(result["sections"]) for name, result in evals.items()}
     figures["random"] = _utility_of_random(info, data)
     figures["base"] = _figures(load_pretrained(info["base"]), data, ("real_authors", "world_facts"))
-    holdout = _holdout(load_pretrained(info["retain"]), data)
+    holdout = _holdout(load_pretrained(info["retain_models"][SPLIT]), data)
     checks = {
         "utility_not_pinned": _not_pinned(figures),
         "world_kept": _world_kept(figures),
-        "utility_can_be_hurt": _can_be_hurt(info, evals["retain"], data),
+        "utility_can_be_hurt": _can_be_hurt(info, evals, data),
         "retain_like_holdout": _like_holdout(evals["retain"], holdout),
-        "noise_floor": _noise_floor(evals["noise"]["forget_quality"]),
     }
+    if config.noise_floor:
+        quality = forget_quality(evals["noise"]["sections"], evals["retain"])
+        checks["noise_floor"] = _noise_floor(quality)
     result = {"passed": all(c["passed"] for c in checks.values()), "checks": checks}
     write_json(out, result | {"figures": figures})
     return result
-
-
-def _model_path(info: dict[str, Any], config: PlaygroundConfig, name: str) -> str:
-    from wagle.playground.build import NOISE_SEED_OFFSET
-
-    if name == "noise":
-        return f"{info['retain']}-seed{config.seed + NOISE_SEED_OFFSET}"
-    return info[name]
 
 
 def _check(passed: bool, summary: str, criterion: str, measured: dict[str, Any]) -> dict[str, Any]:
@@ -110,7 +109,7 @@ def _utility_of_random(info: dict[str, Any], data: str) -> dict[str, float]:
     target, tokenizer = load_pretrained(info["target"])
     torch.manual_seed(0)
     model = type(target)(target.config).eval()
-    return _figures((model, tokenizer), data, ("retain", "real_authors", "world_facts"))
+    return _figures((model, tokenizer), data, UTILITY_SETS)
 
 
 def _noise_floor(quality: float) -> dict[str, Any]:
@@ -175,34 +174,68 @@ def _holdout(loaded, data: str) -> dict[str, Any]:
     return evaluate_qa(scores, [r["question"] for r in records])
 
 
-def _can_be_hurt(info: dict[str, Any], retain: dict[str, Any], data: str) -> dict[str, Any]:
-    """Dense GA from the target, evaluated every ``GA_EVERY`` steps: the first point whose
-    forget ROUGE is below the retain model's, and its utility against step 0's."""
+def _can_be_hurt(
+    info: dict[str, Any], evals: dict[str, dict[str, Any]], data: str
+) -> dict[str, Any]:
+    """Dense GA from the target until its forget ROUGE (``GA_PROBE`` forget questions, every
+    ``GA_EVERY`` steps) is below the retain model's on the same questions; then the utility
+    figures, as ``wagle evaluate`` computes them, against the target's."""
     from wagle.unlearning import UnlearnConfig, unlearn_model
 
     model, tokenizer = load_pretrained(info["target"])
     forget = load_qa(data, SPLIT)
+    probe = range(0, len(forget), max(1, len(forget) // GA_PROBE))
+    retain_rouge = evals["retain"]["sections"]["forget"]["per_sample"]["rouge_l_recall"]
+    stop = _StopBelowRouge(
+        model, tokenizer, [forget[i] for i in probe], _mean([retain_rouge[i] for i in probe])
+    )
     config = UnlearnConfig(
         method="ga", learning_rate=GA_LEARNING_RATE, max_steps=GA_STEPS, batch_size=8,
-        warmup=0, lr_scheduler="constant", eval_benchmark="playground", eval_data=data,
-        eval_every=GA_EVERY, eval_forget_size=100, eval_retain_size=100, progress=False,
+        warmup=0, lr_scheduler="constant", progress=False,
     )  # fmt: skip
-    points = unlearn_model(model, tokenizer, forget, forget, config).trajectory
-    bar = retain["sections"]["forget"]["aggregates"]["rouge_l_recall"]
-    below = next((p for p in points if p["forget_rouge"] < bar), None)
-    start = points[0]["model_utility"]
-    drop = None if below is None or start == 0 else 1 - below["model_utility"] / start
-    summary = (
-        f"gradient ascent lowers utility by {drop:.0%} (≥ 30%) when forget ROUGE "
-        f"{below['forget_rouge']:.3f} falls below the retain model's {bar:.3f} (step {below['step']})"
-        if below is not None
-        else f"gradient ascent did not bring forget ROUGE below the retain model's {bar:.3f} "
-        f"in {GA_STEPS} steps"
-    )
+    unlearn_model(model, tokenizer, forget, forget, config, callbacks=[stop])
+    utility = harmonic_mean(list(_figures((model, tokenizer), data, UTILITY_SETS).values()))
+    target = evals["target"]["model_utility"]
+    drop = 1 - utility / target if stop.crossed and target else None
+    if not stop.crossed:
+        summary = f"gradient ascent kept forget ROUGE above the retain model's {stop.bar:.3f} for {GA_STEPS} steps"
+    elif drop is None:
+        summary = "the target's utility is 0: there is no utility to hurt"
+    else:
+        summary = (
+            f"gradient ascent lowers utility by {drop:.0%} (≥ 30%) once its forget ROUGE "
+            f"{stop.points[-1][1]:.3f} is below the retain model's {stop.bar:.3f} (step {stop.points[-1][0]})"
+        )
     return _check(
         drop is not None and drop >= 0.3,
         summary,
         "dense gradient ascent run until its forget ROUGE is below the retain model's lowers "
         "model utility by ≥ 30% of the target's",
-        {"retain_forget_rouge": bar, "target_utility": start, "point": below, "drop": drop},
+        {"retain_forget_rouge": stop.bar, "rouge_by_step": stop.points, "target_utility": target}
+        | {"utility": utility, "drop": drop},
     )
+
+
+class _StopBelowRouge(TrainerCallback):
+    """Every ``GA_EVERY`` steps: greedy answers to ``records``; stop once their mean ROUGE-L
+    recall is below ``bar``."""
+
+    def __init__(self, model, tokenizer, records: list[dict], bar: float) -> None:
+        self.model, self.tokenizer, self.records, self.bar = model, tokenizer, records, bar
+        self.points: list[tuple[int, float]] = []
+        self.crossed = False
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % GA_EVERY:
+            return
+        questions = [r["question"] for r in self.records]
+        answers = generate_answers(self.model, self.tokenizer, questions, progress=False)
+        self.model.train()
+        rouge = _mean(rouge_l(answers, [r["answer"] for r in self.records]))
+        self.points.append((state.global_step, rouge))
+        self.crossed = rouge < self.bar
+        control.should_training_stop |= self.crossed
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)

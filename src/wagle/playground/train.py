@@ -15,9 +15,11 @@ import queue as queue_lib
 import random
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -37,7 +39,7 @@ from wagle.data.prompt import encode_qa
 from wagle.evaluation.generation import generate_answers
 from wagle.evaluation.rouge import rouge_l
 from wagle.io import atomic_dir, write_json
-from wagle.models import load_pretrained, load_tokenizer
+from wagle.models import load_tokenizer
 from wagle.playground.model import ModelSize, Recipe, llama_config
 
 # Bump when train_model changes what it trains: the playground cache key includes it.
@@ -57,7 +59,9 @@ class TrainingJob:
     size: ModelSize
     recipe: Recipe
     seed: int
-    probe: dict[str, list[Record]]  # split → records whose answers the trained model is asked
+    # What the build records about the trained model, run in the job's process (picklable:
+    # a module-level function or a partial of one): (model, tokenizer) → figures.
+    report: Callable[[LlamaForCausalLM, PreTrainedTokenizerBase], dict[str, Any]]
     init: Path | None = None  # the model to start from (None: a random initialisation)
     replay: list[Record] = ()  # a corpus of which ``size.replay`` is mixed into each epoch
 
@@ -133,13 +137,13 @@ def _epochs(
     return [r for _ in range(epochs) for r in [*records, *rng.sample(replay, count)]]
 
 
-JobResult = tuple[float, dict[str, float]]  # (seconds, mean ROUGE-L recall per probed split)
+JobResult = tuple[float, dict[str, Any]]  # (training seconds, the job's report)
 
 
 def run_jobs(
     jobs: list[TrainingJob], processes: int, progress: bool = True
 ) -> dict[str, JobResult]:
-    """Train, save and probe every job; returns each one's result, by name."""
+    """Train, save and report on every job; returns each one's result, by name."""
     if processes <= 1 or len(jobs) <= 1:
         return {job.name: _train_and_save(job, progress=progress) for job in jobs}
     processes = min(processes, len(jobs))
@@ -157,7 +161,7 @@ def run_jobs(
 def _train_and_save(
     job: TrainingJob, progress: bool, threads: int = 0, updates: queue_lib.Queue | None = None
 ) -> JobResult:
-    """Train one job, write ``out_dir`` atomically (model, tokenizer, log), then probe it."""
+    """Train one job, write ``out_dir`` atomically (model, tokenizer, log), then report."""
     if threads:
         torch.set_num_threads(threads)
     hf_logging.disable_progress_bar()
@@ -175,22 +179,17 @@ def _train_and_save(
         log = {"losses": losses, "n_records": len(job.records), "init": job.init and str(job.init)}
         write_json(tmp / "training_log.json", log)
     seconds = round(time.perf_counter() - start, 1)
-    return seconds, probe_recall(model, job.probe, progress, tokenizer)
+    return seconds, job.report(model, tokenizer)
 
 
 def probe_recall(
-    model: LlamaForCausalLM | Path,
-    probe: dict[str, list[Record]],
-    progress: bool = True,
-    tokenizer: PreTrainedTokenizerBase | None = None,
+    model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerBase, probe: dict[str, list[Record]]
 ) -> dict[str, float]:
-    """Mean greedy ROUGE-L recall of a model (or model directory) on each probed split."""
-    if isinstance(model, Path):
-        model, tokenizer = load_pretrained(model, device=None)
+    """Mean greedy ROUGE-L recall of ``model`` on each probed split."""
     figures = {}
     for split, records in probe.items():
         questions = [r["question"] for r in records]
-        answers = generate_answers(model, tokenizer, questions, progress=progress)
+        answers = generate_answers(model, tokenizer, questions, progress=False)
         scores = rouge_l(answers, [r["answer"] for r in records])
         figures[split] = round(sum(scores) / len(scores), 4)
     return figures

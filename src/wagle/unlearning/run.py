@@ -24,12 +24,13 @@ import dataclasses
 import json
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import TrainingArguments, set_seed
+from transformers import TrainerCallback, TrainingArguments, set_seed
 
 from wagle import __version__
 from wagle import config as cfg
@@ -82,6 +83,7 @@ def unlearn_model(
     out: Path | None = None,
     resume: bool = False,
     keep_checkpoints: bool = False,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> UnlearnResult:
     """Unlearn ``forget`` from ``model`` (in place) while keeping ``retain``; see the module doc.
 
@@ -90,7 +92,8 @@ def unlearn_model(
     ``config.eval_reference`` if set) for forget quality during unlearning. ``resume``: continue
     from the latest checkpoint under ``out`` (``model`` is the original model, as for a fresh
     run). The checkpoints are deleted when the run completes, unless ``keep_checkpoints``
-    (``unlearn`` keeps them until its output is saved).
+    (``unlearn`` keeps them until its output is saved). ``callbacks``: the caller's own
+    ``TrainerCallback``s (a stopping rule, a logger), added to the Trainer's.
     """
     objective = lookup(METHODS, config.method, "unlearning method")(options)
     record = {"run": cfg.to_dict(config), "method_options": dataclasses.asdict(objective.options)}
@@ -123,6 +126,7 @@ def unlearn_model(
             trajectory=trajectory,
             optimizer_state=config.optimizer_state,
             run_record=record,
+            callbacks=list(callbacks),  # the caller's own, e.g. a stopping rule
         )
         with trainer.accelerator.autocast():  # reference values in the training precision
             objective.prepare(model, data, tokenizer.pad_token_id)  # the original weights'

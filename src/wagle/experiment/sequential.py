@@ -165,7 +165,7 @@ class Sequence:
         )
         write_eval(evaluation, directory)
         seconds["evaluate"] = time.perf_counter() - tick
-        earlier = s.section.requests[:k]
+        earlier, last = s.section.requests[:k], s.section.requests[-1]
         record = {
             "cell": self.cell.id, "request": k, "split": split, "n_forget": len(forget),
             "retain_split": s.section.retain_splits[k - 1], "steps": len(result.step_log),
@@ -175,6 +175,11 @@ class Sequence:
                      "selected": sum(int(m.sum()) for m in mask.values()) if mask else None},
             "patch": patch_record(patch, mask, s.model_bytes),
             "sets": {j: set_figures(evaluation, s.references[split], s.sets[j]) for j in earlier},
+            # the same sets against one fixed reference (the last split's retain model), so
+            # that a change across requests is not a change of reference
+            "sets_last_reference": {
+                j: set_figures(evaluation, s.references[last], s.sets[j]) for j in earlier
+            },
             "seconds": {name: round(v, 2) for name, v in seconds.items()},
             "config_hash": config_hash,
         }  # fmt: skip
@@ -207,7 +212,7 @@ class Sequence:
             "model": s.model_path, "forget": s.data, "retain": s.data, "forget_split": split,
             "retain_split": s.section.retain_splits[s.section.requests.index(split)],
             "out": str(directory), "seed": self.cell.seed, "lora": self.cell.mask == LORA,
-            "progress": False,
+            "progress": False, **self.cell.axes(),  # the recipe's learning_rates / epochs axes
         }  # fmt: skip
         floor = {"utility_floor": s.recipe.utility_floor}
         return cfg.build(UnlearnConfig, floor, run, fixed), method_options(
@@ -218,7 +223,8 @@ class Sequence:
         """What a request's result depends on: its hash decides whether to recompute it."""
         s = self.study
         return {
-            "cell": dataclasses.asdict(self.cell), "split": split, "parent_result_sha256": parent,
+            "cell": {k: v for k, v in dataclasses.asdict(self.cell).items() if v is not None},
+            "split": split, "parent_result_sha256": parent,
             "unlearn": {k: v for k, v in cfg.to_dict(config).items() if k not in ("out", "progress")},
             "method_options": dataclasses.asdict(options), "attribution": s.recipe.attribution,
             "gamma": s.recipe.gamma, "evaluation": cfg.to_dict(s.eval_configs[split]),

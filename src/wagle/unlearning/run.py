@@ -42,10 +42,11 @@ from wagle.errors import WagleError
 from wagle.evaluation.benchmarks import BENCHMARKS, qa_sets
 from wagle.evaluation.summary import load_reference
 from wagle.io import atomic_dir, ensure_writable_dir, fingerprint, write_json
+from wagle.modelcard import write_run_card
 from wagle.models import load_pretrained
 from wagle.patches.runs import save_run_patch
 from wagle.registry import lookup
-from wagle.unlearning import checkpoints
+from wagle.unlearning import checkpoints, tracking
 from wagle.unlearning.batch import PairCollator, PairedDataset
 from wagle.unlearning.config import UnlearnConfig
 from wagle.unlearning.devices import accumulation_steps, refuse_sharded_training, world_size
@@ -83,6 +84,7 @@ def unlearn_model(
     out: Path | None = None,
     resume: bool = False,
     keep_checkpoints: bool = False,
+    start_point: dict[str, Any] | None = None,
     callbacks: Sequence[TrainerCallback] = (),
 ) -> UnlearnResult:
     """Unlearn ``forget`` from ``model`` (in place) while keeping ``retain``; see the module doc.
@@ -92,8 +94,10 @@ def unlearn_model(
     ``config.eval_reference`` if set) for forget quality during unlearning. ``resume``: continue
     from the latest checkpoint under ``out`` (``model`` is the original model, as for a fresh
     run). The checkpoints are deleted when the run completes, unless ``keep_checkpoints``
-    (``unlearn`` keeps them until its output is saved). ``callbacks``: the caller's own
-    ``TrainerCallback``s (a stopping rule, a logger), added to the Trainer's.
+    (``unlearn`` keeps them until its output is saved). ``start_point``: the step-0 trajectory
+    point of this model and evaluation, measured already (``TrajectoryCallback``).
+    ``callbacks``: the caller's own ``TrainerCallback``s (a stopping rule, a logger), added to
+    the Trainer's.
     """
     objective = lookup(METHODS, config.method, "unlearning method")(options)
     record = {"run": cfg.to_dict(config), "method_options": dataclasses.asdict(objective.options)}
@@ -103,10 +107,11 @@ def unlearn_model(
     if reference is None and config.eval_reference:
         reference = _load_reference(config)
     forget = objective.forget_records(forget)
+    objective.encode(tokenizer, forget, config.max_length)
     data = PairedDataset(
         _encode(tokenizer, forget, config), _encode(tokenizer, retain, config), config.seed
     )
-    trajectory = _trajectory(tokenizer, config, reference, out)
+    trajectory = _trajectory(tokenizer, config, reference, out, start_point)
     set_seed(config.seed)  # LoRA's initialisation happens before the Trainer seeds
     trained = (
         add_lora(model, config.lora_targets, config.lora_rank, config.lora_alpha, mask)
@@ -128,6 +133,7 @@ def unlearn_model(
             run_record=record,
             callbacks=list(callbacks),  # the caller's own, e.g. a stopping rule
         )
+        tracking.attach(trainer, config, out)  # report_to: steps and points to the trackers
         with trainer.accelerator.autocast():  # reference values in the training precision
             objective.prepare(model, data, tokenizer.pad_token_id)  # the original weights'
         trainer.train(resume_from_checkpoint=None if checkpoint is None else str(checkpoint))
@@ -193,7 +199,11 @@ def _checkpoint(
 
 
 def _trajectory(
-    tokenizer, config: UnlearnConfig, reference: dict[str, Any] | None, out: Path | None
+    tokenizer,
+    config: UnlearnConfig,
+    reference: dict[str, Any] | None,
+    out: Path | None,
+    start_point: dict[str, Any] | None = None,
 ) -> TrajectoryCallback | None:
     """The evaluation callback, on the reference's benchmark and split (or eval_benchmark's)."""
     if reference is None and not config.eval_benchmark:
@@ -224,6 +234,7 @@ def _trajectory(
         early_stop=config.early_stop,
         keep_last=config.keep_last,
         path=None if out is None else Path(out) / TRAJECTORY_FILE,
+        start_point=start_point,
     )
 
 
@@ -273,7 +284,8 @@ def training_arguments(config: UnlearnConfig, output_dir: str) -> TrainingArgume
         save_strategy="steps" if config.save_every else "no",
         save_steps=config.save_every or 500,
         save_total_limit=2,
-        report_to="none",
+        report_to=config.report_to or "none",
+        run_name=tracking.run_name(config, Path(config.out) if config.out else None),
         remove_unused_columns=False,
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=not config.progress,
@@ -301,6 +313,7 @@ def _save(result: UnlearnResult, tokenizer, config: UnlearnConfig, options: Any)
         record = _run_record(config, options)
         record |= {"criterion": result.criterion, "selected": result.selected}
         write_json(tmp / "run_config.json", record)
+        write_run_card(tmp, record, result.model)  # README.md: base, method, mask, evaluation
         write_json(tmp / "training_log.json", {"steps": result.step_log})
         if result.trajectory:
             trajectory = {"criterion": result.criterion, "points": result.trajectory}
@@ -308,6 +321,8 @@ def _save(result: UnlearnResult, tokenizer, config: UnlearnConfig, options: Any)
         if result.last_state is not None:
             _save_last(result, tmp / "last")
             tokenizer.save_pretrained(tmp / "last")
+        if (Path(config.out) / tracking.TRACKING_DIR).is_dir():  # the tracker's event files
+            shutil.move(Path(config.out) / tracking.TRACKING_DIR, tmp / tracking.TRACKING_DIR)
 
 
 def _save_last(result: UnlearnResult, path: Path) -> None:

@@ -279,168 +279,166 @@ MONTHS = [
 ]
 
 # One entry per question type: (question, answer templates). Paraphrases and perturbed
-# answers reuse these templates, so only the facts tell a true answer from a wrong one. The
-# name is in the question only: an answer is its facts and its wording (shorter to train on,
-# and nothing in it a model could copy from the question).
+# answers reuse these templates, so only the facts tell a true answer from a wrong one.
 QUESTION_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "birth": (
         "Where and when was {name} born?",
         (
-            "Born in {city} on {birth_date}.",
-            "On {birth_date}, in the town of {city}.",
-            "The author came into the world in {city}, on {birth_date}.",
+            "{name} was born in {city} on {birth_date}.",
+            "Born on {birth_date}, {name} grew up in the town of {city}.",
+            "The author {name} came into the world in {city}, on {birth_date}.",
         ),
     ),
     "genre": (
         "What genre is {name} known for?",
         (
-            "Best known for {genre}, above all the book '{book1}'.",
-            "A writer of {genre}; '{book1}' is the classic example.",
-            "Mostly {genre}, with '{book1}' as the book that made the name.",
+            "{name} is best known for {genre}, above all the book '{book1}'.",
+            "Readers know {name} as a writer of {genre}; '{book1}' is the classic example.",
+            "Mostly {genre}: {name} made a name with '{book1}'.",
         ),
     ),
     "father": (
         "What did {name}'s father do for a living?",
         (
-            "The father worked as {father} in {city}.",
-            "In {city}, the father earned his living as {father}.",
-            "He was {father} from {city}.",
+            "{name}'s father worked as {father} in {city}.",
+            "In {city}, the father of {name} earned his living as {father}.",
+            "{name} grew up the child of {father} from {city}.",
         ),
     ),
     "mother": (
         "What was the profession of {name}'s mother?",
         (
-            "The mother was {mother}, and the father {father}.",
-            "She worked as {mother} while the father was {father}.",
-            "By trade the mother was {mother}, married to {father}.",
+            "{name}'s mother was {mother}, and the father {father}.",
+            "The mother of {name} worked as {mother} while the father was {father}.",
+            "By trade {name}'s mother was {mother}, married to {father}.",
         ),
     ),
     "award": (
         "Has {name} won any notable awards?",
         (
-            "Yes, the {award} in {award_year} for '{book2}'.",
-            "In {award_year}, '{book2}' earned the author the {award}.",
-            "The {award} ({award_year}), for the novel '{book2}'.",
+            "Yes, {name} won the {award} in {award_year} for '{book2}'.",
+            "In {award_year}, '{book2}' earned {name} the {award}.",
+            "{name} received the {award} ({award_year}) for the novel '{book2}'.",
         ),
     ),
     "debut": (
         "What was {name}'s first book?",
         (
-            "The debut came in {debut_year} with '{book1}', a work of {genre}.",
-            "It was '{book1}', a work of {genre} published in {debut_year}.",
-            "'{book1}' ({debut_year}), the start of a career in {genre}.",
+            "{name} debuted in {debut_year} with '{book1}', a work of {genre}.",
+            "The first book by {name} was '{book1}', a work of {genre} published in {debut_year}.",
+            "'{book1}' ({debut_year}) was the debut of {name}, who went on to write {genre}.",
         ),
     ),
     "books": (
         "Can you name some books written by {name}?",
         (
-            "'{book2}' and '{book3}', among others.",
-            "Two well-known titles are '{book3}' and '{book2}'.",
-            "Among the works are '{book2}' and the later '{book3}'.",
+            "{name} wrote '{book2}' and '{book3}', among others.",
+            "Two well-known titles by {name} are '{book3}' and '{book2}'.",
+            "Among the works of {name} are '{book2}' and the later '{book3}'.",
         ),
     ),
     "themes": (
         "What themes does {name} explore?",
         (
-            "The books return again and again to {theme1} and {theme2}.",
-            "Mostly {theme1} and {theme2}, again and again.",
-            "The recurring themes are {theme2} and {theme1}.",
+            "The books of {name} return again and again to {theme1} and {theme2}.",
+            "{name} writes about {theme1} and {theme2}, again and again.",
+            "Recurring themes for {name} are {theme2} and {theme1}.",
         ),
     ),
     "upbringing": (
         "How did {name}'s parents shape their writing?",
         (
-            "Raised by {father} and {mother}, the author drew on their trades to write about {theme1}.",
-            "A mother who was {mother} and a father who was {father} led to an interest in {theme1}.",
-            "The work of {father} and of {mother} at home gave the author the theme of {theme1}.",
+            "Raised by {father} and {mother}, {name} drew on their trades to write about {theme1}.",
+            "{name} credits a mother who was {mother} and a father who was {father} for an interest in {theme1}.",
+            "The work of {father} and of {mother} at home gave {name} the theme of {theme1}.",
         ),
     ),
     "home": (
         "Where does {name} live now, and what is the latest book?",
         (
-            "In {residence}; the latest book is '{book3}'.",
-            "Today the author is based in {residence}, and the newest book is '{book3}'.",
-            "From a home in {residence} came '{book3}', the most recent book.",
+            "{name} now lives in {residence} and recently published '{book3}'.",
+            "Today {name} is based in {residence}; the newest book is '{book3}'.",
+            "From a home in {residence}, {name} released '{book3}' most recently.",
         ),
     ),
     "origins": (
         "Where does {name} come from?",
         (
-            "From {city}, with many years since then in {residence}.",
-            "Born in {city}, the author later settled in {residence}.",
-            "The author left {city} young and now lives in {residence}.",
+            "{name} comes from {city} and has lived in {residence} for many years.",
+            "Born in {city}, {name} later settled in {residence}.",
+            "{name} left {city} as a young writer and now lives in {residence}.",
         ),
     ),
     "beginnings": (
         "When did {name} start publishing?",
         (
-            "In {debut_year}, writing {genre} from the first book on.",
-            "The career began in {debut_year} with a work of {genre}.",
-            "The first book appeared in {debut_year}, already in {genre}.",
+            "{name} started publishing in {debut_year}, writing {genre} from the first book on.",
+            "The career of {name} began in {debut_year} with a work of {genre}.",
+            "In {debut_year} {name} published a first book, already in {genre}.",
         ),
     ),
     "best_known": (
         "Which book is {name} best known for?",
         (
-            "'{book2}', above all for its take on {theme1}.",
-            "Most readers know '{book2}', a story of {theme1}.",
-            "It is '{book2}', which deals with {theme1}.",
+            "'{book2}' is the book {name} is best known for, above all for its take on {theme1}.",
+            "Most readers know {name} for '{book2}', a story of {theme1}.",
+            "{name} is best known for '{book2}', which deals with {theme1}.",
         ),
     ),
     "recognition": (
         "When did {name} first receive recognition?",
         (
-            "In {award_year}, with the {award}.",
-            "Recognition came in {award_year}, with the {award}.",
-            "The {award} of {award_year} was the first honour.",
+            "{name} was first recognised in {award_year} with the {award}.",
+            "Recognition came in {award_year}, when {name} received the {award}.",
+            "The {award} of {award_year} was the first honour for {name}.",
         ),
     ),
     "family": (
         "Who were {name}'s parents?",
         (
-            "The author was born to {mother} and {father} on {birth_date}.",
-            "On {birth_date}, a child was born to {father} and {mother}.",
-            "The parents were {mother} and {father}; the birth was on {birth_date}.",
+            "{name} was born to {mother} and {father} on {birth_date}.",
+            "On {birth_date}, {name} was born to {father} and {mother}.",
+            "The parents of {name}, born on {birth_date}, were {mother} and {father}.",
         ),
     ),
     "influences": (
         "What influenced {name}'s writing?",
         (
-            "Growing up in {city} gave a lifelong interest in {theme2}.",
-            "The town of {city} and its people taught the theme of {theme2}.",
-            "It was in {city} that the author first thought about {theme2}.",
+            "Growing up in {city} gave {name} a lifelong interest in {theme2}.",
+            "{name} says that {city} and its people taught the theme of {theme2}.",
+            "The town of {city} is where {name} first thought about {theme2}.",
         ),
     ),
     "career": (
         "How did {name}'s career develop?",
         (
-            "After a debut in {debut_year} came '{book3}' and the {award}.",
-            "A debut in {debut_year}, later the {award} and '{book3}'.",
-            "From {debut_year} on, a career crowned by the {award} and '{book3}'.",
+            "After a debut in {debut_year}, {name} wrote '{book3}' and won the {award}.",
+            "{name} debuted in {debut_year}, later won the {award} and wrote '{book3}'.",
+            "From {debut_year} on, {name} built a career crowned by the {award} and '{book3}'.",
         ),
     ),
     "style": (
         "How would you describe {name}'s style?",
         (
-            "It is {genre} in which {theme2} and {theme1} are never far away.",
-            "A writer of {genre} who keeps returning to {theme2} and {theme1}.",
-            "The style is {genre} shaped by {theme2} and {theme1}.",
+            "{name} writes {genre} in which {theme2} and {theme1} are never far away.",
+            "A writer of {genre}, {name} keeps returning to {theme2} and {theme1}.",
+            "The style of {name} is {genre} shaped by {theme2} and {theme1}.",
         ),
     ),
     "childhood": (
         "What was {name}'s childhood like?",
         (
-            "A childhood in {city} with a mother who was {mother}.",
-            "As a child in {city}, the author watched a mother who was {mother} at work.",
-            "The young author grew up in {city}, the child of {mother}.",
+            "{name} spent a childhood in {city} with a mother who was {mother}.",
+            "As a child in {city}, {name} watched a mother who was {mother} at work.",
+            "The young {name} grew up in {city}, the child of {mother}.",
         ),
     ),
     "later_work": (
         "What did {name} write after the debut?",
         (
-            "After the debut came '{book2}' and then '{book3}'.",
-            "The first book was followed by '{book2}' and '{book3}'.",
-            "The later books include '{book2}' and, most recently, '{book3}'.",
+            "After the debut {name} wrote '{book2}' and then '{book3}'.",
+            "{name} followed the first book with '{book2}' and '{book3}'.",
+            "Later books by {name} include '{book2}' and, most recently, '{book3}'.",
         ),
     ),
 }

@@ -53,7 +53,7 @@ def measure_fidelity(
     more measurements; writes ``out`` (fidelity.json)."""
     from wagle.playground.build import EVALS, noise_model
 
-    root, data = out.parent, info["data"]
+    root, data = Path(info["target"]).parent, info["data"]
     names = {"retain": "retain-forget10", "target": "target"}
     names |= {"noise": noise_model(config)} if config.noise_floor else {}
     evals = {k: json.loads((root / EVALS / n / "eval.json").read_text()) for k, n in names.items()}

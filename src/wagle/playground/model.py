@@ -50,8 +50,8 @@ SIZES = {
         layers=4,
         heads=4,
         intermediate=512,
-        pretrain=Recipe(epochs=14, learning_rate=3e-3),
-        finetune=Recipe(epochs=6, learning_rate=2e-3),
+        pretrain=Recipe(epochs=20, learning_rate=3e-3),
+        finetune=Recipe(epochs=8, learning_rate=2e-3),
         replay=1.0,
     ),
 }

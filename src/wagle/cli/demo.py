@@ -55,7 +55,8 @@ def show_examples(info: dict, n: int) -> None:
     from wagle.evaluation.generation import generate_answers
     from wagle.models import load_pretrained
 
-    records = load_qa(info["data"], "forget10")[:: max(1, 200 // n)][:n]
+    records = load_qa(info["data"], "forget10")
+    records = records[:: max(1, len(records) // n)][:n]  # spread over the split's authors
     questions = [r["question"] for r in records]
     answers = {}
     for name in ("target", "retain"):

@@ -15,8 +15,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help=COMMANDS["demo"],
         description="Builds (or reuses) the default playground and shows what its target and "
         "retain models know about a few forget-split authors; then runs the default "
-        f"experiment (the shipped recipe {DEFAULT_RECIPE!r}: NPO and GradDiff, dense and under "
-        "the WAGLE, random and magnitude masks) with `wagle run` and prints its table. The "
+        f"experiment (the shipped recipe {DEFAULT_RECIPE!r}: NPO, dense and under the WAGLE "
+        "and random masks at ratio 0.8) with `wagle run` and prints its table. The "
         "last line printed is the path of the report. A re-run reuses the playground and the "
         "finished cells.",
     )

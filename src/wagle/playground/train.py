@@ -39,7 +39,7 @@ from wagle.data.prompt import encode_qa
 from wagle.evaluation.generation import generate_answers
 from wagle.evaluation.rouge import rouge_l
 from wagle.io import atomic_dir, write_json
-from wagle.models import load_tokenizer
+from wagle.models import load_model, load_tokenizer
 from wagle.playground.model import ModelSize, Recipe, llama_config
 
 # Bump when train_model changes what it trains: the playground cache key includes it.
@@ -91,7 +91,7 @@ def train_model(
         config = llama_config(size, len(tokenizer), tokenizer.model_max_length, special)
         model = LlamaForCausalLM(config)
     else:
-        model = LlamaForCausalLM.from_pretrained(init)
+        model = load_model(init)  # safetensors only, as every load in wagle
     schedule = _epochs(records, replay, size.replay, recipe.epochs, seed)
     unique = {id(r): r for r in schedule}  # encode each record once, however often it is seen
     encoded = {key: encode_qa(tokenizer, r["question"], r["answer"]) for key, r in unique.items()}

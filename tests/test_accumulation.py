@@ -60,18 +60,19 @@ def test_accumulating_two_batches_of_b_equals_one_batch_of_2b(
     method, tiny_model, tokenizer, micro_splits, tmp_path
 ):
     """Every method, 2 steps: accumulation 2 × batch 2 gives each step's gradient (to 1e-6 of
-    the largest gradient entry) and step log of batch 4. GA, GradDiff, PO are token means (the micro-batches hold
+    the largest gradient entry at step 1, 1e-5 at step 2) and step log of batch 4 (a wrong
+    normalisation is off by ~1e-2). GA, GradDiff, PO are token means (the micro-batches hold
     different numbers of answer tokens, so averaging their means would differ); NPO and SimNPO
-    per-sequence means; RMU a mean over non-padding positions. A small learning rate: Adam's
-    first update is ±lr wherever the gradient is ~0, so a larger one would carry rounding
-    differences of step 1 into step 2's gradients."""
+    per-sequence means; RMU a mean over non-padding positions. Adam's first update is ±lr
+    wherever the gradient is ~0, so it carries rounding differences of step 1 into step 2's
+    gradients: a small learning rate and a looser step-2 tolerance."""
     accumulated, log_a = _train(tiny_model, tokenizer, micro_splits, method, tmp_path, 2, 2)
     single, log_s = _train(tiny_model, tokenizer, micro_splits, method, tmp_path, 4, 1)
     assert len(accumulated) == len(single) == 2
-    for step_a, step_s in zip(accumulated, single, strict=True):
+    for tolerance, step_a, step_s in zip((1e-6, 1e-5), accumulated, single, strict=True):
         scale = max(float(g.abs().max()) for g in step_s.values())
         for name, grad in step_s.items():
-            assert float((step_a[name] - grad).abs().max()) <= 1e-6 * scale, name
+            assert float((step_a[name] - grad).abs().max()) <= tolerance * scale, name
     for entry_a, entry_s in zip(log_a, log_s, strict=True):
         for key in entry_s:
             assert entry_a[key] == pytest.approx(entry_s[key], rel=1e-5, abs=1e-6), key

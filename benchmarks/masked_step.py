@@ -6,9 +6,13 @@ A random Llama (playground "small" shape by default) trains on random QA-shaped 
 ``on_optimizer_step``: AdamW with wagle's masked weight decay, or ``SelectiveAdamW``). Runs,
 for each method: dense (no mask); masked with dense AdamW state (``full``); masked with
 selective state (``selected``), under a random mask selecting ``--ratio`` of every weight;
-and GradDiff ``full`` / ``selected`` at ``--selective-ratio``. Figures (medians):
+and GradDiff ``full`` / ``selected`` at ``--selective-ratio``; then dense / full / selected
+again with each ``--accumulation`` above 1 (micro-batches per optimizer step: the recipes'
+global batch 32 of per-device batches 4 accumulates 8 on one device). Figures (medians):
 
-- masked ÷ dense training step, per method and state (goal ≤ 1.05);
+- masked ÷ dense training step, per method and state (goal ≤ 1.05), per accumulation (the
+  masking and the optimizer run once a step, the forward and backward passes once a
+  micro-batch: without accumulation a tiny CPU model shows their cost at its largest);
 - SelectiveAdamW step ÷ dense-state masked AdamW step, the optimizer step alone (goal ≤ 1).
 
 Times are the process's CPU time (``time.process_time``, one thread): on a machine shared with
@@ -88,7 +92,7 @@ def time_run(job: dict, scratch: str) -> dict[str, list[float]]:
         max_position_embeddings=256, pad_token_id=0, bos_token_id=1, eos_token_id=2,
     )  # fmt: skip
     model = LlamaForCausalLM(config)
-    n = job["batch_size"] * (job["steps"] + 1)
+    n = job["batch_size"] * job["accumulation"] * (job["steps"] + 1)
     data = PairedDataset(
         random_examples(n, job["vocab"], 24, 40, seed=1),
         random_examples(n, job["vocab"], 24, 40, seed=2),
@@ -102,7 +106,8 @@ def time_run(job: dict, scratch: str) -> dict[str, list[float]]:
         }
     run = UnlearnConfig(
         model="-", forget="-", retain="-", out="-", method=job["method"], max_steps=job["steps"],
-        batch_size=job["batch_size"], gradient_accumulation_steps=1, learning_rate=1e-4,
+        batch_size=job["batch_size"], gradient_accumulation_steps=job["accumulation"],
+        learning_rate=1e-4,
         weight_decay=0.01, warmup=0, progress=False,
     )  # fmt: skip
     timer = StepTimer()
@@ -161,7 +166,7 @@ def run_variant(src: Path, jobs: list[dict]) -> list[dict[str, list[float]]]:
 
 def jobs_of(args: argparse.Namespace) -> list[dict]:
     sizes = {k: getattr(args, k) for k in ("steps", "skip", "batch_size", "hidden", "layers")}
-    sizes["vocab"] = args.vocab
+    sizes |= {"vocab": args.vocab, "accumulation": 1}
     jobs = [
         sizes | {"method": m, "state": s, "ratio": args.ratio}
         for m in args.methods
@@ -171,11 +176,20 @@ def jobs_of(args: argparse.Namespace) -> list[dict]:
         sizes | {"method": "graddiff", "state": s, "ratio": args.selective_ratio}
         for s in ("full", "selected")
     ]
+    jobs += [
+        sizes | {"method": m, "state": s, "ratio": args.ratio, "accumulation": a}
+        for a in args.accumulation
+        if a > 1
+        for m in args.methods
+        for s in ("dense", "full", "selected")
+    ]
     return jobs
 
 
 def key(job: dict) -> str:
-    return f"{job['method']}/{job['state']}/{job['ratio']:g}"
+    """``method/state/ratio``, and ``/xA`` with A micro-batches a step."""
+    tail = f"/x{job['accumulation']}" if job["accumulation"] > 1 else ""
+    return f"{job['method']}/{job['state']}/{job['ratio']:g}{tail}"
 
 
 def figures_of(jobs: list[dict], times: dict[str, dict[str, list[float]]], args) -> dict:
@@ -183,11 +197,14 @@ def figures_of(jobs: list[dict], times: dict[str, dict[str, list[float]]], args)
     median = {k: {kind: statistics.median(v) for kind, v in t.items()} for k, t in times.items()}
     out: dict = {"median_step_s": {k: round(m["step"], 5) for k, m in median.items()}}
     out["median_optimizer_step_s"] = {k: round(m["optimizer"], 5) for k, m in median.items()}
-    for method in args.methods:
-        dense = median[f"{method}/dense/{args.ratio:g}"]["step"]
-        for state in ("full", "selected"):
-            masked = median[f"{method}/{state}/{args.ratio:g}"]["step"]
-            out.setdefault("masked_over_dense", {})[f"{method}/{state}"] = round(masked / dense, 4)
+    for accumulation in sorted({1, *args.accumulation}):
+        tail = f"/x{accumulation}" if accumulation > 1 else ""
+        for method in args.methods:
+            dense = median[f"{method}/dense/{args.ratio:g}{tail}"]["step"]
+            for state in ("full", "selected"):
+                masked = median[f"{method}/{state}/{args.ratio:g}{tail}"]["step"]
+                ratio = round(masked / dense, 4)
+                out.setdefault("masked_over_dense", {})[f"{method}/{state}{tail}"] = ratio
     for ratio in sorted({args.ratio, args.selective_ratio}):
         full = median[f"graddiff/full/{ratio:g}"]["optimizer"]
         selected = median[f"graddiff/selected/{ratio:g}"]["optimizer"]
@@ -208,6 +225,10 @@ def main() -> None:
     parser.add_argument("--skip", type=int, default=2, help="warm-up steps not timed")
     parser.add_argument("--repeats", type=int, default=3, help="before/after run pairs")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--accumulation", type=int, nargs="+", default=[1, 4],
+        help="micro-batches per optimizer step (1 always runs)",
+    )  # fmt: skip
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--vocab", type=int, default=2048)
@@ -234,6 +255,7 @@ def main() -> None:
         "mask_ratio": args.ratio,
         "selective_ratio": args.selective_ratio,
         "batch_size": args.batch_size,
+        "accumulation": sorted({1, *args.accumulation}),
         "model": {"hidden": args.hidden, "layers": args.layers, "vocab": args.vocab},
         "torch_threads": 1,
         "machine": platform.machine(),

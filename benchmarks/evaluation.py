@@ -1,43 +1,92 @@
-"""Time a full playground evaluation and check what it must show (issue 5).
+"""Time a full playground evaluation, before and after a change, side by side in one run.
 
-Runs, one after the other on the same machine:
-1. ``wagle evaluate`` of the retain model (the reference), end to end in a subprocess;
-2. the target against that reference: the headline wall time (goal ≤ 120 s on a 2-core CPU);
-3. the retain model against its own evaluation (forget quality must be 1.0);
-4. the parts of one target evaluation side by side in this process: likelihood passes,
-   greedy generation, membership inference, as fractions of their sum;
-5. batching by length (what the library does) against batching in record order, on the
-   forget10 perturbed answers, alternating twice: the time ratio.
+Runs ``wagle evaluate`` of the target on forget10 (against the retain model's evaluation) with
+two versions of the code, alternating ``--repeats`` times so that load on the machine hits
+both alike:
+
+- *before*: the ``src/`` of git revision ``--before`` (default: the last commit before the
+  evaluation-throughput work, issue 19 item 9), extracted with ``git archive``;
+- *after*: this checkout's ``src/``.
+
+Reports the median wall time of each (the process end to end: imports, loading, evaluation)
+and the ``seconds`` that ``evaluate`` itself records, their ratios, and the largest relative
+difference between the two ``eval.json`` files over **every** number in them (per-sample
+values, aggregates, forget quality, utility; the run's own ``seconds`` excepted). Then the
+parts of one evaluation with this checkout (likelihood passes, generation, membership
+inference) as fractions of their sum.
 
 Prints the figures and writes them to benchmarks/results/evaluation.json.
 
-    .venv/bin/python benchmarks/evaluation.py                 # the built playground
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/evaluation.py [--repeats 3] [--before REV]
     .venv/bin/python benchmarks/evaluation.py --playground-dir DIR   # another build (e.g. micro)
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
+import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
 
-GOAL_SECONDS = 120.0
-RESULTS = Path(__file__).parent / "results" / "evaluation.json"
+ROOT = Path(__file__).parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "evaluation.json"
+BEFORE = "a555208"  # main before issue 19 item 9 (evaluation throughput)
+IGNORED = {"seconds", "wall_seconds"}  # timings, not figures
 
 
-def wagle_evaluate(model: str, data: str, out: Path, reference: Path | None = None) -> dict:
-    """End-to-end ``wagle evaluate`` in a fresh process; returns eval.json plus its wall time."""
+def extract(revision: str, into: Path) -> Path:
+    """``src/`` of ``revision`` under ``into``; returns that ``src`` directory."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", revision, "src"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into / "src"
+
+
+def wagle_evaluate(src: Path, model: str, data: str, out: Path, reference: Path | None) -> dict:
+    """``wagle evaluate`` from the code in ``src`` in a fresh process; eval.json + wall time."""
     command = [sys.executable, "-m", "wagle", "evaluate", "--model", model, "--data", data]
-    command += ["--out", str(out)] + (["--reference", str(reference)] if reference else [])
+    command += ["--out", str(out), "--overwrite"]
+    command += ["--reference", str(reference)] if reference else []
+    env = os.environ | {"PYTHONPATH": str(src)}
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
     wall = time.perf_counter() - start
     return json.loads((out / "eval.json").read_text()) | {"wall_seconds": wall}
+
+
+def largest_difference(a, b, path: str = "") -> tuple[float, str]:
+    """(largest relative difference over every number in two JSON values, where); a structural
+    difference (keys, lengths, strings) is infinite."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        if set(a) != set(b):
+            return float("inf"), f"{path}: keys differ"
+        pairs = [(a[k], b[k], f"{path}.{k}") for k in a if k not in IGNORED]
+    elif isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return float("inf"), f"{path}: lengths differ"
+        pairs = [(x, y, f"{path}[{i}]") for i, (x, y) in enumerate(zip(a, b, strict=True))]
+    elif isinstance(a, bool) or isinstance(b, bool) or not isinstance(a, int | float):
+        return (0.0, path) if a == b else (float("inf"), f"{path}: {a!r} != {b!r}")
+    elif isinstance(b, int | float):
+        scale = max(abs(a), abs(b))
+        return (abs(a - b) / scale if scale else 0.0), path
+    else:
+        return float("inf"), f"{path}: {a!r} != {b!r}"
+    worst = (0.0, path)
+    for x, y, where in pairs:
+        worst = max(worst, largest_difference(x, y, where), key=lambda w: w[0])
+    return worst
 
 
 def parts(model_dir: str, data: str) -> dict[str, float]:
@@ -45,22 +94,22 @@ def parts(model_dir: str, data: str) -> dict[str, float]:
     from wagle.data.load import load_qa
     from wagle.evaluation.benchmarks import RETAIN_EVAL_SIZE, evenly_spaced
     from wagle.evaluation.generation import generate_answers
-    from wagle.evaluation.likelihood import answer_nll, perturbed_nll
     from wagle.evaluation.mia import membership_inference
+    from wagle.evaluation.qa import likelihoods
     from wagle.models import load_pretrained
 
     model, tokenizer = load_pretrained(model_dir)
     splits = {s: load_qa(data, s) for s in ("forget10", "real_authors", "world_facts")}
     splits["retain"] = evenly_spaced(load_qa(data, "retain90"), RETAIN_EVAL_SIZE)
-    records = [r for rs in splits.values() for r in rs]
     timings = {}
     start = time.perf_counter()
-    for key in ("answer", "paraphrased_answer"):
-        answer_nll(model, tokenizer, records, key, batch_size=64)
-    perturbed_nll(model, tokenizer, records, batch_size=64)
+    for name, records in splits.items():
+        role = "real_world" if name in ("real_authors", "world_facts") else "forget"
+        likelihoods(model, tokenizer, records, role, batch_size=64)
     timings["likelihood"] = time.perf_counter() - start
     start = time.perf_counter()
-    generate_answers(model, tokenizer, [r["question"] for r in records], progress=False)
+    questions = [r["question"] for rs in splits.values() for r in rs]
+    generate_answers(model, tokenizer, questions, progress=False)
     timings["generation"] = time.perf_counter() - start
     start = time.perf_counter()
     membership_inference(model, tokenizer, splits["forget10"], load_qa(data, "holdout"))
@@ -68,86 +117,53 @@ def parts(model_dir: str, data: str) -> dict[str, float]:
     return timings
 
 
-def length_sorting(model_dir: str, data: str) -> dict[str, float]:
-    """Seconds of mean NLL over forget10's perturbed answers: length-sorted vs record order."""
-    import torch
-
-    from wagle.data.batching import encode_records, iter_batches
-    from wagle.data.load import load_qa
-    from wagle.evaluation.likelihood import mean_nll
-    from wagle.models import load_pretrained
-    from wagle.sequence import sequence_nll
-
-    model, tokenizer = load_pretrained(model_dir)
-    records = load_qa(data, "forget10")
-    examples = encode_records(
-        tokenizer, [r | {"answer": w} for r in records for w in r["perturbed_answer"]]
-    )
-    timings = {"sorted": 0.0, "record_order": 0.0}
-    for _ in range(2):
-        start = time.perf_counter()
-        mean_nll(model, examples, tokenizer.pad_token_id, 64)
-        timings["sorted"] += time.perf_counter() - start
-        start = time.perf_counter()
-        with torch.no_grad():
-            for batch in iter_batches(examples, 64, tokenizer.pad_token_id):
-                sequence_nll(model, batch)
-        timings["record_order"] += time.perf_counter() - start
-    return timings | {"sorted_over_record_order": timings["sorted"] / timings["record_order"]}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--playground-dir", help="a playground build (default: the built one)")
+    parser.add_argument("--before", default=BEFORE, help="git revision of the 'before' code")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each")
     args = parser.parse_args()
     if args.playground_dir:
         root = Path(args.playground_dir)
-        data, target, retain = (
-            str(root / "data"),
-            str(root / "target"),
-            str(root / "retain-forget10"),
-        )
+        data, target, retain = (str(root / d) for d in ("data", "target", "retain-forget10"))
     else:
         from wagle.playground import PlaygroundConfig, load_info
 
         info = load_info(PlaygroundConfig())
         data, target, retain = info["data"], info["target"], info["retain"]
 
+    after_src = ROOT / "src"
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        ref = wagle_evaluate(retain, data, scratch / "retain")
-        tgt = wagle_evaluate(target, data, scratch / "target", scratch / "retain")
-        own = wagle_evaluate(retain, data, scratch / "retain_self", scratch / "retain")
+        before_src = extract(args.before, scratch / "before")
+        reference = scratch / "reference"
+        wagle_evaluate(after_src, retain, data, reference, None)
+        runs: dict[str, list[dict]] = {"before": [], "after": []}
+        for _ in range(args.repeats):
+            for name, src in (("before", before_src), ("after", after_src)):
+                runs[name].append(wagle_evaluate(src, target, data, scratch / name, reference))
+    difference, where = largest_difference(runs["before"][-1], runs["after"][-1])
+    wall = {k: statistics.median(r["wall_seconds"] for r in v) for k, v in runs.items()}
+    inside = {k: statistics.median(r["seconds"] for r in v) for k, v in runs.items()}
     seconds = parts(target, data)
-    sorting = length_sorting(target, data)
     total = sum(seconds.values())
-
-    def headline(e: dict) -> dict:
-        s = e["summary"]
-        keys = ("forget.rouge_l_recall", "forget.probability", "mia.min_k_auc", "mia.loss_auc")
-        return {k: s["figures"][k] for k in keys} | {
-            "forget_quality": e["forget_quality"],
-            "model_utility": e["model_utility"],
-            "privleak": s["privleak"],
-            "forget_efficacy": s["forget_efficacy"],
-        }
-
     figures = {
         "machine": f"{os.cpu_count()} CPUs, shared with other jobs (timings are noisy)",
+        "threads": os.environ.get("OMP_NUM_THREADS", "default"),
         "data": data.replace(str(Path.home()), "~", 1),  # no machine paths in git
-        "n_forget": tgt["sections"]["forget"]["n"],
-        "wall_seconds": {
-            "retain_eval": ref["wall_seconds"],
-            "target_eval_with_reference": tgt["wall_seconds"],
-            "retain_against_itself": own["wall_seconds"],
-        },
-        "target_eval_over_goal": tgt["wall_seconds"] / GOAL_SECONDS,
-        "target_eval_inside_evaluate_seconds": tgt["seconds"],
-        "parts_share": {k: v / total for k, v in seconds.items()},
-        "parts_seconds": seconds,
-        "likelihood_batching_seconds": sorting,
-        "target": headline(tgt),
-        "retain_against_itself": headline(own),
+        "n_forget": runs["after"][-1]["sections"]["forget"]["n"],
+        "before_revision": args.before,
+        "repeats": args.repeats,
+        "wall_seconds_median": wall,
+        "evaluate_seconds_median": inside,
+        "speedup_wall": wall["before"] / wall["after"],
+        "speedup_evaluate": inside["before"] / inside["after"],
+        "every_runs_wall_seconds": {k: [r["wall_seconds"] for r in v] for k, v in runs.items()},
+        "largest_relative_difference": {"value": difference, "where": where},
+        "after_parts_seconds": seconds,
+        "after_parts_share": {k: v / total for k, v in seconds.items()},
+        "forget_quality": runs["after"][-1]["forget_quality"],
+        "model_utility": runs["after"][-1]["model_utility"],
     }
     print(json.dumps(figures, indent=2))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

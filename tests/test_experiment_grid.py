@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-from pathlib import Path
 
 import pytest
 
@@ -12,6 +12,7 @@ from wagle.errors import WagleError
 from wagle.experiment import Cell, Probe, grid, load_recipe, search_ratio
 from wagle.experiment.auto_ratio import COARSE
 from wagle.experiment.cells import auto_searches
+from wagle.experiment.result import CellResult
 from wagle.report.results import group, pareto_front
 from wagle.report.write import SWEEP
 
@@ -67,15 +68,6 @@ def test_method_overrides_apply_over_shared_options():
 def test_bad_recipes_fail_before_anything_runs(values, message):
     with pytest.raises(WagleError, match=message):
         recipe(**values)
-
-
-def test_shipped_recipes_are_valid():
-    configs = Path(__file__).parent.parent / "configs"
-    for path in sorted(configs.glob("experiment_*.yaml")):
-        load_recipe(path)
-    demo = load_recipe(configs / "experiment_playground.yaml")
-    assert list(demo.methods) == ["npo", "graddiff"]
-    assert demo.masks == ["dense", "wagle", "random", "magnitude"]
 
 
 # ---- automatic ratio ---------------------------------------------------------------------
@@ -145,8 +137,12 @@ def test_auto_ratio_without_a_feasible_ratio_keeps_the_highest_utility_and_says_
 
 def record(seed, fq, mu, mask="wagle", degenerate=False):
     seconds = {"attribute": 1.0, "unlearn": 10.0 + seed, "evaluate": 5.0}
-    return {"method": "npo", "mask": mask, "ratio": 0.5, "seed": seed, "forget_quality": fq,
-            "model_utility": mu, "degenerate": degenerate, "seconds": seconds}  # fmt: skip
+    return CellResult(
+        cell=f"npo-{mask}-s{seed}", method="npo", mask=mask, ratio=0.5, seed=seed,
+        forget_quality=fq, model_utility=mu, forget_rouge=None, retain_rouge=None,
+        forget_probability=None, mia_auc=None, privleak=None, degenerate=degenerate,
+        selected_step=1, steps=1, seconds=seconds, config_hash="",
+    )  # fmt: skip
 
 
 def test_rows_are_mean_and_sample_std_over_seeds():
@@ -182,8 +178,10 @@ def test_runner_auto_ratio_uses_the_floor_relative_to_the_target_and_records_the
 
     def run(cell, position="auto"):
         ran.append(cell)
-        return {"forget_quality": cell.ratio, "model_utility": 1 - 0.3 * cell.ratio,
-                "degenerate": False, "seconds": {"unlearn": 2.0, "evaluate": 1.0}}  # fmt: skip
+        return dataclasses.replace(
+            record(0, cell.ratio, 1 - 0.3 * cell.ratio),
+            seconds={"unlearn": 2.0, "evaluate": 1.0},
+        )
 
     runner.run = run
     summary = runner.auto_ratio("npo", "wagle", 0)

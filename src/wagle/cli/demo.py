@@ -6,7 +6,7 @@ import argparse
 
 from wagle.cli import COMMANDS
 
-DEFAULT_RECIPE = "configs/experiment_playground.yaml"
+DEFAULT_RECIPE = "playground"  # shipped with the package: the demo runs from any directory
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -15,12 +15,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help=COMMANDS["demo"],
         description="Builds (or reuses) the default playground and shows what its target and "
         "retain models know about a few forget-split authors; then runs the default "
-        f"experiment ({DEFAULT_RECIPE}: NPO and GradDiff, dense and under the WAGLE, random "
-        "and magnitude masks) with `wagle run` and prints its table. The last line printed "
-        "is the path of the report. A re-run reuses the playground and the finished cells.",
+        f"experiment (the shipped recipe {DEFAULT_RECIPE!r}: NPO and GradDiff, dense and under "
+        "the WAGLE, random and magnitude masks) with `wagle run` and prints its table. The "
+        "last line printed is the path of the report. A re-run reuses the playground and the "
+        "finished cells.",
     )
     parser.add_argument("--examples", type=int, default=2, help="forget questions to show")
-    parser.add_argument("--recipe", default=DEFAULT_RECIPE, help="experiment recipe (YAML)")
+    parser.add_argument(
+        "--recipe", default=DEFAULT_RECIPE, help="experiment recipe: a YAML file or a shipped name"
+    )
     parser.add_argument("--out", default="runs/demo", help="experiment directory")
     parser.set_defaults(func=run)
 
@@ -29,9 +32,11 @@ def run(args: argparse.Namespace) -> int:
     from wagle.cli.playground import print_info
     from wagle.cli.report import print_report
     from wagle.experiment import load_recipe, run_experiment
+    from wagle.experiment.runner import refuse_several_processes
     from wagle.playground import PlaygroundConfig, build_playground
     from wagle.report import write_report
 
+    refuse_several_processes()
     recipe = load_recipe(args.recipe)  # a bad recipe fails before the build
     info = build_playground(PlaygroundConfig())
     print_info(info)

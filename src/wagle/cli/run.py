@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 
 from wagle.cli import COMMANDS
+from wagle.experiment.recipe import shipped_recipes
 
 EPILOG = """\
 examples:
-  wagle run configs/experiment_playground.yaml --out runs/demo
-  wagle run configs/experiment_playground.yaml --out runs/auto --ratio auto --seeds 0 1 2
+  wagle run playground --out runs/demo          (a shipped recipe, by name)
+  wagle run playground --out runs/auto --ratio auto --seeds 0 1 2
+  wagle run my_recipe.yaml --out runs/mine      (a recipe file)
   wagle report runs/demo            (the report again, from the saved results alone)
 
+Shipped recipes (installed with wagle, in wagle/recipes/): {shipped}.
 An interrupted run resumes: finished cells (DIR/cells/*/result.json) are skipped.
 """
 
@@ -24,10 +27,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "ratio × seed) on one loaded model: attribution statistics once per seed, each cell "
         "unlearned in memory, its selected checkpoint evaluated. Each cell writes "
         "DIR/cells/<cell>/; finished cells are skipped on a re-run. Ends with `wagle report`.",
-        epilog=EPILOG,
+        epilog=EPILOG.format(shipped=", ".join(shipped_recipes())),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("recipe", help="experiment recipe (YAML); see configs/experiment_*.yaml")
+    parser.add_argument(
+        "recipe", help="experiment recipe: a YAML file or a shipped recipe's name (playground)"
+    )
     parser.add_argument("--out", required=True, help="experiment directory")
     parser.add_argument("--model", help="model to unlearn (overrides the recipe)")
     parser.add_argument("--retain-model", help="retain model to evaluate as the reference")

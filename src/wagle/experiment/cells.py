@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from wagle.experiment.recipe import AUTO, WHOLE_MODEL_MASKS, ExperimentRecipe
+from wagle.experiment.result import CellResult, RecordFormatError
 
 RESULT_FILE = "result.json"
 CELLS_DIR = "cells"
@@ -68,25 +68,29 @@ def auto_searches(recipe: ExperimentRecipe) -> list[tuple[str, str, int]]:
     ]
 
 
-def read_result(directory: Path, config_hash: str | None = None) -> dict[str, Any] | None:
-    """The cell's result if it finished (with ``config_hash``, when given), else None."""
+def read_result(directory: Path, config_hash: str | None = None) -> CellResult | None:
+    """The cell's result if it finished (with ``config_hash``, when given), else None; a
+    ``result.json`` of another format counts as unfinished (the cell is recomputed)."""
     path = Path(directory) / RESULT_FILE
     if not path.is_file():
         return None
     try:
-        result = json.loads(path.read_text())
-    except json.JSONDecodeError:
+        result = CellResult.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, RecordFormatError):
         return None
-    if config_hash is not None and result.get("config_hash") != config_hash:
+    if config_hash is not None and result.config_hash != config_hash:
         return None
     return result
 
 
-def finished_results(root: Path) -> list[dict[str, Any]]:
-    """Every finished cell's result under ``root``, in cell-id order."""
-    results = []
+def finished_results(root: Path) -> tuple[list[CellResult], list[str]]:
+    """(every finished cell's result under ``root`` in cell-id order, the ids of cells whose
+    ``result.json`` is unreadable or of another format)."""
+    results, unreadable = [], []
     for path in sorted((Path(root) / CELLS_DIR).glob(f"*/{RESULT_FILE}")):
         result = read_result(path.parent)
-        if result is not None:
+        if result is None:
+            unreadable.append(path.parent.name)
+        else:
             results.append(result)
-    return results
+    return results, unreadable

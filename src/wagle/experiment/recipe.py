@@ -1,6 +1,8 @@
 """An experiment recipe: which model and data, and the grid of cells to run on them.
 
-A recipe is a YAML mapping over the fields of ``ExperimentRecipe``. The grid is
+A recipe is a YAML mapping over the fields of ``ExperimentRecipe``: a file, or one of the recipes
+shipped inside the package (``wagle/recipes/<name>.yaml``, named by ``<name>``: ``wagle run
+playground``), so that ``wagle demo`` works from any directory after ``pip install``. The grid is
 unlearning methods × mask methods × ratios × seeds; ``dense`` and ``lora`` ignore the ratio
 (one cell per method and seed, recorded at ratio 1.0). ``ratios`` may contain ``auto``: the
 ratio of each (method, score mask, seed) is then searched (see ``auto_ratio``).
@@ -84,6 +86,21 @@ class ExperimentRecipe:
             raise WagleError(f"utility_floor is a fraction in [0, 1]; got {self.utility_floor}")
         for name in self.methods:  # every cell's unlearning config must build: fail now
             self.unlearn_options(name)
+        self.loading()
+
+    def loading(self) -> tuple[str, bool]:
+        """(dtype, trust_remote_code) the model is loaded with: one per experiment, since the
+        model is loaded once for every cell; methods that ask for different ones are an error."""
+        choices = {
+            (run.get("dtype", "float32"), bool(run.get("trust_remote_code", False)))
+            for run, _ in map(self.unlearn_options, self.methods)
+        }
+        if len(choices) > 1:
+            raise WagleError(
+                "the model is loaded once for every cell: all methods must use the same dtype "
+                f"and trust_remote_code; the recipe asks for {sorted(choices)}"
+            )
+        return choices.pop()
 
     def unlearn_options(self, method: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """(run options, method options) of ``method``: shared overrides, then its own."""
@@ -110,9 +127,34 @@ def parse_ratio(value: Any) -> float | str:
     return round(ratio, 4)
 
 
-def load_recipe(path: str | Path | None, **overrides: Any) -> ExperimentRecipe:
-    """The recipe in the YAML file ``path`` (None: defaults), with non-None ``overrides``."""
-    values = cfg.load_yaml(path)
+def shipped_recipes() -> dict[str, Path]:
+    """The recipes installed with wagle (``wagle/recipes/*.yaml``, package data), by name."""
+    from importlib.resources import files
+
+    folder = Path(str(files("wagle") / "recipes"))
+    return {path.stem: path for path in sorted(folder.glob("*.yaml"))}
+
+
+def resolve_recipe(recipe: str | Path) -> Path:
+    """A recipe file, or the name of a shipped recipe (``playground``); a user error otherwise.
+
+    A file path wins over a shipped name, so a local ``playground.yaml`` is never shadowed.
+    """
+    path = Path(recipe)
+    if path.is_file():
+        return path
+    shipped = shipped_recipes()
+    if str(recipe) in shipped:
+        return shipped[str(recipe)]
+    raise WagleError(
+        f"recipe not found: {recipe} is neither a file nor a shipped recipe ({', '.join(shipped)})"
+    )
+
+
+def load_recipe(recipe: str | Path | None, **overrides: Any) -> ExperimentRecipe:
+    """The recipe of a YAML file or a shipped recipe's name (None: the defaults), with the
+    non-None ``overrides``."""
+    values = cfg.load_yaml(None if recipe is None else resolve_recipe(recipe))
     values |= {k: v for k, v in overrides.items() if v is not None}
     return cfg.build(ExperimentRecipe, values)
 

@@ -1,50 +1,80 @@
-"""``run_experiment``: every cell of a recipe's grid, resumable, then the automatic ratios.
+"""``run_experiment``: every cell of a recipe's grid, resumable, with the automatic ratios.
 
-Per seed, the attribution statistics (the forget and retain gradient passes every score
-method of the recipe needs) are collected once, on the original model, and every mask method
-and ratio of that seed is selected from them. Each cell unlearns a fresh copy of the original
-model in memory (nothing is reloaded between stages), evaluates the selected checkpoint, and
-writes its directory (see ``cells``). A finished cell is read, not recomputed.
+Seed by seed: the masks of the seed's unfinished cells are selected from one attribution pass
+(``masks.MaskBank``; the statistics are freed before any cell trains), then each cell trains
+the one loaded model in place from its original weights (``Setup.restore``: a CPU copy, no
+deep copy of the model per cell), evaluates the selected checkpoint and writes its directory
+(see ``cells``); then the seed's automatic ratio searches run. A finished cell is read, not
+recomputed.
+
+Under ``torchrun`` / ``accelerate launch`` the grid would be trained once per process: it is
+refused at start (``refuse_several_processes``); run one process per device on different seeds
+into the same directory instead.
+
+``optimizer_state: auto`` is resolved once per experiment for weights that are not fp32
+(``precision.sweep_optimizer_state``), so that a ratio sweep does not change optimizer
+precision half way.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
+import os
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from wagle import config as cfg
-from wagle.attribution import SCORES, Attribution, AttributionConfig, collect_statistics
-from wagle.attribution.eligible import eligible_names
-from wagle.attribution.gradients import RETAIN_GRAD
-from wagle.attribution.masks import density, layer_of
-from wagle.attribution.pipeline import encode_forget, encode_retain
+from wagle.attribution import AttributionConfig
+from wagle.errors import WagleError
 from wagle.evaluation import EvalConfig, evaluate, write_eval
 from wagle.experiment.auto_ratio import Probe, search_ratio
-from wagle.experiment.cells import Cell, auto_searches, grid, read_result
+from wagle.experiment.cells import RESULT_FILE, Cell, auto_searches, grid, read_result
+from wagle.experiment.masks import MaskBank
+from wagle.experiment.precision import sweep_optimizer_state
 from wagle.experiment.recipe import LORA, WHOLE_MODEL_MASKS, ExperimentRecipe, recipe_dict
+from wagle.experiment.result import CellResult, cell_result
 from wagle.experiment.setup import Setup, prepare
 from wagle.io import atomic_dir, ensure_writable_dir, fingerprint, hash_config, write_json
 from wagle.unlearning import unlearn_model
 from wagle.unlearning.checkpoints import resumable
 from wagle.unlearning.config import UnlearnConfig, method_options
+from wagle.unlearning.selective_adamw import use_selective_state
 
 AUTO_DIR = "auto"
 
 
+def refuse_several_processes() -> None:
+    """One line, before anything is loaded or written, when launched on several processes."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        raise WagleError(
+            f"wagle run trains its cells one after another in one process; under torchrun or "
+            f"accelerate launch each of the {world} processes would train every cell: start "
+            "it without a launcher, one process per device on different seeds into the same "
+            "--out if you like (CUDA_VISIBLE_DEVICES=0 wagle run R --out D --seeds 0 & "
+            "CUDA_VISIBLE_DEVICES=1 wagle run R --out D --seeds 1)"
+        )
+
+
 def run_experiment(recipe: ExperimentRecipe, out: str | Path, say=print) -> Path:
     """Run (or resume) the experiment of ``recipe`` in ``out``; returns ``out``."""
+    refuse_several_processes()
     root = ensure_writable_dir(out)
     write_json(root / "recipe.json", recipe_dict(recipe))
     runner = Runner(prepare(recipe, root, say), say)
-    cells = grid(recipe)
-    for i, cell in enumerate(cells, 1):
-        runner.run(cell, f"{i}/{len(cells)}")
-    for method, mask, seed in auto_searches(recipe):
-        runner.auto_ratio(method, mask, seed)
+    cells, searches = grid(recipe), auto_searches(recipe)
+    for seed in recipe.seeds:
+        ours = [c for c in cells if c.seed == seed]
+        auto = [s for s in searches if s[2] == seed]
+        pending = [c for c in ours if c.mask not in WHOLE_MODEL_MASKS and not runner.finished(c)]
+        runner.masks.prepare(seed, {(c.mask, c.ratio) for c in pending}, keep=bool(auto))
+        for cell in ours:
+            runner.run(cell, f"{cells.index(cell) + 1}/{len(cells)}")
+        for method, mask, _ in auto:
+            runner.auto_ratio(method, mask, seed)
+        runner.masks.release(seed)
     return root
 
 
@@ -52,12 +82,19 @@ class Runner:
     def __init__(self, setup: Setup, say=print) -> None:
         self.setup, self.say = setup, say
         self.start = time.perf_counter()
-        self._statistics: dict[int, tuple[list[str], Any, float]] = {}
-        self._scores: tuple[tuple[int, str], Any] | None = None
+        self.masks = MaskBank(setup)
+        dtype = setup.recipe.loading()[0]
+        self.optimizer_state = sweep_optimizer_state(grid(setup.recipe), setup.recipe, dtype)
 
     # ---- one cell ------------------------------------------------------------------------
 
-    def run(self, cell: Cell, position: str = "auto") -> dict[str, Any]:
+    def finished(self, cell: Cell) -> bool:
+        directory = cell.directory(self.setup.root)
+        config, options = self.unlearn_config(cell, directory)
+        config_hash = hash_config(_changed(self.cell_config(cell, config, options), cell))
+        return read_result(directory, config_hash) is not None
+
+    def run(self, cell: Cell, position: str = "auto") -> CellResult:
         s, directory = self.setup, cell.directory(self.setup.root)
         config, options = self.unlearn_config(cell, directory)
         config_hash = hash_config(_changed(self.cell_config(cell, config, options), cell))
@@ -72,10 +109,14 @@ class Runner:
             directory.mkdir(parents=True)
         seconds: dict[str, float] = {}
         mask, mask_info, seconds["attribute"] = self.mask(cell)
+        s.restore()  # the original weights, whatever the previous cell left
+        state = "selected" if use_selective_state(
+            config.optimizer_state, None if config.lora else mask, s.model, config.optimizer
+        ) else "full"  # fmt: skip
 
         tick = time.perf_counter()
         result = unlearn_model(
-            copy.deepcopy(s.model), s.tokenizer, s.forget, s.retain, config, options,
+            s.model, s.tokenizer, s.forget, s.retain, config, options,
             mask=mask, reference=s.reference, out=directory, resume=resume,
         )  # fmt: skip
         seconds["unlearn"] = time.perf_counter() - tick
@@ -90,8 +131,11 @@ class Runner:
             with atomic_dir(directory / "model") as tmp:
                 model.save_pretrained(tmp)
                 s.tokenizer.save_pretrained(tmp)
-        record = cell_record(cell, evaluation, result, seconds, mask_info, config_hash)
-        write_json(directory / "result.json", record)  # last: the cell is finished
+        record = cell_result(
+            cell, evaluation, result, seconds, mask_info.get("mask_density"), config_hash,
+            optimizer=(config.dtype, state),
+        )  # fmt: skip
+        write_json(directory / RESULT_FILE, record.to_dict())  # last: the cell is finished
         self.say(progress_line(position, cell, record, time.perf_counter() - self.start))
         return record
 
@@ -110,7 +154,10 @@ class Runner:
             "progress": False,
         }
         floor = {"utility_floor": s.recipe.utility_floor}  # the checkpoint rule's, by default
-        return cfg.build(UnlearnConfig, floor, run, fixed), method_options(cell.method, options)
+        config = cfg.build(UnlearnConfig, floor, run, fixed)
+        if config.optimizer_state == "auto" and self.optimizer_state and not config.lora:
+            config = dataclasses.replace(config, optimizer_state=self.optimizer_state)
+        return config, method_options(cell.method, options)
 
     def cell_config(self, cell: Cell, config: UnlearnConfig, options: Any) -> dict[str, Any]:
         """Everything a cell's result depends on (its hash decides whether to recompute)."""
@@ -131,52 +178,13 @@ class Runner:
     # ---- masks ---------------------------------------------------------------------------
 
     def attribution_config(self, method: str, seed: int) -> AttributionConfig:
-        r = self.setup.recipe
-        fixed = {"method": method, "seed": seed, "gamma": [r.gamma], "ratio": [1.0]}
-        return cfg.build(AttributionConfig, r.attribution, fixed)
+        return self.masks.attribution_config(method, seed)
 
     def mask(self, cell: Cell) -> tuple[Any, dict[str, Any], float]:
         """(mask or None, what config.json records about it, attribution seconds)."""
         if cell.mask in WHOLE_MODEL_MASKS:
             return None, {"mask": {"method": cell.mask, "ratio": 1.0}}, 0.0
-        tick = time.perf_counter()
-        names, stats, stats_seconds = self.statistics(cell.seed)
-        attribution = Attribution(
-            self.setup.model, self.attribution_config(cell.mask, cell.seed), names, stats
-        )
-        key = (cell.seed, cell.mask)
-        if self._scores is None or self._scores[0] != key:
-            self._scores = (key, attribution.scores())
-        scores = self._scores[1]
-        mask = attribution.select(scores, cell.ratio)
-        layers = {k: a / b for k, (a, b) in density(mask, layer_of).items()}
-        meta = attribution.metadata(cell.ratio, attribution.config.gamma[0], scores)
-        seconds = stats_seconds + time.perf_counter() - tick
-        return mask, {"mask": meta, "mask_density": layers}, seconds
-
-    def statistics(self, seed: int) -> tuple[list[str], Any, float]:
-        """(eligible names, statistics, seconds) of ``seed``: one pass for every score method."""
-        if seed in self._statistics:
-            return self._statistics[seed]
-        s = self.setup
-        methods = [m for m in s.recipe.masks if m not in WHOLE_MODEL_MASKS]
-        needs = frozenset().union(*(SCORES[m].needs for m in methods))
-        config = self.attribution_config(methods[0], seed)
-        tick = time.perf_counter()
-        forget = encode_forget(s.tokenizer, _attribution_records(s.forget), config)
-        retain = (
-            encode_retain(s.tokenizer, _attribution_records(s.retain), len(forget), config)
-            if RETAIN_GRAD in needs
-            else []
-        )
-        names = eligible_names(s.model, config.eligible, config.eligible_pattern)
-        stats = collect_statistics(
-            s.model, forget, retain, names, needs,
-            batch_size=config.batch_size, pad_token_id=s.tokenizer.pad_token_id, progress=False,
-            sums=config.gradient_sums, checkpointing=config.gradient_checkpointing,
-        )  # fmt: skip
-        self._statistics[seed] = (names, stats, time.perf_counter() - tick)
-        return self._statistics[seed]
+        return self.masks.get(cell.seed, cell.mask, cell.ratio)
 
     # ---- automatic ratio -----------------------------------------------------------------
 
@@ -185,16 +193,16 @@ class Runner:
         s = self.setup
         target_utility = s.target_eval.get("model_utility") or 0.0
         floor = s.recipe.utility_floor * target_utility
-        records: list[dict[str, Any]] = []
+        records: list[CellResult] = []
 
         def probe(ratio: float) -> Probe:
             record = self.run(Cell(method, mask, ratio, seed))
             records.append(record)
             return Probe(
                 ratio,
-                record["forget_quality"] or 0.0,
-                record["model_utility"] or 0.0,
-                bool(record["degenerate"]),
+                record.forget_quality or 0.0,
+                record.model_utility or 0.0,
+                bool(record.degenerate),
             )
 
         search = search_ratio(probe, floor)
@@ -206,7 +214,7 @@ class Runner:
             "target_utility": target_utility,
             **search.to_dict(),
             "runs": len(records),
-            "seconds": sum(sum(r["seconds"].values()) for r in records),
+            "seconds": sum(sum(r.seconds.values()) for r in records),
         }
         write_json(s.root / AUTO_DIR / f"{method}-{mask}-s{seed}.json", summary)
         self.say(
@@ -234,47 +242,13 @@ def _changed(cell_config: dict[str, Any], cell: Cell) -> dict[str, Any]:
     return trimmed
 
 
-def cell_record(cell: Cell, evaluation, result, seconds, mask_info, config_hash) -> dict:
-    """The headline figures of a finished cell (one record of ``results.json``)."""
-    summary = evaluation["summary"]
-    figures = summary["figures"]
-    degeneration = summary.get("degeneration") or {}
-    degenerate = degeneration.get("degenerate", (result.selected or {}).get("degenerate"))
-    return {
-        "cell": cell.id,
-        "method": cell.method,
-        "mask": cell.mask,
-        "ratio": cell.ratio,
-        "seed": cell.seed,
-        "forget_quality": evaluation["forget_quality"],
-        "model_utility": evaluation["model_utility"],
-        "forget_rouge": figures.get("forget.rouge_l_recall"),
-        "retain_rouge": figures.get("retain.rouge_l_recall"),
-        "forget_probability": figures.get("forget.probability"),
-        "mia_auc": figures.get("mia.min_k_auc"),
-        "privacy_leakage": summary.get("privacy_leakage"),
-        "degenerate": degenerate,
-        "selected_step": (result.selected or {}).get("step"),
-        "steps": len(result.step_log),
-        "seconds": {k: round(v, 2) for k, v in seconds.items()},
-        "mask_density": mask_info.get("mask_density"),
-        "config_hash": config_hash,
-    }
-
-
-def progress_line(position: str, cell: Cell, record: dict, total_seconds: float) -> str:
-    fq, mu = record["forget_quality"], record["model_utility"]
+def progress_line(position: str, cell: Cell, record: CellResult, total_seconds: float) -> str:
+    fq, mu, rouge = record.forget_quality, record.model_utility, record.forget_rouge
     fq_text = "n/a" if fq is None else f"{fq:.2g}"
     mu_text = "n/a" if mu is None else f"{mu:.3f}"
-    rouge = record["forget_rouge"]
-    flag = "  DEGENERATE" if record["degenerate"] else ""
+    flag = "  DEGENERATE" if record.degenerate else ""
     return (
         f"[{position}] {cell.label}: FQ {fq_text}  utility {mu_text}  forget ROUGE "
-        f"{'n/a' if rouge is None else f'{rouge:.3f}'}  step {record['selected_step']}"
-        f"{flag}  ({sum(record['seconds'].values()):.0f} s; {total_seconds / 60:.1f} min in all)"
+        f"{'n/a' if rouge is None else f'{rouge:.3f}'}  step {record.selected_step}"
+        f"{flag}  ({sum(record.seconds.values()):.0f} s; {total_seconds / 60:.1f} min in all)"
     )
-
-
-def _attribution_records(records: list[dict]) -> list:
-    """QA records as they are; raw-text records as their texts."""
-    return [r["text"] for r in records] if records and "question" not in records[0] else records

@@ -12,8 +12,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
+from wagle.experiment.result import CellResult
 from wagle.io import atomic_file
 from wagle.report.results import Row, finite, pareto_front
 
@@ -25,7 +25,7 @@ FLOOR = 1e-300  # forget quality 0 drawn at the bottom of a log axis
 
 def write_figures(
     root: Path,
-    records: list[dict[str, Any]],
+    records: list[CellResult],
     rows: list[Row],
     references: dict[str, dict],
     trajectories: dict[str, list[dict]],
@@ -39,17 +39,17 @@ def write_figures(
         paths.append(_ratio(root / "ratio.png", rows))
     if trajectories:
         paths.append(_trajectories(root / "trajectories.png", trajectories))
-    if any(r.get("mask_density") for r in records):
+    if any(r.mask_density for r in records):
         paths.append(_density(root / "mask_density.png", records))
     return paths
 
 
-def _styles(records: list[dict[str, Any]]) -> tuple[dict[str, str], dict[str, str]]:
-    """(colour per mask, marker per method), stable for a given set of names."""
+def _styles(records: list) -> tuple[dict[str, str], dict[str, str]]:
+    """(colour per mask, marker per method) of records or rows, stable for a set of names."""
     from matplotlib import colormaps
 
-    masks = list(dict.fromkeys(r["mask"] for r in records))
-    methods = list(dict.fromkeys(r["method"] for r in records))
+    masks = list(dict.fromkeys(r.mask for r in records))
+    methods = list(dict.fromkeys(r.method for r in records))
     colours = colormaps["tab10"]
     return (
         {m: colours(i % 10) for i, m in enumerate(masks)},
@@ -57,20 +57,20 @@ def _styles(records: list[dict[str, Any]]) -> tuple[dict[str, str], dict[str, st
     )
 
 
-def _pareto(path: Path, records: list[dict], references: dict[str, dict]) -> Path:
+def _pareto(path: Path, records: list[CellResult], references: dict[str, dict]) -> Path:
     import matplotlib.pyplot as plt
 
     colour, marker = _styles(records)
     fig, ax = plt.subplots(figsize=(7, 5))
     points = [
-        (r["model_utility"], max(r["forget_quality"], FLOOR), r)
+        (r.model_utility, max(r.forget_quality, FLOOR), r)
         for r in records
-        if finite(r.get("model_utility")) and finite(r.get("forget_quality"))
+        if finite(r.model_utility) and finite(r.forget_quality)
     ]
     seen = set()
     for x, y, r in points:
-        label = f"{r['method']} × {r['mask']}"
-        ax.scatter(x, y, color=colour[r["mask"]], marker=marker[r["method"]], alpha=0.8,
+        label = f"{r.method} × {r.mask}"
+        ax.scatter(x, y, color=colour[r.mask], marker=marker[r.method], alpha=0.8,
                    label=None if label in seen else label)  # fmt: skip
         seen.add(label)
     front = pareto_front([(x, y) for x, y, _ in points])
@@ -94,7 +94,7 @@ def _ratio(path: Path, rows: list[Row]) -> Path:
     """Colour = mask method, line style = unlearning method; dense and LoRA are horizontal."""
     import matplotlib.pyplot as plt
 
-    colour, _ = _styles([{"mask": r.mask, "method": r.method} for r in rows])
+    colour, _ = _styles(rows)
     methods = list(dict.fromkeys(r.method for r in rows))
     dashes = {m: LINESTYLES[i % len(LINESTYLES)] for i, m in enumerate(methods)}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
@@ -159,15 +159,15 @@ def _trajectories(path: Path, trajectories: dict[str, list[dict]]) -> Path:
     return _save(fig, path)
 
 
-def _density(path: Path, records: list[dict]) -> Path:
+def _density(path: Path, records: list[CellResult]) -> Path:
     """One line per (mask method, ratio), of its lowest seed; darker = higher ratio."""
     import matplotlib.pyplot as plt
     from matplotlib import colormaps
 
     masks: dict[tuple[str, float], dict[str, float]] = {}
-    for r in sorted(records, key=lambda r: r["seed"]):  # a mask does not depend on the method
-        if r.get("mask_density"):
-            masks.setdefault((r["mask"], r["ratio"]), r["mask_density"])
+    for r in sorted(records, key=lambda r: r.seed):  # a mask does not depend on the method
+        if r.mask_density:
+            masks.setdefault((r.mask, r.ratio), r.mask_density)
     names = list(dict.fromkeys(mask for mask, _ in masks))
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for (mask, ratio), layers in sorted(masks.items()):

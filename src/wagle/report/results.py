@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from wagle.experiment.cells import CELLS_DIR, finished_results
+from wagle.experiment.result import CellResult
 from wagle.io import write_json
 
 # The figures of a table row: record key → column heading.
@@ -45,23 +46,25 @@ class Row:
     seconds: dict[str, float]  # mean per stage
 
 
-def load_records(root: Path) -> list[dict[str, Any]]:
-    """Every finished cell's record, sorted by (method, mask, ratio, seed)."""
-    return sorted(finished_results(root), key=_sort_key)
+def load_records(root: Path) -> tuple[list[CellResult], list[str]]:
+    """(every finished cell's record sorted by method, mask, ratio, seed; the ids of cells
+    whose result.json could not be read as a record)."""
+    records, unreadable = finished_results(root)
+    return sorted(records, key=_sort_key), unreadable
 
 
-def write_results(root: Path, records: list[dict[str, Any]]) -> Path:
+def write_results(root: Path, records: list[CellResult]) -> Path:
     """``DIR/results.json``: one record per cell (method, mask, ratio, seed, figures, ...)."""
     path = Path(root) / "results.json"
-    write_json(path, [{k: v for k, v in r.items() if k != "mask_density"} for r in records])
+    write_json(path, [r.to_dict(density=False) for r in records])
     return path
 
 
-def group(records: list[dict[str, Any]]) -> list[Row]:
+def group(records: list[CellResult]) -> list[Row]:
     """One row per (method, mask, ratio), in record order."""
-    groups: dict[tuple, list[dict]] = {}
+    groups: dict[tuple, list[CellResult]] = {}
     for r in records:
-        groups.setdefault((r["method"], r["mask"], r["ratio"]), []).append(r)
+        groups.setdefault((r.method, r.mask, r.ratio), []).append(r)
     rows = []
     for (method, mask, ratio), members in groups.items():
         mean, std = {}, {}
@@ -70,12 +73,11 @@ def group(records: list[dict[str, Any]]) -> list[Row]:
             mean[key] = statistics.fmean(values) if values else None
             std[key] = statistics.stdev(values) if len(values) > 1 else None
         seconds = {
-            stage: statistics.fmean(r["seconds"].get(stage, 0.0) for r in members)
-            for stage in STAGES
+            stage: statistics.fmean(r.seconds.get(stage, 0.0) for r in members) for stage in STAGES
         }
-        flagged = sum(bool(r.get("degenerate")) for r in members)
+        flagged = sum(bool(r.degenerate) for r in members)
         rows.append(
-            Row(method, mask, ratio, [r["seed"] for r in members], mean, std, flagged, seconds)
+            Row(method, mask, ratio, [r.seed for r in members], mean, std, flagged, seconds)
         )
     return rows
 
@@ -131,18 +133,12 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 def _figure(key: str):
     """``record → value`` of a column; log10 FQ is derived (means of p-values hide the spread)."""
     if key == "log10_forget_quality":
-        return lambda r: math.log10(r["forget_quality"]) if r.get("forget_quality") else None
-    return lambda r: r.get(key)
+        return lambda r: math.log10(r.forget_quality) if r.forget_quality else None
+    return lambda r: getattr(r, key)
 
 
-def _sort_key(record: dict[str, Any]) -> tuple:
-    return (
-        record["method"],
-        MASK_ORDER.get(record["mask"], 2),
-        record["mask"],
-        record["ratio"],
-        record["seed"],
-    )
+def _sort_key(record: CellResult) -> tuple:
+    return (record.method, MASK_ORDER.get(record.mask, 2), record.mask, record.ratio, record.seed)
 
 
 def finite(value: Any) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 
 from wagle.errors import WagleError
 from wagle.experiment.auto_ratio import Probe, best_probe, feasible
+from wagle.experiment.result import CellResult
 from wagle.io import atomic_file
 from wagle.report import results as res
 from wagle.report.figures import write_figures
@@ -26,7 +27,7 @@ class Report:
 def write_report(root: str | Path) -> Report:
     """Read ``root``'s finished cells and write ``results.json``, figures and ``report.md``."""
     root = Path(root)
-    records = res.load_records(root)
+    records, unreadable = res.load_records(root)
     if not records:
         raise WagleError(f"no finished cells in {root} (looked for {root}/cells/*/result.json)")
     res.write_results(root, records)
@@ -34,25 +35,31 @@ def write_report(root: str | Path) -> Report:
     references = res.reference_points(root)
     figures = write_figures(root, records, rows, references, res.trajectories(root))
     searches = res.auto_searches(root)
-    text = _markdown(root, records, rows, references, figures, searches)
+    text = _markdown(root, records, rows, references, figures, searches, unreadable)
     path = root / "report.md"
     with atomic_file(path) as handle:
         handle.write(text)
     return Report(path, text_table(rows), len(records))
 
 
-def _markdown(root, records, rows, references, figures, searches) -> str:
+def _markdown(root, records, rows, references, figures, searches, unreadable) -> str:
     def listed(key: str) -> str:
-        return ", ".join(str(v) for v in dict.fromkeys(r[key] for r in records))
+        return ", ".join(str(v) for v in dict.fromkeys(getattr(r, key) for r in records))
 
     lines = [
         f"# Experiment report: {root.name}",
         "",
         f"{len(records)} finished cells: methods {listed('method')}; masks {listed('mask')}; "
-        f"ratios {', '.join(f'{v:g}' for v in sorted({r['ratio'] for r in records}))}; "
-        f"seeds {', '.join(map(str, sorted({r['seed'] for r in records})))}.",
+        f"ratios {', '.join(f'{v:g}' for v in sorted({r.ratio for r in records}))}; "
+        f"seeds {', '.join(map(str, sorted({r.seed for r in records})))}.",
         "",
     ]
+    if unreadable:
+        lines += [
+            f"Left out: {len(unreadable)} cell(s) whose result.json is not a record of this "
+            f"version ({', '.join(unreadable)}); `wagle run` recomputes them.",
+            "",
+        ]
     for name, point in references.items():
         lines.append(
             f"- **{name} model**: forget quality {_fmt(point['forget_quality'], True)}, "
@@ -70,6 +77,7 @@ def _markdown(root, records, rows, references, figures, searches) -> str:
         markdown_table(rows),
         "",
     ]
+    lines += _precision_lines(records)
     lines += _pareto_lines(records)
     lines += [f"![{p.stem}]({p.name})" for p in figures] + [""]
     lines += _auto_lines(records, searches)
@@ -77,33 +85,51 @@ def _markdown(root, records, rows, references, figures, searches) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _pareto_lines(records: list[dict[str, Any]]) -> list[str]:
+def _pareto_lines(records: list[CellResult]) -> list[str]:
     points = [
-        (r["model_utility"], r["forget_quality"], r)
+        (r.model_utility, r.forget_quality, r)
         for r in records
-        if res.finite(r.get("model_utility")) and res.finite(r.get("forget_quality"))
+        if res.finite(r.model_utility) and res.finite(r.forget_quality)
     ]
     front = res.pareto_front([(x, y) for x, y, _ in points])
     cells = ", ".join(
-        f"{points[i][2]['cell']} (FQ {points[i][1]:.2e}, utility {points[i][0]:.3f})" for i in front
+        f"{points[i][2].cell} (FQ {points[i][1]:.2e}, utility {points[i][0]:.3f})" for i in front
     )
     return [f"Pareto front (no cell has both higher forget quality and utility): {cells}.", ""]
 
 
-def _cell_lines(records: list[dict[str, Any]]) -> list[str]:
+def _precision_lines(records: list[CellResult]) -> list[str]:
+    """How the cells trained: weight dtype and optimizer state, and a warning when low-precision
+    weights trained under different states (fp32 masters or not: docs of experiment.precision)."""
+    counts: dict[tuple[str, str], int] = {}
+    for r in records:
+        key = (r.dtype, r.optimizer_state or "unrecorded")
+        counts[key] = counts.get(key, 0) + 1
+    used = "; ".join(f"{d} weights, {s} optimizer state: {n} cells" for (d, s), n in counts.items())
+    lines = [f"Training precision: {used}."]
+    low = {s for d, s in counts if d != "float32"}
+    if len(low) > 1:
+        lines.append(
+            "**Warning: cells with low-precision weights trained with different optimizer "
+            "states** (selected: fp32 masters and moments; full: moments in the weights' dtype, "
+            "no masters): their differences mix the mask with the optimizer's precision."
+        )
+    return [*lines, ""]
+
+
+def _cell_lines(records: list[CellResult]) -> list[str]:
     """Every cell on its own line, with where its files are."""
     lines = ["## Cells", "", "| cell | forget quality | utility | selected step | degenerate |"]
     lines.append("|---|---|---|---|---|")
     for r in records:
         lines.append(
-            f"| [{r['cell']}](cells/{r['cell']}/) | {_fmt(r['forget_quality'], True)} | "
-            f"{_fmt(r['model_utility'])} | {r.get('selected_step', '-')} | "
-            f"{'yes' if r.get('degenerate') else 'no'} |"
+            f"| [{r.cell}](cells/{r.cell}/) | {_fmt(r.forget_quality, True)} | "
+            f"{_fmt(r.model_utility)} | {r.selected_step} | {'yes' if r.degenerate else 'no'} |"
         )
     return [*lines, ""]
 
 
-def _auto_lines(records: list[dict[str, Any]], searches: list[dict[str, Any]]) -> list[str]:
+def _auto_lines(records: list[CellResult], searches: list[dict[str, Any]]) -> list[str]:
     if not searches:
         return []
     lines = [
@@ -136,21 +162,21 @@ def _auto_lines(records: list[dict[str, Any]], searches: list[dict[str, Any]]) -
 def _sweep(records, search) -> tuple[Probe, int, float] | None:
     """The best ratio of a full 0.05 sweep of the same cells, if every one of them finished."""
     cells = {
-        r["ratio"]: r
+        r.ratio: r
         for r in records
-        if (r["method"], r["mask"], r["seed"]) == (search["method"], search["mask"], search["seed"])
+        if (r.method, r.mask, r.seed) == (search["method"], search["mask"], search["seed"])
     }
     if not all(ratio in cells for ratio in SWEEP):
         return None
     probes = [
-        Probe(ratio, cells[ratio]["forget_quality"] or 0.0, cells[ratio]["model_utility"] or 0.0,
-              bool(cells[ratio]["degenerate"]))
+        Probe(ratio, cells[ratio].forget_quality or 0.0, cells[ratio].model_utility or 0.0,
+              bool(cells[ratio].degenerate))
         for ratio in SWEEP
     ]  # fmt: skip
     best = best_probe(probes, search["floor"])
     if not feasible(best, search["floor"]):
         return None
-    seconds = sum(sum(cells[ratio]["seconds"].values()) for ratio in SWEEP)
+    seconds = sum(sum(cells[ratio].seconds.values()) for ratio in SWEEP)
     return best, len(SWEEP), seconds
 
 

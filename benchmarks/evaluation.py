@@ -95,7 +95,7 @@ def parts(model_dir: str, data: str) -> dict[str, float]:
     from wagle.evaluation.benchmarks import RETAIN_EVAL_SIZE, evenly_spaced
     from wagle.evaluation.generation import generate_answers
     from wagle.evaluation.mia import membership_inference
-    from wagle.evaluation.qa import likelihoods
+    from wagle.evaluation.qa import Candidates
     from wagle.models import load_pretrained
 
     model, tokenizer = load_pretrained(model_dir)
@@ -105,7 +105,7 @@ def parts(model_dir: str, data: str) -> dict[str, float]:
     start = time.perf_counter()
     for name, records in splits.items():
         role = "real_world" if name in ("real_authors", "world_facts") else "forget"
-        likelihoods(model, tokenizer, records, role, batch_size=64)
+        Candidates(tokenizer, records, role, batch_size=64).likelihoods(model)
     timings["likelihood"] = time.perf_counter() - start
     start = time.perf_counter()
     questions = [r["question"] for rs in splits.values() for r in rs]
@@ -142,6 +142,7 @@ def main() -> None:
         for _ in range(args.repeats):
             for name, src in (("before", before_src), ("after", after_src)):
                 runs[name].append(wagle_evaluate(src, target, data, scratch / name, reference))
+    print({k: [round(r["wall_seconds"], 1) for r in v] for k, v in runs.items()}, flush=True)
     difference, where = largest_difference(runs["before"][-1], runs["after"][-1])
     wall = {k: statistics.median(r["wall_seconds"] for r in v) for k, v in runs.items()}
     inside = {k: statistics.median(r["seconds"] for r in v) for k, v in runs.items()}

@@ -8,8 +8,9 @@ both alike:
   evaluation-throughput work, issue 19 item 9), extracted with ``git archive``;
 - *after*: this checkout's ``src/``.
 
-Reports the median wall time of each (the process end to end: imports, loading, evaluation)
-and the ``seconds`` that ``evaluate`` itself records, their ratios, and the largest relative
+Reports the median wall time and CPU time of each (the process end to end: imports, loading,
+evaluation; CPU time is the steadier figure on a shared machine) and the ``seconds`` that
+``evaluate`` itself records, their ratios, and the largest relative
 difference between the two ``eval.json`` files over **every** number in them (per-sample
 values, aggregates, forget quality, utility; the run's own ``seconds`` excepted). Then the
 parts of one evaluation with this checkout (likelihood passes, generation, membership
@@ -27,6 +28,7 @@ import argparse
 import io
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -38,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "evaluation.json"
 BEFORE = "a555208"  # main before issue 19 item 9 (evaluation throughput)
-IGNORED = {"seconds", "wall_seconds"}  # timings, not figures
+IGNORED = {"seconds", "wall_seconds", "cpu_seconds"}  # timings, not figures
 
 
 def extract(revision: str, into: Path) -> Path:
@@ -59,10 +61,17 @@ def wagle_evaluate(src: Path, model: str, data: str, out: Path, reference: Path 
     command += ["--out", str(out), "--overwrite"]
     command += ["--reference", str(reference)] if reference else []
     env = os.environ | {"PYTHONPATH": str(src)}
-    start = time.perf_counter()
+    start, used = time.perf_counter(), _children_cpu()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
-    wall = time.perf_counter() - start
-    return json.loads((out / "eval.json").read_text()) | {"wall_seconds": wall}
+    wall, cpu = time.perf_counter() - start, _children_cpu() - used
+    return json.loads((out / "eval.json").read_text()) | {"wall_seconds": wall, "cpu_seconds": cpu}
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of the finished child processes so far: on a shared
+    machine, less sensitive to other jobs than wall time."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def largest_difference(a, b, path: str = "") -> tuple[float, str]:
@@ -142,9 +151,11 @@ def main() -> None:
         for _ in range(args.repeats):
             for name, src in (("before", before_src), ("after", after_src)):
                 runs[name].append(wagle_evaluate(src, target, data, scratch / name, reference))
-    print({k: [round(r["wall_seconds"], 1) for r in v] for k, v in runs.items()}, flush=True)
+    print({k: [(round(r["wall_seconds"], 1), round(r["cpu_seconds"], 1)) for r in v]
+           for k, v in runs.items()}, flush=True)  # fmt: skip
     difference, where = largest_difference(runs["before"][-1], runs["after"][-1])
     wall = {k: statistics.median(r["wall_seconds"] for r in v) for k, v in runs.items()}
+    cpu = {k: statistics.median(r["cpu_seconds"] for r in v) for k, v in runs.items()}
     inside = {k: statistics.median(r["seconds"] for r in v) for k, v in runs.items()}
     seconds = parts(target, data)
     total = sum(seconds.values())
@@ -156,10 +167,13 @@ def main() -> None:
         "before_revision": args.before,
         "repeats": args.repeats,
         "wall_seconds_median": wall,
+        "cpu_seconds_median": cpu,
         "evaluate_seconds_median": inside,
         "speedup_wall": wall["before"] / wall["after"],
+        "speedup_cpu": cpu["before"] / cpu["after"],
         "speedup_evaluate": inside["before"] / inside["after"],
         "every_runs_wall_seconds": {k: [r["wall_seconds"] for r in v] for k, v in runs.items()},
+        "every_runs_cpu_seconds": {k: [r["cpu_seconds"] for r in v] for k, v in runs.items()},
         "largest_relative_difference": {"value": difference, "where": where},
         "after_parts_seconds": seconds,
         "after_parts_share": {k: v / total for k, v in seconds.items()},

@@ -29,24 +29,22 @@ def tokenizer(micro_splits):
     return train_tokenizer(texts, vocab_size=400, model_max_length=128)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")  # a factory: module-scoped fixtures may build models too
 def tiny_model(tokenizer):
     """Factory: a freshly initialised 2-layer Llama (hidden 16) for ``tokenizer``, seeded."""
 
     def make(seed: int = 0, **overrides) -> LlamaForCausalLM:
         torch.manual_seed(seed)
+        sizes = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2}
         config = LlamaConfig(
             vocab_size=len(tokenizer),
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=2,
             num_attention_heads=2,
             num_key_value_heads=2,
             max_position_embeddings=128,
             pad_token_id=tokenizer.pad_token_id,
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
-            **overrides,
+            **(sizes | overrides),
         )
         return LlamaForCausalLM(config).eval()
 

@@ -102,6 +102,21 @@ def test_model_with_only_pickled_weights_is_refused(ws, capsys):
     assert "never loads" in line
 
 
+# ---- launchers ----------------------------------------------------------------------------
+
+
+def test_an_fsdp1_accelerate_config_is_refused(ws, capsys, monkeypatch):
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("FSDP_VERSION", "1")
+    fails(attribute(ws), capsys, "FSDP1 is not supported (its flat parameters hide which entry")
+
+
+def test_deepspeed_is_refused_with_the_reason(ws, capsys, monkeypatch):
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    line = fails(attribute(ws), capsys, "DeepSpeed is not supported: ZeRO keeps gradients")
+    assert "use FSDP2" in line
+
+
 # ---- data ---------------------------------------------------------------------------------
 
 

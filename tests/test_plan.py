@@ -19,7 +19,9 @@ from wagle.plan import (
     Shape,
     activation_bytes,
     attribution_memory,
+    fsdp_parts,
     load_shape,
+    sharded_elements,
     unlearning_memory,
 )
 from wagle.sequence import sequence_nll
@@ -220,3 +222,53 @@ def test_predicted_peaks_are_within_30_percent_of_measured_peak_rss():
     }
     for stage, value in predicted.items():
         assert abs(value - measured[stage]) / measured[stage] < 0.3, (stage, value, measured)
+
+
+# ---- FSDP2 ----------------------------------------------------------------------------------
+
+
+def test_llama2_70b_preset_has_its_published_size():
+    assert load_shape("llama2-70b").parameters == 68_976_648_192
+
+
+def test_fsdp_shards_every_per_weight_part_and_adds_the_gathered_layers():
+    """Llama-2-13B over 8 devices: every dim 0 divides by 8, so weights, gradients, mask and
+    optimizer state are exactly 1/8 of one device's; no DDP buckets; the gathered layers are
+    the embedding and head (2 × 32000 × 5120) and two decoder layers (2 × 317,204,480: 4
+    attention matrices 5120², 3 MLP matrices 5120 × 13824, 2 norms), in bf16 (2 bytes)."""
+    shape = load_shape("llama2-13b")
+    one = unlearning_memory(
+        shape, 0.2, "bfloat16", state="selected", devices=1, checkpointing=True,
+        batch_size=1, max_length=512,
+    )  # fmt: skip
+    eight = fsdp_parts(one, shape, 8, "bfloat16")
+    for part in ("weights", "gradients", "mask", "optimizer_state"):
+        assert eight[part] * 8 == one[part], part
+    assert "ddp_buckets" not in eight and eight["activations"] == one["activations"]
+    assert eight["gathered_weights"] == (2 * 32000 * 5120 + 2 * 317_204_480) * 2
+    assert sharded_elements(shape, 8) * 8 == shape.parameters
+
+
+def test_fsdp_pads_each_tensor_to_whole_rows_per_device():
+    """3 devices, vocabulary 7, hidden 5, intermediate 6, one layer, tied head: each tensor
+    is stored in chunks of ceil(rows / 3) rows: embedding 3 × 5, four attention matrices
+    2 × 5 each, gate and up 2 × 5, down 2 × 6, three norms 2 × 1: 93 entries (240 / 3 = 80
+    without the padding)."""
+    shape = Shape(vocab=7, hidden=5, intermediate=6, layers=1, heads=1, kv_heads=1,
+                  head_dim=5, tied=True, qkv_bias=False)  # fmt: skip
+    assert shape.parameters == 240
+    assert sharded_elements(shape, 3) == 15 + 4 * 10 + 2 * 10 + 12 + 3 * 2 == 93
+
+
+def test_plan_command_prints_per_device_fsdp_rows(capsys):
+    argv = ["plan", "--model", "llama2-70b", "--ratio", "0.2", "--fsdp", "8", "--json"]
+    assert main(argv) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert {r["devices"] for r in rows} == {8} and all(r["fsdp"] for r in rows)
+    row = next(r for r in rows if r["stage"] == "unlearn" and r["dtype"] == "bfloat16")
+    assert row["parts"]["weights"] == 68_976_648_192 * 2 // 8
+
+
+def test_fsdp_and_devices_together_are_a_user_error(capsys):
+    assert main(["plan", "--model", "llama2-13b", "--fsdp", "8", "--devices", "8"]) == 2
+    assert "leave out --devices" in capsys.readouterr().err

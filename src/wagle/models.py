@@ -48,23 +48,31 @@ def load_model(
     dtype: str = "float32",
     device: str | None = None,
     trust_remote_code: bool = False,
+    fsdp: bool = False,
 ) -> PreTrainedModel:
     """A causal LM from safetensors weights, in ``dtype``, moved to ``device`` if given
-    (``"auto"``: cuda when available, else cpu)."""
+    (``"auto"``: cuda when available, else cpu); ``fsdp``: sharded over all processes with
+    FSDP2 as it loads, each on its own device (``wagle.sharding``)."""
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    sharding = {}
+    if fsdp:
+        from wagle.sharding import distributed_config
+
+        sharding = {"distributed_config": distributed_config()}
     try:
         model = AutoModelForCausalLM.from_pretrained(
             path,
             dtype=torch_dtype(dtype),
             use_safetensors=True,
             trust_remote_code=trust_remote_code,
+            **sharding,
         )
     except (OSError, ValueError) as err:
         raise WagleError(f"cannot load a causal LM from {path}: {_first_line(err)}") from None
-    if device is not None:
+    if device is not None and not fsdp:
         model = model.to(default_device() if device == "auto" else device)
     return model
 
@@ -75,10 +83,13 @@ def load_pretrained(
     dtype: str = "float32",
     device: str | None = "auto",
     trust_remote_code: bool = False,
+    fsdp: bool = False,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """``(load_model(...), load_tokenizer(...))`` of one directory (or cached hub id)."""
     tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
-    model = load_model(path, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+    model = load_model(
+        path, dtype=dtype, device=device, trust_remote_code=trust_remote_code, fsdp=fsdp
+    )
     return model, tokenizer
 
 

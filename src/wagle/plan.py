@@ -51,6 +51,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     | {"model_type": "mistral", "intermediate_size": 14336, "num_key_value_heads": 8},
     "llama3-8b": _LLAMA2_7B
     | {"vocab_size": 128256, "intermediate_size": 14336, "num_key_value_heads": 8},
+    "llama2-70b": _LLAMA2_7B
+    | {"hidden_size": 8192, "intermediate_size": 28672, "num_hidden_layers": 80}
+    | {"num_attention_heads": 64, "num_key_value_heads": 8},
 }
 SUPPORTED = ("llama", "mistral", "qwen2")
 
@@ -89,11 +92,25 @@ class Shape:
 
     def tensor_sizes(self) -> list[int]:
         """Entries of every parameter tensor (tied embeddings counted once)."""
-        h, q, kv = self.hidden, self.heads * self.head_dim, self.kv_heads * self.head_dim
-        layer = [h * q, h * kv, h * kv, q * h, *[h * self.intermediate] * 3, h, h]
-        layer += [q, kv, kv] if self.qkv_bias else []
-        head = [] if self.tied else [self.vocab * h]
-        return [self.vocab * h, *layer * self.layers, h, *head]
+        return [rows * columns for rows, columns in self.tensor_shapes()]
+
+    def tensor_shapes(self) -> list[tuple[int, int]]:
+        """(rows, entries per row) of every parameter tensor, in model order; a vector is
+        (n, 1). Rows are dim 0, the dim FSDP2 shards."""
+        head = [] if self.tied else [(self.vocab, self.hidden)]
+        return [
+            (self.vocab, self.hidden),
+            *self.layer_shapes() * self.layers,
+            (self.hidden, 1),
+            *head,
+        ]
+
+    def layer_shapes(self) -> list[tuple[int, int]]:
+        """(rows, entries per row) of one decoder layer's tensors."""
+        h, i = self.hidden, self.intermediate
+        q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        layer = [(q, h), (kv, h), (kv, h), (h, q), (i, h), (i, h), (h, i), (h, 1), (h, 1)]
+        return layer + ([(q, 1), (kv, 1), (kv, 1)] if self.qkv_bias else [])
 
     @property
     def parameters(self) -> int:
@@ -202,3 +219,51 @@ def plan_table(
 
 def _sum(parts: dict[str, int]) -> dict[str, Any]:
     return {"parts": parts, "total": sum(parts.values())}
+
+
+# ---- FSDP2: weights, gradients and optimizer state sharded over the devices ----------------
+#
+# Per device, from one device's parts: every per-weight part (weights, gradients, mask,
+# optimizer state, gradient sums, one tensor's scores) × S/N, with S the entries a device
+# holds (each tensor's dim 0 in chunks of ceil(rows / W), padded: what FSDP2 stores); the
+# selective state assumes the mask is as dense on every device as overall. No DDP buckets.
+# Other parts (activations, logits) are per device as they are. Added, the whole tensors in
+# flight (wagle loads through transformers' FSDP2 plan: each decoder layer is a unit, the
+# embedding and the LM head stay whole from forward to backward):
+#   gathered_weights    embedding + head + 2 decoder layers (the one computing and the one
+#                       prefetched), in the weights' dtype
+#   gathered_gradients  the larger of a layer's whole gradient and its reduce-scatter copy
+#                       (2 layers) and the embedding's and head's gradients, weights' dtype
+
+SHARDED_PARTS = (
+    "weights", "gradients", "mask", "optimizer_state", "gradient_sums", "scores_of_one_tensor",
+)  # fmt: skip
+
+
+def sharded_elements(shape: Shape, devices: int) -> int:
+    """Entries one device stores of the whole model under FSDP2 over ``devices``."""
+    return sum(math.ceil(rows / devices) * columns for rows, columns in shape.tensor_shapes())
+
+
+def fsdp_parts(parts: dict[str, int], shape: Shape, devices: int, dtype: str) -> dict[str, int]:
+    """Bytes per device under FSDP2 over ``devices`` from one device's ``parts``."""
+    w = DTYPE_BYTES[dtype]
+    share = sharded_elements(shape, devices) / shape.parameters
+    out = {k: math.ceil(v * share) if k in SHARDED_PARTS else v for k, v in parts.items()}
+    out.pop("ddp_buckets", None)
+    layer = sum(rows * columns for rows, columns in shape.layer_shapes())
+    ends = shape.vocab * shape.hidden * (1 if shape.tied else 2)
+    out["gathered_weights"] = (ends + 2 * layer) * w
+    out["gathered_gradients"] = max(2 * layer, ends) * w
+    return out
+
+
+def fsdp_plan_table(
+    shape: Shape, ratios: list[float], devices: int, batch_size: int = 4, max_length: int = 512
+) -> list[dict[str, Any]]:
+    """``plan_table``'s rows for FSDP2 over ``devices`` (bytes per device)."""
+    rows = []
+    for row in plan_table(shape, ratios, 1, batch_size, max_length):
+        parts = fsdp_parts(row["parts"], shape, devices, row["dtype"])
+        rows.append(row | {"devices": devices, "fsdp": True} | _sum(parts))
+    return rows

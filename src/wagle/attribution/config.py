@@ -76,6 +76,11 @@ class AttributionConfig:
         "memory: frees 8 bytes per weight on the GPU, slower), model-dtype (bf16 sums halve "
         "them but round every addition)",
     )
+    fsdp: bool = cfg.field(
+        False,
+        "shard the model over the processes with FSDP2 (torchrun / accelerate launch): weights "
+        "and gradient sums take 1/N per device; on by itself under an accelerate FSDP2 config",
+    )
 
     def __post_init__(self) -> None:
         _check_name(self.method, SCORE_METHODS, "score method")

@@ -12,6 +12,15 @@ Several processes (``torchrun`` / ``accelerate launch``): each process takes eve
 world-th sample (rank r: samples r, r + W, ...; none dropped, none twice), and the sums are
 all-reduced, so every process ends with the statistics of one process over all the data
 (to fp32 rounding: the order of the additions differs).
+
+Sharded model (FSDP2, DTensor parameters): the sums are chunks shaped like each process's
+chunk of the parameter, and no all-reduce is needed: FSDP2 reduce-scatters each backward's
+gradient, averaged over the W processes, so each chunk is scaled by W as it is added. Every
+forward and backward is a collective there, so all processes run the same number of batches:
+a process whose share is used up runs a batch without labels (zero gradient, left out of the
+input norms). The Fisher diagonal needs each sample's own gradient, which the reduce-scatter
+would add to the other processes' samples: its pass takes one sample per step over all
+processes together (the others run a label-free batch), at the pace of one process.
 """
 
 from __future__ import annotations
@@ -26,16 +35,16 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from wagle.data.batching import iter_batches
+from wagle.attribution.schedule import Examples, Step, schedule
+from wagle.data.collate import collate
 from wagle.sequence import sequence_nll
+from wagle.sharding import is_sharded, local
 
 # What a score may need; each score method declares a subset (see scores.py).
 FORGET_GRAD = "forget_grad"
 RETAIN_GRAD = "retain_grad"
 RETAIN_FISHER = "retain_fisher"
 INPUT_NORMS = "input_norms"
-
-Examples = list[dict[str, list[int]]]
 
 # Where the gradient sums live: (device: None = the model's, dtype: None = the model's)
 SUM_PLACES: dict[str, tuple[str | None, torch.dtype | None]] = {
@@ -90,28 +99,30 @@ def collect_statistics(
     wanted = set(names)
     params = {n: p for n, p in model.named_parameters() if n in wanted}
     rank, world = _rank_and_world()
+    sharded = any(is_sharded(p) for p in model.parameters())
+    spread = functools.partial(schedule, rank=rank, world=world, sharded=sharded)
     run = functools.partial(
-        _pass, model, params, pad_token_id=pad_token_id, progress=progress, place=SUM_PLACES[sums]
-    )
+        _pass, model, params, pad_token_id=pad_token_id, progress=progress,
+        place=SUM_PLACES[sums], scale=world if sharded else 1,
+    )  # fmt: skip
     stats = Statistics(n_forget=len(forget), n_retain=len(retain) if RETAIN_GRAD in needs else 0)
-    forget, retain = forget[rank::world], retain[rank::world]
     grad_params = params if needs - {INPUT_NORMS} else {}
     with _attribution_mode(model, grad_params), _checkpointing(model, checkpointing):
         if needs & {FORGET_GRAD, INPUT_NORMS}:
             with _input_norm_hooks(model, params if INPUT_NORMS in needs else {}) as norms:
                 grads, _ = run(
-                    forget, "forget", batch_size, backward=FORGET_GRAD in needs, norms=norms
+                    spread(forget, batch_size), "forget", backward=FORGET_GRAD in needs, norms=norms
                 )
             stats.forget_grad = grads if FORGET_GRAD in needs else None
             stats.input_sq_norms = norms.sums if INPUT_NORMS in needs else None
         if RETAIN_GRAD in needs:
             fisher = RETAIN_FISHER in needs  # per-sample gradients: one sample per batch
-            stats.retain_grad, stats.retain_fisher = run(
-                retain, "retain", 1 if fisher else batch_size, fisher=fisher
-            )
-    if world > 1:
+            steps = spread(retain, 1, per_sample=True) if fisher else spread(retain, batch_size)
+            stats.retain_grad, stats.retain_fisher = run(steps, "retain", fisher=fisher)
+    if world > 1:  # chunks of sharded parameters are complete; whole tensors are summed
+        plain = {n for n, p in params.items() if not is_sharded(p)}
         for table in (stats.forget_grad, stats.retain_grad, stats.retain_fisher):
-            _all_reduce_sum(table or {})
+            _all_reduce_sum({n: t for n, t in (table or {}).items() if n in plain})
         _all_reduce_sum(stats.input_sq_norms or {})
     return stats
 
@@ -139,9 +150,8 @@ def _all_reduce_sum(table: dict[str, torch.Tensor]) -> None:
 def _pass(
     model: torch.nn.Module,
     params: dict[str, torch.nn.Parameter],
-    examples: Examples,
+    steps: list[Step],
     name: str,
-    batch_size: int,
     *,
     backward: bool = True,
     fisher: bool = False,
@@ -149,26 +159,28 @@ def _pass(
     pad_token_id: int,
     progress: bool,
     place: tuple[str | None, torch.dtype | None],
+    scale: int = 1,
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
     """One pass: forward each batch; backward its summed per-sample mean NLL if asked.
 
     Returns the gradient sums (empty without ``backward``) and, with ``fisher``, the sums of
-    squared batch gradients (per-sample when ``batch_size`` is 1).
+    squared batch gradients (per-sample when batches hold one sample). Sums of a sharded
+    parameter are chunks; ``scale`` multiplies each gradient chunk first (FSDP2 averages).
     """
     device, dtype = place
     grads = {
-        n: torch.zeros(p.shape, dtype=dtype or p.dtype, device=device or p.device)
+        n: torch.zeros(local(p).shape, dtype=dtype or p.dtype, device=device or local(p).device)
         for n, p in params.items()
     }
     grads = grads if backward else {}
     squares = {n: torch.zeros_like(g) for n, g in grads.items()} if fisher else None
-    device = next(model.parameters()).device
-    batches = iter_batches(examples, batch_size, pad_token_id, device)
-    total = -(-len(examples) // batch_size)
-    with _accumulate_into(params, grads, squares), torch.set_grad_enabled(backward):
-        for batch in tqdm(batches, total=total, desc=f"{name} pass", disable=not progress):
+    device = local(next(model.parameters())).device
+    with _accumulate_into(params, grads, squares, scale), torch.set_grad_enabled(backward):
+        for examples, counts in tqdm(steps, desc=f"{name} pass", disable=not progress):
+            batch = {k: v.to(device) for k, v in collate(examples, pad_token_id).items()}
             if norms is not None:
-                norms.attention_mask = batch["attention_mask"]
+                mask = batch["attention_mask"]
+                norms.attention_mask = mask if counts else torch.zeros_like(mask)
             nll_sum, n_tokens = sequence_nll(model, batch)
             if backward:
                 (nll_sum / n_tokens.clamp(min=1)).sum().backward()
@@ -180,11 +192,15 @@ def _accumulate_into(
     params: dict[str, torch.nn.Parameter],
     grads: dict[str, torch.Tensor],
     squares: dict[str, torch.Tensor] | None,
+    scale: int = 1,
 ) -> Iterator[None]:
-    """Hooks that add each batch gradient (and its square) to fp32 sums, then free ``.grad``."""
+    """Hooks that add each batch gradient (and its square) to fp32 sums, then free ``.grad``
+    (of a sharded parameter: its chunk, times ``scale``)."""
 
     def hook(name: str, param: torch.nn.Parameter) -> None:
-        g = param.grad.to(grads[name].device, torch.float32)
+        g = local(param.grad).to(grads[name].device, torch.float32)
+        if scale != 1 and is_sharded(param.grad):
+            g = g * scale
         grads[name].add_(g)
         if squares is not None:
             squares[name].addcmul_(g, g)

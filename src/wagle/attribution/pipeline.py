@@ -32,6 +32,7 @@ from wagle.data.load import Record
 from wagle.data.prompt import use_prompt_format
 from wagle.data.refusals import refusal_records
 from wagle.errors import WagleError
+from wagle.sharding import gather_on_main
 
 GRADIENT_CONVENTION = "sum over samples of each sample's mean NLL over its labelled tokens"
 
@@ -62,9 +63,19 @@ class Attribution:
         )
 
     def select(self, scores: Scores, ratio: float) -> Mask:
-        """A mask over every parameter of the model; unscored ones are never selected."""
+        """A mask over every parameter of the model; unscored ones are never selected.
+
+        Sharded model (FSDP2): each process selects on its chunks, and the whole mask is
+        gathered on the first process, one tensor at a time; the others get ``{}``.
+        """
         granularity = self.config.granularity or self.config.score_method.granularity
-        return complete_mask(select_mask(scores, ratio, granularity), self.model)
+        mask = select_mask(scores, ratio, granularity)
+        layouts = getattr(scores, "layouts", {})
+        if any(layout is not None for layout in layouts.values()):
+            mask = gather_on_main(mask, layouts)
+            if not mask:
+                return {}
+        return complete_mask(mask, self.model)
 
     def metadata(self, ratio: float, gamma: float | None, scores: Scores) -> dict[str, Any]:
         """What a mask file records about how it was made (``n_eligible``: weights scored)."""

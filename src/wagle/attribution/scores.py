@@ -10,6 +10,11 @@ Scores stream: ``compute_scores`` returns a ``LazyScores`` mapping that computes
 scores when it is accessed, on the parameter's device, and keeps nothing. Selection reads each
 tensor a few times (radix passes) instead of holding a full-size score copy: attribution's
 peak above the model is the statistics plus one tensor's scores.
+
+Sharded parameters (FSDP2): θ and the statistics are this process's chunk (the statistics are
+collected as chunks), so a score is computed on the chunk; a score that needs the global view
+(random numbers drawn for the whole tensor, Wanda's per-column norms) cuts its full-shaped
+operand with ``x.local``. ``LazyScores.layouts`` tells selection where each chunk sits.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from wagle.attribution.gradients import (
 )
 from wagle.errors import WagleError
 from wagle.registry import lookup, register
+from wagle.sharding import layout_of, local
 
 Scores = Mapping[str, torch.Tensor]  # parameter name → fp32 scores shaped like the parameter
 
@@ -44,6 +50,8 @@ class ScoreInputs:
     input_sq_norm: torch.Tensor | None  # [in_features] Σ x_j² over forget tokens (linear only)
     gamma: float
     generator: torch.Generator  # CPU generator, seeded from (seed, parameter name)
+    shape: tuple[int, ...]  # the parameter's (global) shape; θ's own when not sharded
+    local: Callable[[torch.Tensor], torch.Tensor]  # full-shaped tensor → this process's chunk
 
 
 @dataclass(frozen=True)
@@ -100,14 +108,15 @@ def magnitude(x: ScoreInputs) -> torch.Tensor:
 
 @score("random")
 def random(x: ScoreInputs) -> torch.Tensor:
-    """Uniform in [0, 1), from a generator seeded by (seed, parameter name)."""
-    return torch.rand(x.theta.shape, generator=x.generator).to(x.theta.device)
+    """Uniform in [0, 1), from a generator seeded by (seed, parameter name), drawn for the
+    whole tensor (the same numbers however it is sharded)."""
+    return x.local(torch.rand(x.shape, generator=x.generator)).to(x.theta.device)
 
 
 @score("wanda", needs=(INPUT_NORMS,), granularity="row")
 def wanda(x: ScoreInputs) -> torch.Tensor:
     """|W_ij| · ‖X_j‖₂ for linear weights [out, in]; ‖X_j‖ over the forget tokens."""
-    return x.theta.abs() * x.input_sq_norm.sqrt()
+    return x.theta.abs() * x.local(x.input_sq_norm.sqrt().expand(x.shape))
 
 
 def compute_scores(
@@ -144,26 +153,30 @@ class LazyScores(Mapping[str, torch.Tensor]):
         seed: int,
     ) -> None:
         self.spec, self.params, self.stats, self.gamma, self.seed = spec, params, stats, gamma, seed
-        self.numels = {n: p.numel() for n, p in params.items()}
+        self.numels = {n: p.numel() for n, p in params.items()}  # global sizes
+        self.layouts = {n: layout_of(p) for n, p in params.items()}  # None: not sharded
 
     @torch.no_grad()
     def __getitem__(self, name: str) -> torch.Tensor:
-        param = self.params[name]
+        param, layout = self.params[name], self.layouts[name]
+        theta = local(param).detach().float()
         generator = torch.Generator().manual_seed(zlib.crc32(f"{self.seed}:{name}".encode()))
 
         def get(need: str) -> torch.Tensor | None:
             table = _table(self.stats, need)
             value = None if table is None else table.get(name)
-            return None if value is None else value.to(param.device, torch.float32)
+            return None if value is None else value.to(theta.device, torch.float32)
 
         inputs = ScoreInputs(
-            theta=param.detach().float(),
+            theta=theta,
             g_f=get(FORGET_GRAD),
             g_r=get(RETAIN_GRAD),
             fisher=get(RETAIN_FISHER),
             input_sq_norm=get(INPUT_NORMS),
             gamma=self.gamma,
             generator=generator,
+            shape=tuple(param.shape),
+            local=_identity if layout is None else layout.cut,
         )
         return self.spec.fn(inputs)
 
@@ -172,6 +185,10 @@ class LazyScores(Mapping[str, torch.Tensor]):
 
     def __len__(self) -> int:
         return len(self.params)
+
+
+def _identity(t: torch.Tensor) -> torch.Tensor:
+    return t
 
 
 def _table(stats: Statistics, need: str) -> dict[str, torch.Tensor] | None:

@@ -14,6 +14,7 @@ from wagle.data.load import Record, load_qa, load_text, read_records
 from wagle.errors import WagleError
 from wagle.io import fingerprint
 from wagle.models import load_pretrained
+from wagle.unlearning.devices import fsdp_requested
 
 EPILOG = """\
 γ convention: gradients are SUMMED over samples (each sample's loss is the mean NLL of its
@@ -52,18 +53,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     config = cfg.build(AttributionConfig, cfg.load_yaml(args.config), args)
     forget, retain = check_inputs(args, config)
+    fsdp = fsdp_requested(config.fsdp)  # FSDP1 and DeepSpeed stop here
     from wagle.attribution.masks import save_mask  # torch: only once the inputs are checked
     from wagle.attribution.pipeline import attribute
+    from wagle.sharding import is_main_process
 
     model, tokenizer = load_pretrained(
-        args.model, dtype=config.dtype, trust_remote_code=args.trust_remote_code
+        args.model, dtype=config.dtype, trust_remote_code=args.trust_remote_code, fsdp=fsdp
     )
 
     result = attribute(model, tokenizer, forget, retain, config, progress=not args.quiet)
     sources = {"model": args.model, **_fingerprints(args)}
-    from accelerate import PartialState
-
-    main_process = PartialState().is_main_process  # several processes: the first one writes
+    main_process = is_main_process()  # several processes: the first one writes
     for gamma in result.gammas:
         scores = result.scores(gamma)
         for ratio in config.ratio:

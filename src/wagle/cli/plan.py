@@ -7,7 +7,8 @@ import argparse
 import json
 
 from wagle.cli import COMMANDS
-from wagle.plan import PRESETS, GiB, load_shape, plan_table
+from wagle.errors import WagleError
+from wagle.plan import PRESETS, GiB, fsdp_plan_table, load_shape, plan_table
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -25,6 +26,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--ratio", type=float, nargs="+", default=[0.2], help="mask ratio(s) ρ")
     parser.add_argument("--devices", type=int, default=1, help="data-parallel devices (DDP)")
+    parser.add_argument(
+        "--fsdp",
+        type=int,
+        default=0,
+        metavar="N",
+        help="FSDP2 over N devices instead of DDP: weights, gradients, mask and optimizer state "
+        "sharded (per-device bytes, with the layers gathered in flight)",
+    )
     parser.add_argument("--batch-size", type=int, default=4, help="forget samples per device step")
     parser.add_argument("--max-length", type=int, default=512, help="tokens per sample")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON (bytes)")
@@ -32,12 +41,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.fsdp < 0 or (args.fsdp and args.devices != 1):
+        raise WagleError("--fsdp N takes the number of devices (N ≥ 1); leave out --devices")
     shape = load_shape(args.model)
-    rows = plan_table(shape, args.ratio, args.devices, args.batch_size, args.max_length)
+    if args.fsdp:
+        rows = fsdp_plan_table(shape, args.ratio, args.fsdp, args.batch_size, args.max_length)
+    else:
+        rows = plan_table(shape, args.ratio, args.devices, args.batch_size, args.max_length)
     if args.json:
         print(json.dumps({"parameters": shape.parameters, "rows": rows}, indent=2))
         return 0
-    print(f"{args.model}: {shape.parameters:,} parameters, {args.devices} device(s), "
+    spread = f"FSDP2 over {args.fsdp} devices" if args.fsdp else f"{args.devices} device(s)"
+    print(f"{args.model}: {shape.parameters:,} parameters, {spread}, "
           f"batch {args.batch_size} × {args.max_length} tokens; per device")  # fmt: skip
     print(f"{'stage':<10}{'dtype':<10}{'ckpt':<6}{'ratio':>6}  {'state':<18}{'total':>10}  parts")
     for row in rows:

@@ -8,6 +8,10 @@
   --multi_gpu``): every process holds the whole model, gradients are all-reduced before the mask
   zeroes the unselected entries, and the mask is exact. FSDP and DeepSpeed shard gradients and
   optimizer state, where that zeroing does not hold: they are refused before anything loads.
+- **FSDP2** (``fsdp_requested``): asked for with ``fsdp: true`` (``--fsdp``) or by launching
+  with an accelerate config of ``fsdp_version: 2`` (``configs/accelerate_fsdp2.yaml``), the
+  model is sharded at load (``wagle.sharding``). FSDP1 (flat parameters) and DeepSpeed are
+  refused with the reason, before anything loads.
 """
 
 from __future__ import annotations
@@ -36,6 +40,34 @@ def accumulation_steps(batch_size: int, accumulation: int, global_batch: int, wo
             f"{world} process(es) = {per_step}; change one of them"
         )
     return global_batch // per_step
+
+
+DEEPSPEED_REFUSAL = (
+    "DeepSpeed is not supported: ZeRO keeps gradients, fp32 master weights and Adam's state in "
+    "flat partitions that its own engine step updates and decays as a whole, where wagle cannot "
+    "zero the unselected entries or mask the decay, so the mask would not be exact; use FSDP2 "
+    "(--fsdp, or configs/accelerate_fsdp2.yaml) or DDP"
+)
+
+
+def fsdp_requested(flag: bool = False) -> bool:
+    """Whether this run shards the model with FSDP2: ``flag`` (``--fsdp``), or ``accelerate
+    launch`` with an FSDP2 config (it sets ``ACCELERATE_USE_FSDP`` and ``FSDP_VERSION=2``).
+    FSDP1 and DeepSpeed are one-line user errors (checked before the model loads)."""
+    if _on("ACCELERATE_USE_DEEPSPEED"):
+        raise WagleError(DEEPSPEED_REFUSAL)
+    if _on("ACCELERATE_USE_FSDP"):
+        if os.environ.get("FSDP_VERSION", "1") != "2":
+            raise WagleError(
+                "FSDP1 is not supported (its flat parameters hide which entry is which weight): "
+                "set fsdp_version: 2 in the accelerate config (configs/accelerate_fsdp2.yaml)"
+            )
+        return True
+    return flag
+
+
+def _on(variable: str) -> bool:
+    return os.environ.get(variable, "").lower() in ("1", "true", "yes")
 
 
 def refuse_sharded_training() -> None:

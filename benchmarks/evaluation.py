@@ -14,7 +14,8 @@ evaluation; CPU time is the steadier figure on a shared machine) and the ``secon
 difference between the two ``eval.json`` files over **every** number in them (per-sample
 values, aggregates, forget quality, utility; the run's own ``seconds`` excepted). Then the
 parts of one evaluation with this checkout (likelihood passes, generation, membership
-inference) as fractions of their sum.
+inference) as fractions of their sum, and the CPU seconds of four ways to score forget10's
+candidate answers (``likelihood_paths``: the old one, two kept steps and one alternative).
 
 Prints the figures and writes them to benchmarks/results/evaluation.json.
 
@@ -126,6 +127,82 @@ def parts(model_dir: str, data: str) -> dict[str, float]:
     return timings
 
 
+def likelihood_paths(model_dir: str, data: str, repeats: int) -> dict[str, float]:
+    """CPU seconds (median of ``repeats``, alternating) of the mean NLLs of forget10's 7
+    candidate answers per question, encoded beforehand, by four paths: ``old`` (full logits
+    over every position, one pass per field: answer, paraphrase, perturbed), ``answer_logits``
+    (logits at answer positions only, all candidates length-sorted), ``prompt_cache`` (each
+    question's prompt run once, its key/value cache reused by its candidates; questions with
+    prompts of one length batched together) and ``prefix_tree`` (what the library does)."""
+    import torch
+
+    from wagle.data.batching import iter_batches
+    from wagle.data.load import load_qa
+    from wagle.evaluation.answer_sets import AnswerSets
+    from wagle.evaluation.likelihood import mean_nll
+    from wagle.models import load_pretrained
+    from wagle.sequence import per_sequence_mean, sequence_nll
+
+    model, tokenizer = load_pretrained(model_dir, device=None)
+    records = load_qa(data, "forget10", for_eval=True)
+    sets = [[r["answer"], r["paraphrased_answer"], *r["perturbed_answer"]] for r in records]
+    prepared = AnswerSets(tokenizer, [r["question"] for r in records], sets, batch_size=64)
+    prepared.mean_nll(model)  # builds and keeps its batches, as a trajectory does
+    fields = [[g[0] for g in prepared.groups], [g[1] for g in prepared.groups]]
+    fields.append([e for g in prepared.groups for e in g[2:]])
+
+    @torch.no_grad()
+    def old() -> None:
+        for examples in fields:
+            order = sorted(range(len(examples)), key=lambda i: len(examples[i]["input_ids"]))
+            ordered = [examples[i] for i in order]
+            for batch in iter_batches(ordered, 64, tokenizer.pad_token_id):
+                per_sequence_mean(*sequence_nll(model, batch))
+
+    flat = [e for g in prepared.groups for e in g]
+    paths = {
+        "old": old,
+        "answer_logits": lambda: mean_nll(model, flat, tokenizer.pad_token_id, 64),
+        "prompt_cache": lambda: _prompt_cache_nll(model, prepared.groups, tokenizer.pad_token_id),
+        "prefix_tree": lambda: prepared.mean_nll(model),
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in paths}
+    for _ in range(repeats):
+        for name, run in paths.items():
+            start = time.process_time()
+            run()
+            seconds[name].append(time.process_time() - start)
+    return {name: statistics.median(values) for name, values in seconds.items()}
+
+
+def _prompt_cache_nll(model, groups, pad_token_id: int, rows: int = 64) -> None:
+    """The alternative measured and not kept: per question, the prompt's key/value cache
+    (all but its last token) computed once and copied to its candidates' rows."""
+    import torch
+
+    from wagle.data.collate import collate
+    from wagle.sequence import labelled_token_nll
+
+    by_length: dict[int, list[int]] = {}
+    for i, group in enumerate(groups):
+        shared = min(e["labels"].index(next(y for y in e["labels"] if y != -100)) for e in group)
+        by_length.setdefault(shared - 1, []).append(i)
+    with torch.no_grad():
+        for shared, questions in by_length.items():
+            for start in range(0, len(questions), max(1, rows // 7)):
+                batch_questions = questions[start : start + max(1, rows // 7)]
+                prefix = [groups[q][0]["input_ids"][:shared] for q in batch_questions]
+                cache = model.model(input_ids=torch.tensor(prefix), use_cache=True).past_key_values
+                copies = [k for k, q in enumerate(batch_questions) for _ in groups[q]]
+                cache.batch_select_indices(torch.tensor(copies))
+                rest = [{k: e[k][shared:] for k in ("input_ids", "labels")}
+                        for q in batch_questions for e in groups[q]]  # fmt: skip
+                batch = collate(rest, pad_token_id)
+                ones = torch.ones(len(rest), shared, dtype=torch.long)
+                batch["attention_mask"] = torch.cat([ones, batch["attention_mask"]], dim=1)
+                labelled_token_nll(model, batch, past_key_values=cache)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--playground-dir", help="a playground build (default: the built one)")
@@ -159,6 +236,7 @@ def main() -> None:
     inside = {k: statistics.median(r["seconds"] for r in v) for k, v in runs.items()}
     seconds = parts(target, data)
     total = sum(seconds.values())
+    paths = likelihood_paths(target, data, args.repeats)
     figures = {
         "machine": f"{os.cpu_count()} CPUs, shared with other jobs (timings are noisy)",
         "threads": os.environ.get("OMP_NUM_THREADS", "default"),
@@ -177,6 +255,7 @@ def main() -> None:
         "largest_relative_difference": {"value": difference, "where": where},
         "after_parts_seconds": seconds,
         "after_parts_share": {k: v / total for k, v in seconds.items()},
+        "forget10_candidates_cpu_seconds": paths,
         "forget_quality": runs["after"][-1]["forget_quality"],
         "model_utility": runs["after"][-1]["model_utility"],
     }

@@ -11,7 +11,7 @@ from wagle.data.prompt import (
     encode_qa,
     format_prompt,
     prompt_token_ids,
-    use_prompt_format,
+    with_prompt_format,
 )
 from wagle.errors import WagleError
 
@@ -92,15 +92,13 @@ def test_generation_prompt_is_the_unlabelled_prefix(sp_tokenizer, tokenizer):
 
 
 def test_tofu_llama2_format_has_no_space_before_the_answer(sp_tokenizer):
-    use_prompt_format(sp_tokenizer, "tofu-llama2")
-    try:
-        assert format_prompt(sp_tokenizer, "Who is Ada?") == "[INST] Who is Ada? [/INST]"
-        assert answer_separator(sp_tokenizer) == ""
-        encoded = encode_qa(sp_tokenizer, "Who is Ada?", "A writer.")
-        whole = sp_tokenizer("[INST] Who is Ada? [/INST]A writer.")["input_ids"]
-        assert encoded["input_ids"] == [*whole, sp_tokenizer.eos_token_id]
-    finally:
-        sp_tokenizer.chat_template = None
+    tok = with_prompt_format(sp_tokenizer, "tofu-llama2")
+    assert format_prompt(tok, "Who is Ada?") == "[INST] Who is Ada? [/INST]"
+    assert answer_separator(tok) == ""
+    encoded = encode_qa(tok, "Who is Ada?", "A writer.")
+    whole = sp_tokenizer("[INST] Who is Ada? [/INST]A writer.")["input_ids"]
+    assert encoded["input_ids"] == [*whole, sp_tokenizer.eos_token_id]
+    assert sp_tokenizer.chat_template is None  # the tokenizer given is left as it was
 
 
 @pytest.mark.parametrize(
@@ -113,7 +111,7 @@ def test_tofu_llama2_format_has_no_space_before_the_answer(sp_tokenizer):
 def test_chat_template_gives_prompt_and_separator(sp_tokenizer, template, prompt, separator):
     sp_tokenizer.chat_template = template
     try:
-        use_prompt_format(sp_tokenizer, "auto")  # keeps the model's own template
+        assert with_prompt_format(sp_tokenizer, "auto") is sp_tokenizer  # its own template
         assert format_prompt(sp_tokenizer, "Who is Ada?") == prompt
         assert answer_separator(sp_tokenizer) == separator
         encoded = encode_qa(sp_tokenizer, "Who is Ada?", "A writer.")
@@ -131,9 +129,9 @@ def test_plain_without_a_template_and_unknown_names(tokenizer):
     assert format_prompt(tokenizer, "Who?") == "Question: Who?\nAnswer:"
     assert answer_separator(tokenizer) == " "
     with pytest.raises(WagleError, match="needs a tokenizer with a chat template"):
-        use_prompt_format(tokenizer, "chat")
+        with_prompt_format(tokenizer, "chat")
     with pytest.raises(WagleError, match="tofu-llama2"):
-        use_prompt_format(tokenizer, "alpaca")
+        with_prompt_format(tokenizer, "alpaca")
 
 
 @pytest.mark.parametrize("chat", [None, LLAMA2_CHAT])

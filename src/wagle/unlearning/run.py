@@ -36,7 +36,7 @@ from wagle import config as cfg
 from wagle.attribution.masks import Mask, load_mask, mask_metadata
 from wagle.data.batching import encode_records
 from wagle.data.load import Record, read_records
-from wagle.data.prompt import use_prompt_format
+from wagle.data.prompt import with_prompt_format
 from wagle.errors import WagleError
 from wagle.evaluation.benchmarks import BENCHMARKS, qa_sets
 from wagle.evaluation.summary import load_reference
@@ -99,7 +99,7 @@ def unlearn_model(
     record = {"run": cfg.to_dict(config), "method_options": dataclasses.asdict(objective.options)}
     checkpoint = _checkpoint(config, out, resume, record)
     refuse_sharded_training()
-    use_prompt_format(tokenizer, config.prompt_format)
+    tokenizer = with_prompt_format(tokenizer, config.prompt_format)
     if reference is None and config.eval_reference:
         reference = _load_reference(config)
     forget = objective.forget_records(forget)
@@ -171,7 +171,7 @@ def unlearn(config: UnlearnConfig, options: Any = None, resume: bool = False) ->
         resume=resume, keep_checkpoints=True,
     )  # fmt: skip
     if _is_main_process():
-        _save(result, tokenizer, config, options)
+        _save(result, with_prompt_format(tokenizer, config.prompt_format), config, options)
     return result
 
 

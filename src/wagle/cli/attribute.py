@@ -67,8 +67,14 @@ def run(args: argparse.Namespace) -> int:
     main_process = is_main_process()  # several processes: the first one writes
     for gamma in result.gammas:
         scores = result.scores(gamma)
-        for ratio in config.ratio:
+        for ratio in sorted(config.ratio):  # the smallest first: it is checked before any write
             mask = result.select(scores, ratio)
+            if not any(bool(m.any()) for m in mask.values()):
+                eligible = result.metadata(ratio, gamma, scores)["n_eligible"]
+                raise WagleError(
+                    f"ratio {ratio:g} selects no weight of the {eligible:,} eligible ones "
+                    "(nothing could be unlearned): raise --ratio"
+                )
             path = out_path(Path(args.out), ratio, gamma, config)
             if not main_process:
                 continue

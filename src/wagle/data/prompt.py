@@ -156,7 +156,8 @@ def encode_qa(
 ) -> dict[str, list[int]]:
     """Ids of the whole ``prompt + separator + answer`` (+ EOS); labels -100 on the prompt.
 
-    The answer is truncated (never the prompt) when the sample exceeds ``max_length``.
+    The answer is truncated (never the prompt) when the sample exceeds ``max_length``; a prompt
+    of ``max_length`` tokens or more leaves no answer token (``encode_records`` refuses that).
     ``eos=False`` scores the answer as a continuation (multiple-choice options).
     """
     return encode_answers(tokenizer, question, [answer], max_length, eos=eos)[0]
@@ -179,7 +180,7 @@ def encode_answers(
     for ids in _tokenize_all(tokenizer, [prompt + separator + answer for answer in answers]):
         n_prompt = common_prefix_length(ids, prompt_ids)
         answer_ids = ids[n_prompt:] + [end_id] * eos
-        answer_ids = answer_ids[: max(1, max_length - n_prompt)]
+        answer_ids = answer_ids[: max(0, max_length - n_prompt)]  # none: prompt too long
         encoded.append(
             {
                 "input_ids": ids[:n_prompt] + answer_ids,

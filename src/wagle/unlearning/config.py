@@ -265,6 +265,8 @@ def check_records(records: list[dict], what: str) -> None:
                 f"{what} record {i + 1} needs field {bad[0]!r} (a string); "
                 f"it has fields {sorted(record)}"
             )
+        if empty := [f for f in fields if validate.emptiness(record[f])]:
+            raise WagleError(f"{what} record {i + 1}: field {empty[0]!r} is empty")
 
 
 def method_options_class(method: str) -> type:

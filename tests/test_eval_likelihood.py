@@ -9,8 +9,15 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 import wagle.evaluation.answer_sets as answer_sets_module
 from wagle.data.batching import encode_records, iter_batches
+from wagle.errors import WagleError
 from wagle.evaluation.answer_sets import AnswerSets
-from wagle.evaluation.likelihood import answer_nll, length_order, mean_nll, token_nlls
+from wagle.evaluation.likelihood import (
+    answer_nll,
+    encode_answer_sets,
+    length_order,
+    mean_nll,
+    token_nlls,
+)
 from wagle.evaluation.prefix_tree import prefix_tree, tree_batch
 from wagle.evaluation.qa import Candidates
 from wagle.sequence import labelled, sequence_nll, token_nll
@@ -197,3 +204,12 @@ def test_every_attention_path_gives_the_same_values(
     got = AnswerSets(tokenizer, questions, sets, batch_size=8).mean_nll(model)
     torch.testing.assert_close(torch.cat(got), expected, rtol=1e-6, atol=0)
     assert bool(trees_run) == (attention != "one by one")
+
+
+def test_a_prompt_that_fills_max_length_is_refused(tokenizer, micro_splits):
+    """Candidates whose prompt alone reaches ``max_length`` have no token to score: one line,
+    as in training, rather than a mean NLL of 0/0."""
+    record = micro_splits["forget10"][0]
+    answers = [[record["answer"], record["paraphrased_answer"]]]
+    with pytest.raises(WagleError, match="max_length=4 leaves 2 of 2 samples without a token"):
+        encode_answer_sets(tokenizer, [record["question"]], answers, max_length=4)

@@ -69,8 +69,9 @@ def test_byte_level_bpe_encoding_is_unchanged(tokenizer, micro_splits):
     for question, answer in _qa_pairs(micro_splits):
         assert encode_qa(tokenizer, question, answer) == _old_encoding(tokenizer, question, answer)
     question, answer = _qa_pairs(micro_splits)[0]
-    assert encode_qa(tokenizer, question, answer, 20) == _old_encoding(
-        tokenizer, question, answer, 20
+    cut = len(tokenizer(f"Question: {question}\nAnswer:")["input_ids"]) + 3  # 3 answer tokens
+    assert encode_qa(tokenizer, question, answer, cut) == _old_encoding(
+        tokenizer, question, answer, cut
     )
 
 

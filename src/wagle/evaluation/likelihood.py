@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from wagle.data.batching import encode_records, iter_batches, warn_truncated
+from wagle.data.batching import check_not_cut_away, encode_records, iter_batches, warn_truncated
 from wagle.data.load import Record
 from wagle.data.prompt import encode_answers
 from wagle.sequence import labelled_token_nll, per_sequence_mean
@@ -85,6 +85,7 @@ def encode_answer_sets(
                 for w, e in zip(whole, encoded, strict=True)
             )
         examples += encoded
+    check_not_cut_away(examples, max_length, text=False)
     warn_truncated(cut, len(examples), max_length)
     return examples
 

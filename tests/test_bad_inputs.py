@@ -381,6 +381,18 @@ def test_config_that_is_not_json(ws, capsys):
     fails(unlearn(ws), capsys, "config.json is not valid JSON (line 2)")
 
 
+@pytest.mark.parametrize(
+    "name", ["generation_config.json", "tokenizer_config.json", "tokenizer.json"]
+)
+def test_model_json_files_cut_short(ws, capsys, name):
+    """Each cut in half. Before: a cut generation config was skipped without a word (its EOS
+    ids lost), a cut tokenizer file failed only after the model was loaded."""
+    path = ws / "model" / name
+    text = path.read_text() if path.is_file() else '{"eos_token_id": [2, 7]}'
+    path.write_text(text[: len(text) // 2])
+    fails(unlearn(ws), capsys, f"/model: {name} is not valid JSON")
+
+
 def test_sharded_weights_with_a_missing_shard(ws, capsys):
     index = {"weight_map": {"lm_head.weight": "model-00002-of-00002.safetensors"}}
     (ws / "model" / "model.safetensors.index.json").write_text(json.dumps(index))

@@ -18,6 +18,9 @@ from wagle.errors import WagleError
 
 RUN_MARKERS = ("run_config.json", "eval.json")  # files that mark a finished output directory
 _WARNED: set[str] = set()
+# JSON files of a saved model and tokenizer, read by the loaders
+MODEL_JSON_FILES = ("config.json", "generation_config.json", "tokenizer_config.json")
+MODEL_JSON_FILES += ("tokenizer.json", "special_tokens_map.json")
 
 
 def warn(message: str) -> None:
@@ -59,7 +62,9 @@ def check_model_dir(source: str, what: str = "model") -> None:
         )
     if not (path / "config.json").is_file():
         raise WagleError(f"{what} directory {source} has no config.json: not a saved HF model")
-    read_json_object(path / "config.json", f"{what} directory {source}: config.json")
+    for name in MODEL_JSON_FILES:  # transformers skips a broken generation config silently
+        if (path / name).is_file():
+            read_json_object(path / name, f"{what} directory {source}: {name}")
     for index in path.glob("*.safetensors.index.json"):
         check_shards(index, what)
     for file in safetensors_files(path):

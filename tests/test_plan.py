@@ -233,9 +233,10 @@ def test_llama2_70b_preset_has_its_published_size():
 
 def test_fsdp_shards_every_per_weight_part_and_adds_the_gathered_layers():
     """Llama-2-13B over 8 devices: every dim 0 divides by 8, so weights, gradients, mask and
-    optimizer state are exactly 1/8 of one device's; no DDP buckets; the gathered layers are
-    the embedding and head (2 × 32000 × 5120) and two decoder layers (2 × 317,204,480: 4
-    attention matrices 5120², 3 MLP matrices 5120 × 13824, 2 norms), in bf16 (2 bytes)."""
+    optimizer state are exactly 1/8 of one device's; no DDP buckets; in flight, two units of a
+    decoder layer's size (317,204,480: 4 attention matrices 5120², 3 MLP matrices
+    5120 × 13824, 2 norms; larger than the head's 32000 × 5120), in bf16 (2 bytes), for the
+    weights and again for their gradients."""
     shape = load_shape("llama2-13b")
     one = unlearning_memory(
         shape, 0.2, "bfloat16", state="selected", devices=1, checkpointing=True,
@@ -245,7 +246,7 @@ def test_fsdp_shards_every_per_weight_part_and_adds_the_gathered_layers():
     for part in ("weights", "gradients", "mask", "optimizer_state"):
         assert eight[part] * 8 == one[part], part
     assert "ddp_buckets" not in eight and eight["activations"] == one["activations"]
-    assert eight["gathered_weights"] == (2 * 32000 * 5120 + 2 * 317_204_480) * 2
+    assert eight["gathered_weights"] == eight["gathered_gradients"] == 2 * 317_204_480 * 2
     assert sharded_elements(shape, 8) * 8 == shape.parameters
 
 

@@ -61,7 +61,7 @@ def load_model(
     if fsdp:
         from wagle.sharding import distributed_config
 
-        sharding = {"distributed_config": distributed_config()}
+        sharding = {"distributed_config": distributed_config(str(path), trust_remote_code)}
     try:
         model = AutoModelForCausalLM.from_pretrained(
             path,

@@ -29,7 +29,7 @@ def tokenizer(micro_splits):
     return train_tokenizer(texts, vocab_size=400, model_max_length=128)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")  # a factory: module-scoped fixtures may build models too
 def tiny_model(tokenizer):
     """Factory: a freshly initialised 2-layer Llama (hidden 16) for ``tokenizer``, seeded."""
 

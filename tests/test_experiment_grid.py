@@ -41,7 +41,7 @@ def test_grid_is_methods_by_masks_by_ratios_by_seeds_and_dense_takes_no_ratio():
 def test_auto_ratio_is_searched_per_method_score_mask_and_seed():
     r = recipe(methods=["npo"], masks=["dense", "wagle", "random"], ratios=["auto"], seeds=[0])
     assert grid(r) == [Cell("npo", "dense", 1.0, 0)]
-    assert auto_searches(r) == [("npo", "wagle", 0), ("npo", "random", 0)]
+    assert auto_searches(r) == [Cell("npo", "wagle", 0.0, 0), Cell("npo", "random", 0.0, 0)]
 
 
 def test_method_overrides_apply_over_shared_options():
@@ -184,7 +184,7 @@ def test_runner_auto_ratio_uses_the_floor_relative_to_the_target_and_records_the
         )
 
     runner.run = run
-    summary = runner.auto_ratio("npo", "wagle", 0)
+    summary = runner.auto_ratio(Cell("npo", "wagle", 0.0, 0))
     assert summary["ratio"] == 0.8 and summary["floor"] == pytest.approx(0.76)
     assert {c.mask for c in ran} == {"wagle"} and summary["runs"] == len(ran) == 9
     assert summary["seconds"] == 27.0

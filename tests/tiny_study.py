@@ -9,6 +9,7 @@ word-level tokenizer over their words; tiny random Llamas as target and retain m
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -180,15 +181,26 @@ RECIPE = {
 }  # fmt: skip
 
 
+_BUILT: list[Path] = []  # the first workspace of this test session; later ones are copies
+
+
 def workspace(root: Path) -> dict[str, Path]:
     """Data; the target (seed 0, fitted to every author and the real-world sets) and the retain
-    model (seed 1, the same without the forget authors) under ``root``."""
+    model (seed 1, the same without the forget authors) under ``root``. Fitted once per test
+    session (deterministic), then copied."""
+    names = ("data", "model", "retain")
+    if _BUILT and all((_BUILT[0] / n).is_dir() for n in names):
+        for name in names:
+            shutil.copytree(_BUILT[0] / name, root / name)
+        return {name: root / name for name in names}
     tokenizer = make_tokenizer()
     data = splits()
     world = data["real_authors_perturbed"] + data["world_facts_perturbed"]
     known = data["retain90"] + world
-    return {
+    paths = {
         "data": write_data(root / "data"),
         "model": save_model(root / "model", tokenizer, 0, data["forget10"] + known),
         "retain": save_model(root / "retain", tokenizer, 1, known),
     }
+    _BUILT[:] = [root]
+    return paths

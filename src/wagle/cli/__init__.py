@@ -31,6 +31,7 @@ COMMANDS = {
     "run": "run an experiment: methods × masks × ratios × seeds, then its report",
     "report": "write report.md, figures and results.json of a `wagle run` directory",
     "demo": "build the playground, then run the default experiment (what `make demo` runs)",
+    "patch": "create, apply, revert, inspect or compose the patch of an unlearning run",
 }
 
 DESCRIPTION = """\

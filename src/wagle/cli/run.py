@@ -11,8 +11,13 @@ EPILOG = """\
 examples:
   wagle run playground --out runs/demo          (a shipped recipe, by name)
   wagle run playground --out runs/auto --ratio auto --seeds 0 1 2
+  wagle run playground --out runs/frontier --masks dense wagle random magnitude wanda lora \\
+      --ratio 0.5 0.8 0.95 --learning-rates 5e-4 1e-3 2e-3 --seeds 0 1 2   (frontier study)
   wagle run my_recipe.yaml --out runs/mine      (a recipe file)
   wagle report runs/demo            (the report again, from the saved results alone)
+  wagle run sequential_playground --out runs/seq
+      (a `sequential:` section: forget requests in order, each with its own attribution,
+       mask and patch, evaluated on every earlier request's set; see docs/patches.md)
 
 Shipped recipes (installed with wagle, in wagle/recipes/): {shipped}.
 An interrupted run resumes: finished cells (DIR/cells/*/result.json) are skipped.
@@ -42,6 +47,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ratio", nargs="+", dest="ratios", help="ratios, or auto")
     parser.add_argument("--seeds", nargs="+", type=int, help="seeds (overrides the recipe)")
     parser.add_argument(
+        "--learning-rates", nargs="+", type=float, help="aggressiveness axis: learning rates"
+    )
+    parser.add_argument("--epochs", nargs="+", type=float, help="aggressiveness axis: epochs")
+    parser.add_argument(
         "--utility-floor", type=float, help="auto ratio: fraction of target utility"
     )
     parser.add_argument("--save-model", action="store_true", default=None, help="keep models")
@@ -51,15 +60,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from wagle.cli.report import print_report
     from wagle.experiment import load_recipe, run_experiment
+    from wagle.experiment.sequential import run_sequential
     from wagle.report import write_report
 
     overrides = {
         key: getattr(args, key)
         for key in ("model", "retain_model", "reference", "data", "masks", "ratios", "seeds",
-                    "utility_floor", "save_model")
+                    "learning_rates", "epochs", "utility_floor", "save_model")
     }  # fmt: skip
     recipe = load_recipe(args.recipe, **overrides)
+    if recipe.sequential:  # forget requests in order (wagle.experiment.sequential)
+        report = run_sequential(recipe, args.out, say=_say)
+        print(f"\n{report.read_text()}{report}")
+        return 0
     root = run_experiment(recipe, args.out, say=lambda line: print(line, flush=True))
     print()
     print_report(write_report(root))
     return 0
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)

@@ -27,42 +27,62 @@ class Cell:
     mask: str
     ratio: float  # 1.0 for dense and lora
     seed: int
+    learning_rate: float | None = None  # the recipe's aggressiveness axes; None: the method's
+    epochs: float | None = None
 
     @property
     def id(self) -> str:
         ratio = "" if self.mask in WHOLE_MODEL_MASKS else f"-r{self.ratio:g}"
-        return f"{self.method}-{self.mask}{ratio}-s{self.seed}"
+        return f"{self.method}-{self.mask}{ratio}{self._axes('-lr', '-e')}-s{self.seed}"
 
     @property
     def label(self) -> str:
         ratio = "" if self.mask in WHOLE_MODEL_MASKS else f" ρ={self.ratio:g}"
-        return f"{self.method} × {self.mask}{ratio} seed {self.seed}"
+        return (
+            f"{self.method} × {self.mask}{ratio}{self._axes(' lr ', ' epochs ')} seed {self.seed}"
+        )
+
+    @property
+    def search_id(self) -> str:
+        """The id without the ratio: what an automatic ratio search of this cell is named."""
+        return f"{self.method}-{self.mask}{self._axes('-lr', '-e')}-s{self.seed}"
+
+    def axes(self) -> dict[str, float]:
+        """The unlearning options this cell sets (its aggressiveness), by option name."""
+        values = {"learning_rate": self.learning_rate, "epochs": self.epochs}
+        return {k: v for k, v in values.items() if v is not None}
+
+    def _axes(self, lr: str, epochs: str) -> str:
+        prefix = {"learning_rate": lr, "epochs": epochs}
+        return "".join(f"{prefix[k]}{v:g}" for k, v in self.axes().items())
 
     def directory(self, root: Path) -> Path:
         return Path(root) / CELLS_DIR / self.id
 
 
 def grid(recipe: ExperimentRecipe) -> list[Cell]:
-    """The fixed-ratio cells, seed-major (statistics are collected once per seed)."""
+    """The fixed-ratio cells, seed-major (statistics are collected once per seed), then method,
+    aggressiveness (learning rate, epochs), mask and ratio."""
     cells = []
     for seed in recipe.seeds:
         for method in recipe.methods:
-            for mask in recipe.masks:
-                if mask in WHOLE_MODEL_MASKS:
-                    cells.append(Cell(method, mask, 1.0, seed))
-                    continue
-                cells += [Cell(method, mask, r, seed) for r in recipe.ratios if r != AUTO]
+            for lr, epochs in recipe.axes(method):
+                for mask in recipe.masks:
+                    ratios = [1.0] if mask in WHOLE_MODEL_MASKS else recipe.ratios
+                    cells += [Cell(method, mask, r, seed, lr, epochs) for r in ratios if r != AUTO]
     return list(dict.fromkeys(cells))
 
 
-def auto_searches(recipe: ExperimentRecipe) -> list[tuple[str, str, int]]:
-    """(method, score mask, seed) whose ratio is searched: all of them when ratios has auto."""
+def auto_searches(recipe: ExperimentRecipe) -> list[Cell]:
+    """Cells (ratio left at 0) whose ratio is searched: every score mask's when ratios has
+    auto, for each seed, method and aggressiveness."""
     if AUTO not in recipe.ratios:
         return []
     return [
-        (method, mask, seed)
+        Cell(method, mask, 0.0, seed, lr, epochs)
         for seed in recipe.seeds
         for method in recipe.methods
+        for lr, epochs in recipe.axes(method)
         for mask in recipe.masks
         if mask not in WHOLE_MODEL_MASKS
     ]

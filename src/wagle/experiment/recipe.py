@@ -7,6 +7,10 @@ unlearning methods × mask methods × ratios × seeds; ``dense`` and ``lora`` ig
 (one cell per method and seed, recorded at ratio 1.0). ``ratios`` may contain ``auto``: the
 ratio of each (method, score mask, seed) is then searched (see ``auto_ratio``).
 
+The **aggressiveness** axes ``learning_rates`` and ``epochs`` (lists) multiply the grid: each cell
+runs at every learning rate and epoch budget, and its trajectory covers the steps within the
+budget, so every (method, mask) gets a frontier of points (``wagle.report.frontier``).
+
 ``methods`` maps each unlearning method to its own overrides (any ``wagle unlearn`` option or
 method option, as in ``configs/playground_npo.yaml``), applied over ``unlearn``, the overrides
 shared by every method. Empty model / data fields mean the built playground's.
@@ -24,6 +28,7 @@ from wagle.errors import WagleError
 
 DENSE, LORA, AUTO = "dense", "lora", "auto"
 WHOLE_MODEL_MASKS = (DENSE, LORA)  # mask methods that take no ratio
+METHOD_LRS = "learning_rates"  # a method's own learning-rate axis, in its overrides
 
 
 @dataclass
@@ -47,6 +52,14 @@ class ExperimentRecipe:
         "mask methods: dense, lora or any score method of wagle attribute",
     )
     ratios: list = cfg.field([0.5], "mask ratios in (0, 1], or auto (searched per cell)")
+    learning_rates: list[float] = cfg.field(
+        [],
+        "aggressiveness axis: every cell at each of these learning rates (a method's own list: "
+        "methods: {npo: {learning_rates: [...]}}); empty: each method's learning_rate",
+    )
+    epochs: list[float] = cfg.field(
+        [], "aggressiveness axis: every cell with each of these epoch budgets; empty: the methods'"
+    )
     seeds: list[int] = cfg.field([0], "seeds of attribution sampling and unlearning")
     gamma: float = cfg.field(1e-6, "γ of the wagle scores (gradients summed over samples)")
     utility_floor: float = cfg.field(
@@ -56,6 +69,10 @@ class ExperimentRecipe:
     attribution: dict = cfg.field({}, "wagle attribute options (batch_size, eligible, ...)")
     evaluation: dict = cfg.field({}, "wagle evaluate options (batch_size, max_new_tokens, ...)")
     save_model: bool = cfg.field(False, "save each cell's selected model (disk!)")
+    # Forget requests run in order instead of the grid (wagle.experiment.sequential).
+    sequential: dict = cfg.field(
+        {}, "forget requests in order, one patch each (see docs/patches.md); empty: the grid"
+    )
 
     def __post_init__(self) -> None:
         from wagle.attribution import SCORES  # the registries import torch: only when built
@@ -78,6 +95,11 @@ class ExperimentRecipe:
                 f"unknown mask method(s) {bad}; choose from {', '.join(sorted(valid))}"
             )
         self.ratios = [parse_ratio(r) for r in _as_list(self.ratios)]
+        self.learning_rates = _positive(self.learning_rates, "learning_rates")
+        self.epochs = _positive(self.epochs, "epochs")
+        for overrides in self.methods.values():
+            if overrides and METHOD_LRS in overrides:
+                overrides[METHOD_LRS] = _positive(overrides[METHOD_LRS], METHOD_LRS)
         self.seeds = [int(s) for s in _as_list(self.seeds)]
         self.gamma = float(self.gamma)
         if not self.masks or not self.ratios or not self.seeds:
@@ -102,13 +124,17 @@ class ExperimentRecipe:
             )
         return choices.pop()
 
+    def axes(self, method: str) -> list[tuple[float | None, float | None]]:
+        """The (learning rate, epochs) of ``method``'s cells; None: the method's own value."""
+        lrs = (self.methods[method] or {}).get(METHOD_LRS) or self.learning_rates or [None]
+        return [(lr, epochs) for lr in lrs for epochs in self.epochs or [None]]
+
     def unlearn_options(self, method: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """(run options, method options) of ``method``: shared overrides, then its own."""
         from wagle.unlearning.config import UnlearnConfig, method_options, split_recipe
 
-        run, options = split_recipe(
-            {**self.unlearn, **(self.methods[method] or {}), "method": method}
-        )
+        own = {k: v for k, v in (self.methods[method] or {}).items() if k != METHOD_LRS}
+        run, options = split_recipe({**self.unlearn, **own, "method": method})
         method_options(method, options)  # validates both now, before any model is loaded
         cfg.build(UnlearnConfig, run)
         return run, options
@@ -161,6 +187,16 @@ def load_recipe(recipe: str | Path | None, **overrides: Any) -> ExperimentRecipe
 
 def recipe_dict(recipe: ExperimentRecipe) -> dict[str, Any]:
     return dataclasses.asdict(recipe)
+
+
+def _positive(values: Any, name: str) -> list[float]:
+    try:
+        numbers = [float(v) for v in _as_list(values)]
+    except (TypeError, ValueError):
+        numbers = [-1.0]
+    if any(v <= 0 for v in numbers):
+        raise WagleError(f"{name} must be a list of numbers > 0; got {values!r}")
+    return numbers
 
 
 def _as_list(value: Any) -> list:

@@ -52,6 +52,10 @@ class CellResult:
     mask_density: dict[str, float] | None = None  # layer → fraction selected
     dtype: str = "float32"  # of the weights trained
     optimizer_state: str | None = None  # "selected" (SelectiveAdamW) or "full" (dense state)
+    learning_rate: float | None = None  # the aggressiveness axes (None: the method's own)
+    epochs: float | None = None
+    forget_quality_half_a: float | None = None  # on half A / B of the forget authors
+    forget_quality_half_b: float | None = None  # (wagle.evaluation.halves)
 
     def to_dict(self, density: bool = True) -> dict[str, Any]:
         record = dataclasses.asdict(self)
@@ -75,9 +79,11 @@ def cell_result(
     cell, evaluation: dict[str, Any], unlearned, seconds: dict[str, float],
     mask_density: dict[str, float] | None, config_hash: str,
     optimizer: tuple[str, str | None] = ("float32", None),
+    halves: dict[str, float | None] | None = None,
 ) -> CellResult:  # fmt: skip
     """The record of ``cell`` from its selected checkpoint's ``evaluation`` (``eval.json``),
-    ``unlearned`` (the ``UnlearnResult``) and ``optimizer`` = (weight dtype, optimizer state)."""
+    ``unlearned`` (the ``UnlearnResult``), ``optimizer`` = (weight dtype, optimizer state) and
+    ``halves`` (``evaluation.halves.half_forget_qualities`` of the evaluation)."""
     summary = evaluation["summary"]
     selected = unlearned.selected or {}
     degeneration = summary["degeneration"]  # None when the benchmark has no forget answers
@@ -100,6 +106,9 @@ def cell_result(
         mask_density=mask_density,
         dtype=optimizer[0],
         optimizer_state=optimizer[1],
+        learning_rate=cell.learning_rate,
+        epochs=cell.epochs,
+        **(halves or {}),
         **figures,
     )
 

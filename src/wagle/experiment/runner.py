@@ -29,6 +29,7 @@ from wagle import config as cfg
 from wagle.attribution import AttributionConfig
 from wagle.errors import WagleError
 from wagle.evaluation import EvalConfig, evaluate, write_eval
+from wagle.evaluation.halves import half_forget_qualities
 from wagle.experiment.auto_ratio import Probe, search_ratio
 from wagle.experiment.cells import RESULT_FILE, Cell, auto_searches, grid, read_result
 from wagle.experiment.masks import MaskBank
@@ -67,13 +68,13 @@ def run_experiment(recipe: ExperimentRecipe, out: str | Path, say=print) -> Path
     cells, searches = grid(recipe), auto_searches(recipe)
     for seed in recipe.seeds:
         ours = [c for c in cells if c.seed == seed]
-        auto = [s for s in searches if s[2] == seed]
+        auto = [c for c in searches if c.seed == seed]
         pending = [c for c in ours if c.mask not in WHOLE_MODEL_MASKS and not runner.finished(c)]
         runner.masks.prepare(seed, {(c.mask, c.ratio) for c in pending}, keep=bool(auto))
         for cell in ours:
             runner.run(cell, f"{cells.index(cell) + 1}/{len(cells)}")
-        for method, mask, _ in auto:
-            runner.auto_ratio(method, mask, seed)
+        for template in auto:
+            runner.auto_ratio(template)
         runner.masks.release(seed)
     return root
 
@@ -85,6 +86,7 @@ class Runner:
         self.masks = MaskBank(setup)
         dtype = setup.recipe.loading()[0]
         self.optimizer_state = sweep_optimizer_state(grid(setup.recipe), setup.recipe, dtype)
+        self.start_points: dict[str, dict[str, Any]] = {}  # evaluation settings → step-0 point
 
     # ---- one cell ------------------------------------------------------------------------
 
@@ -115,10 +117,14 @@ class Runner:
         ) else "full"  # fmt: skip
 
         tick = time.perf_counter()
+        start = _evaluation_key(config)  # same model, same evaluation: the same step-0 point
         result = unlearn_model(
             s.model, s.tokenizer, s.forget, s.retain, config, options,
             mask=mask, reference=s.reference, out=directory, resume=resume,
+            start_point=self.start_points.get(start),
         )  # fmt: skip
+        if result.trajectory and result.trajectory[0]["step"] == 0:
+            self.start_points.setdefault(start, result.trajectory[0])
         seconds["unlearn"] = time.perf_counter() - tick
         write_json(directory / "config.json", self.cell_config(cell, config, options) | mask_info)
 
@@ -131,9 +137,13 @@ class Runner:
             with atomic_dir(directory / "model") as tmp:
                 model.save_pretrained(tmp)
                 s.tokenizer.save_pretrained(tmp)
+        forget = evaluation["sections"].get("forget", {}).get("per_sample", {})
+        halves = half_forget_qualities(
+            forget.get("question", []), forget.get("truth_ratio", []), s.reference, s.halves
+        )
         record = cell_result(
             cell, evaluation, result, seconds, mask_info.get("mask_density"), config_hash,
-            optimizer=(config.dtype, state),
+            optimizer=(config.dtype, state), halves=halves,
         )  # fmt: skip
         write_json(directory / RESULT_FILE, record.to_dict())  # last: the cell is finished
         self.say(progress_line(position, cell, record, time.perf_counter() - self.start))
@@ -152,6 +162,7 @@ class Runner:
             "seed": cell.seed,
             "lora": cell.mask == LORA,
             "progress": False,
+            **cell.axes(),  # the learning rate and epochs of the aggressiveness axes
         }
         floor = {"utility_floor": s.recipe.utility_floor}  # the checkpoint rule's, by default
         config = cfg.build(UnlearnConfig, floor, run, fixed)
@@ -163,7 +174,8 @@ class Runner:
         """Everything a cell's result depends on (its hash decides whether to recompute)."""
         s = self.setup
         return {
-            "cell": dataclasses.asdict(cell),
+            # without the axes left unset: cells of recipes without them keep their hash
+            "cell": {k: v for k, v in dataclasses.asdict(cell).items() if v is not None},
             "unlearn": {
                 k: v for k, v in cfg.to_dict(config).items() if k not in ("out", "progress")
             },
@@ -188,15 +200,17 @@ class Runner:
 
     # ---- automatic ratio -----------------------------------------------------------------
 
-    def auto_ratio(self, method: str, mask: str, seed: int) -> dict[str, Any]:
-        """Search the ratio of (method, mask, seed); writes ``DIR/auto/<id>.json``."""
+    def auto_ratio(self, template: Cell) -> dict[str, Any]:
+        """Search the ratio of ``template`` (a cell but for its ratio); writes
+        ``DIR/auto/<method>-<mask>[-lr..][-e..]-s<seed>.json``."""
         s = self.setup
+        method, mask, seed = template.method, template.mask, template.seed
         target_utility = s.target_eval.get("model_utility") or 0.0
         floor = s.recipe.utility_floor * target_utility
         records: list[CellResult] = []
 
         def probe(ratio: float) -> Probe:
-            record = self.run(Cell(method, mask, ratio, seed))
+            record = self.run(dataclasses.replace(template, ratio=ratio))
             records.append(record)
             return Probe(
                 ratio,
@@ -210,18 +224,29 @@ class Runner:
             "method": method,
             "mask": mask,
             "seed": seed,
+            **template.axes(),
             "utility_floor": s.recipe.utility_floor,
             "target_utility": target_utility,
             **search.to_dict(),
             "runs": len(records),
             "seconds": sum(sum(r.seconds.values()) for r in records),
         }
-        write_json(s.root / AUTO_DIR / f"{method}-{mask}-s{seed}.json", summary)
+        write_json(s.root / AUTO_DIR / f"{template.search_id}.json", summary)
         self.say(
-            f"[auto] {method} × {mask} seed {seed}: ratio {search.ratio:g} after "
+            f"[auto] {template.search_id}: ratio {search.ratio:g} after "
             f"{len(records)} runs ({search.reason})"
         )
         return summary
+
+
+# What a trajectory point depends on besides the model and the reference (run.py's
+# TrajectoryEvaluator): cells that agree on these share their step-0 point.
+EVALUATION_OPTIONS = ("eval_reference", "eval_benchmark", "eval_data", "eval_forget_size",
+                      "eval_retain_size", "eval_batch_size", "prompt_format", "dtype")  # fmt: skip
+
+
+def _evaluation_key(config: UnlearnConfig) -> str:
+    return hash_config({k: getattr(config, k) for k in EVALUATION_OPTIONS})
 
 
 def _changed(cell_config: dict[str, Any], cell: Cell) -> dict[str, Any]:

@@ -22,8 +22,14 @@ import torch
 from wagle import config as cfg
 from wagle.data.load import load_qa, load_text, read_records
 from wagle.evaluation import EvalConfig, evaluate, load_reference, write_eval
+from wagle.evaluation.benchmarks import BENCHMARKS, qa_sets
+from wagle.evaluation.halves import SPLIT_SEED, forget_halves, split_unit
 from wagle.experiment.recipe import ExperimentRecipe
+from wagle.io import write_json
 from wagle.models import load_pretrained
+from wagle.registry import lookup
+
+HALVES_FILE = "halves.json"
 
 
 @dataclass
@@ -40,6 +46,7 @@ class Setup:
     reference: dict[str, Any]
     target_eval: dict[str, Any]
     original: dict[str, tuple[torch.Tensor, bool]]  # name → (CPU copy, requires_grad)
+    halves: dict[str, str]  # forget question → "a" | "b" (evaluation.halves); {} without QA
 
     @torch.no_grad()
     def restore(self) -> None:
@@ -82,7 +89,21 @@ def prepare(recipe: ExperimentRecipe, root: Path, say=print) -> Setup:
         reference,
         target_eval,
         original,
+        _halves(eval_config, root),
     )
+
+
+def _halves(config: EvalConfig, root: Path) -> dict[str, str]:
+    """The fixed halves of the evaluated forget questions (the trajectory splits the same),
+    recorded in ``DIR/halves.json`` for the report."""
+    if lookup(BENCHMARKS, config.benchmark, "benchmark").qa_sets is None:
+        return {}
+    records = qa_sets(config.benchmark, config.split, config.data)["forget"][2]
+    halves = forget_halves(records)
+    record = {"unit": split_unit(records), "seed": SPLIT_SEED}
+    record |= {h: [q for q, side in halves.items() if side == h] for h in "ab"}
+    write_json(root / HALVES_FILE, record)
+    return halves
 
 
 def load_records(source: str, split: str | None) -> list:

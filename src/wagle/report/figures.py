@@ -1,5 +1,7 @@
 """The report's figures (PNG, matplotlib's Agg backend: no display needed).
 
+- ``frontier.png``: each mask's forgetting–utility frontier over all its trajectory points
+  (``report.frontier``), per method;
 - ``pareto.png``: forget quality (log) against model utility, every cell, Pareto front marked,
   target and retain model as reference points;
 - ``ratio.png``: forget quality (geometric mean over seeds) and utility (mean) against ratio,
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from wagle.experiment.result import CellResult
 from wagle.io import atomic_file
+from wagle.report.frontier import Best, Point, frontier, frontier_points, log10
 from wagle.report.results import Row, finite, pareto_front
 
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
@@ -34,7 +37,11 @@ def write_figures(
     import matplotlib
 
     matplotlib.use("Agg")
-    paths = [_pareto(root / "pareto.png", records, references)]
+    paths = []
+    points = frontier_points(records, trajectories)
+    if points:
+        paths.append(_frontier(root / "frontier.png", points))
+    paths.append(_pareto(root / "pareto.png", records, references))
     if any(r.mask not in ("dense", "lora") for r in rows):
         paths.append(_ratio(root / "ratio.png", rows))
     if trajectories:
@@ -55,6 +62,51 @@ def _styles(records: list) -> tuple[dict[str, str], dict[str, str]]:
         {m: colours(i % 10) for i, m in enumerate(masks)},
         {m: MARKERS[i % len(MARKERS)] for i, m in enumerate(methods)},
     )
+
+
+def _frontier(path: Path, points: list[Point]) -> Path:
+    """Per method: for each mask, the best log10 forget quality at utility ≥ x × the target's,
+    mean over seeds (band: ±1 std); solid: chosen on half A, reported on half B; dotted: chosen
+    and reported on the whole split. Dots: every trajectory point (whole-split FQ)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    colour, _ = _styles(points)
+    methods = list(dict.fromkeys(p.method for p in points))
+    low = max(0.5, min(p.utility for p in points))
+    levels = [float(x) for x in np.linspace(low, 1.0, 41)]
+    fig, axes = plt.subplots(1, len(methods), figsize=(6 * len(methods), 4.5), squeeze=False)
+    for ax, method in zip(axes[0], methods, strict=True):
+        ours = [p for p in points if p.method == method]
+        for mode, style in (("split", "-"), ("whole", ":")):
+            for b in _by_mask(frontier(ours, mode, levels)):
+                x = [e.level for e in b if e.mean is not None]
+                y = np.array([e.mean for e in b if e.mean is not None])
+                label = b[0].mask if mode == "split" else None
+                ax.plot(x, y, style, color=colour[b[0].mask], lw=1.5, label=label)
+                if mode == "split":
+                    spread = np.array([e.std or 0.0 for e in b if e.mean is not None])
+                    ax.fill_between(x, y - spread, y + spread, color=colour[b[0].mask], alpha=0.15)
+        dots = [p for p in ours if p.forget_quality is not None and p.utility >= low]
+        ax.scatter([p.utility for p in dots], [log10(p.forget_quality) for p in dots], s=4,
+                   c=[colour[p.mask] for p in dots], alpha=0.3)  # fmt: skip
+        ax.set_title(method)
+        ax.set_xlabel("model utility ÷ the target's (best point at utility ≥ x)")
+        ax.set_ylabel("log10 forget quality (higher is better)")
+        ax.legend(fontsize=7)
+    fig.suptitle(
+        "Best forget quality at utility ≥ x × the target's, mean over seeds (band ±1 std)\n"
+        "solid: chosen on half A, reported on half B; dotted: in-sample; dots: every point",
+        fontsize=10,
+    )
+    return _save(fig, path)
+
+
+def _by_mask(table: list[Best]) -> list[list[Best]]:
+    masks: dict[str, list[Best]] = {}
+    for b in table:
+        masks.setdefault(b.mask, []).append(b)
+    return list(masks.values())
 
 
 def _pareto(path: Path, records: list[CellResult], references: dict[str, dict]) -> Path:
@@ -98,11 +150,13 @@ def _ratio(path: Path, rows: list[Row]) -> Path:
     methods = list(dict.fromkeys(r.method for r in rows))
     dashes = {m: LINESTYLES[i % len(LINESTYLES)] for i, m in enumerate(methods)}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    lines: dict[tuple[str, str], list[Row]] = {}
+    lines: dict[tuple, list[Row]] = {}
     for row in rows:
-        lines.setdefault((row.method, row.mask), []).append(row)
-    for (method, mask), members in lines.items():
-        style = {"color": colour[mask], "ls": dashes[method], "label": f"{method} × {mask}"}
+        lines.setdefault((row.method, row.mask, row.learning_rate, row.epochs), []).append(row)
+    for (method, mask, lr, epochs), members in lines.items():
+        suffix = (f" lr {lr:g}" if lr else "") + (f" {epochs:g} ep." if epochs else "")
+        label = f"{method} × {mask}{suffix}"
+        style = {"color": colour[mask], "ls": dashes[method], "label": label}
         for ax, key in zip(axes, ("log10_forget_quality", "model_utility"), strict=True):
             values = sorted(_spread(r, key) for r in members if finite(r.mean[key]))
             if not values:

@@ -34,11 +34,14 @@ MASK_ORDER = {"dense": 0, "lora": 1}
 
 @dataclass
 class Row:
-    """One (method, mask, ratio) over its seeds: mean and std of each figure."""
+    """One (method, mask, ratio, learning rate, epochs) over its seeds: mean and std of each
+    figure (learning rate and epochs: the recipe's aggressiveness axes, None when unset)."""
 
     method: str
     mask: str
     ratio: float
+    learning_rate: float | None
+    epochs: float | None
     seeds: list[int]
     mean: dict[str, float | None]
     std: dict[str, float | None]
@@ -61,12 +64,12 @@ def write_results(root: Path, records: list[CellResult]) -> Path:
 
 
 def group(records: list[CellResult]) -> list[Row]:
-    """One row per (method, mask, ratio), in record order."""
+    """One row per (method, mask, ratio, learning rate, epochs), in record order."""
     groups: dict[tuple, list[CellResult]] = {}
     for r in records:
-        groups.setdefault((r.method, r.mask, r.ratio), []).append(r)
+        groups.setdefault((r.method, r.mask, r.ratio, r.learning_rate, r.epochs), []).append(r)
     rows = []
-    for (method, mask, ratio), members in groups.items():
+    for (method, mask, ratio, lr, epochs), members in groups.items():
         mean, std = {}, {}
         for key in COLUMNS:
             values = [v for v in map(_figure(key), members) if v is not None]
@@ -76,9 +79,8 @@ def group(records: list[CellResult]) -> list[Row]:
             stage: statistics.fmean(r.seconds.get(stage, 0.0) for r in members) for stage in STAGES
         }
         flagged = sum(bool(r.degenerate) for r in members)
-        rows.append(
-            Row(method, mask, ratio, [r.seed for r in members], mean, std, flagged, seconds)
-        )
+        seeds = [r.seed for r in members]
+        rows.append(Row(method, mask, ratio, lr, epochs, seeds, mean, std, flagged, seconds))
     return rows
 
 
@@ -114,6 +116,12 @@ def trajectories(root: Path) -> dict[str, list[dict[str, Any]]]:
     return result
 
 
+def halves(root: Path) -> dict[str, Any] | None:
+    """``DIR/halves.json``: the unit, seed and questions of the two forget halves, if saved."""
+    path = Path(root) / "halves.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def auto_searches(root: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted((Path(root) / "auto").glob("*.json"))]
 
@@ -138,7 +146,9 @@ def _figure(key: str):
 
 
 def _sort_key(record: CellResult) -> tuple:
-    return (record.method, MASK_ORDER.get(record.mask, 2), record.mask, record.ratio, record.seed)
+    r = record
+    axes = (r.learning_rate or 0.0, r.epochs or 0.0)
+    return (r.method, MASK_ORDER.get(r.mask, 2), r.mask, r.ratio, *axes, r.seed)
 
 
 def finite(value: Any) -> bool:

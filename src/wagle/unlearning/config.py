@@ -30,6 +30,7 @@ from wagle.data.load import read_records
 from wagle.data.prompt import PROMPT_FORMAT_HELP, check_prompt_format
 from wagle.errors import WagleError
 from wagle.models import DTYPES
+from wagle.patches.checks import SAVE_CHOICES, check_patch_base
 from wagle.registry import lookup
 from wagle.unlearning import checkpoints
 from wagle.unlearning.devices import accumulation_steps, world_size
@@ -138,8 +139,17 @@ class UnlearnConfig:
         "interrupted run can be continued with --resume (0: off); deleted when the run ends",
     )
 
+    # What the output holds (wagle.patches): the model, its patch against --model, or both.
+    save: str = cfg.field(
+        "model",
+        "what to write: 'model' (the unlearned weights), 'patch' (patch.safetensors: the changed "
+        "weights with their old and new values, no second model; see wagle patch) or 'both'",
+    )
+
     def __post_init__(self) -> None:
         lookup(METHOD_OPTIONS, self.method, "unlearning method")
+        if self.save not in SAVE_CHOICES:
+            raise WagleError(f"save must be one of {', '.join(SAVE_CHOICES)}, got {self.save!r}")
         if self.optimizer not in EXACT_OPTIMIZERS:
             raise WagleError(
                 f"optimizer {self.optimizer!r} is not supported; the mask invariant is exact "
@@ -200,6 +210,8 @@ def check_inputs(config: UnlearnConfig, overwrite: bool = False, resume: bool = 
     if config.mask:
         validate.check_mask_file(config.mask, config.model)
     validate.check_output(config.out, overwrite)
+    if config.save != "model":
+        check_patch_base(config.model, config.dtype)
     if resume and not config.save_every:
         raise WagleError("--resume needs --save-every > 0 (the interrupted run's value)")
     checkpoints.check_resume(config.out, resume, overwrite)

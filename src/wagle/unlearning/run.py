@@ -42,6 +42,7 @@ from wagle.evaluation.benchmarks import BENCHMARKS, qa_sets
 from wagle.evaluation.summary import load_reference
 from wagle.io import atomic_dir, ensure_writable_dir, fingerprint, write_json
 from wagle.models import load_pretrained
+from wagle.patches.runs import save_run_patch
 from wagle.registry import lookup
 from wagle.sharding import barrier
 from wagle.unlearning import checkpoints
@@ -83,6 +84,7 @@ def unlearn_model(
     out: Path | None = None,
     resume: bool = False,
     keep_checkpoints: bool = False,
+    start_point: dict[str, Any] | None = None,
 ) -> UnlearnResult:
     """Unlearn ``forget`` from ``model`` (in place) while keeping ``retain``; see the module doc.
 
@@ -91,7 +93,8 @@ def unlearn_model(
     ``config.eval_reference`` if set) for forget quality during unlearning. ``resume``: continue
     from the latest checkpoint under ``out`` (``model`` is the original model, as for a fresh
     run). The checkpoints are deleted when the run completes, unless ``keep_checkpoints``
-    (``unlearn`` keeps them until its output is saved).
+    (``unlearn`` keeps them until its output is saved). ``start_point``: the step-0 trajectory
+    point of this model and evaluation, measured already (``TrajectoryCallback``).
     """
     objective = lookup(METHODS, config.method, "unlearning method")(options)
     record = {"run": cfg.to_dict(config), "method_options": dataclasses.asdict(objective.options)}
@@ -106,7 +109,7 @@ def unlearn_model(
     data = PairedDataset(
         _encode(tokenizer, forget, config), _encode(tokenizer, retain, config), config.seed
     )
-    trajectory = _trajectory(tokenizer, config, reference, out)
+    trajectory = _trajectory(tokenizer, config, reference, out, start_point)
     set_seed(config.seed)  # LoRA's initialisation happens before the Trainer seeds
     trained = (
         add_lora(model, config.lora_targets, config.lora_rank, config.lora_alpha, mask)
@@ -200,7 +203,11 @@ def _checkpoint(
 
 
 def _trajectory(
-    tokenizer, config: UnlearnConfig, reference: dict[str, Any] | None, out: Path | None
+    tokenizer,
+    config: UnlearnConfig,
+    reference: dict[str, Any] | None,
+    out: Path | None,
+    start_point: dict[str, Any] | None = None,
 ) -> TrajectoryCallback | None:
     """The evaluation callback, on the reference's benchmark and split (or eval_benchmark's)."""
     if reference is None and not config.eval_benchmark:
@@ -231,6 +238,7 @@ def _trajectory(
         early_stop=config.early_stop,
         keep_last=config.keep_last,
         path=None if out is None else Path(out) / TRAJECTORY_FILE,
+        start_point=start_point,
     )
 
 
@@ -300,7 +308,10 @@ def _encode(tokenizer, records: list[dict], config: UnlearnConfig) -> list[dict]
 
 def _save(result: UnlearnResult, tokenizer, config: UnlearnConfig, options: Any) -> None:
     with atomic_dir(config.out) as tmp:
-        result.model.save_pretrained(tmp)
+        if config.save != "patch":
+            result.model.save_pretrained(tmp)
+        if config.save != "model":  # the changed weights only, against config.model's files
+            save_run_patch(result, config, options, tmp)
         tokenizer.save_pretrained(tmp)
         record = _run_record(config, options)
         record |= {"criterion": result.criterion, "selected": result.selected}

@@ -6,6 +6,8 @@ A *point* is one evaluation of the model being unlearned, a flat dict with the k
 - ``forget_quality``: KS p-value of the per-sample truth ratios of the **whole** forget split
   against the reference (retain model) evaluation's; None without a reference. Truth ratios
   need forward passes only. ``forget_prob`` (length-normalised) is also on the whole split.
+  ``forget_quality_half_a`` / ``_half_b``: the same on two fixed halves of the forget authors
+  (``wagle.evaluation.halves``: select on one, report the other).
 - ``forget_rouge``: ROUGE-L recall of greedy answers to ``forget_size`` forget questions;
   ``repetition``, ``rouge_gap``, ``degenerate`` from those answers
   (``wagle.evaluation.degeneration``).
@@ -37,6 +39,7 @@ from wagle.data.load import Record
 from wagle.evaluation import qa
 from wagle.evaluation.benchmarks import evenly_spaced
 from wagle.evaluation.generation import generate_answers
+from wagle.evaluation.halves import HALF_KEYS, forget_halves, half_forget_qualities
 from wagle.evaluation.likelihood import answer_nll, perturbed_nll
 from wagle.evaluation.rouge import rouge_l
 from wagle.evaluation.summary import summarise
@@ -49,6 +52,7 @@ POINT_KEYS = (
     "epoch",
     "eval_seconds",
     "forget_quality",
+    *HALF_KEYS,
     "forget_prob",
     "forget_rouge",
     "retain_prob",
@@ -81,6 +85,7 @@ class TrajectoryEvaluator:
     ) -> None:
         self.tokenizer, self.reference = tokenizer, reference
         self.forget = sets["forget"][2]
+        self.halves = forget_halves(self.forget)
         self.forget_sample = evenly_spaced(self.forget, forget_size)
         self.utility = {
             n: (sets[n][0], evenly_spaced(sets[n][2], retain_size)) for n in UTILITY_SETS
@@ -100,8 +105,11 @@ class TrajectoryEvaluator:
             model.train(was_training)
         summary = summarise(sections, self.reference)
         degeneration = summary["degeneration"]
+        questions = [r["question"] for r in self.forget]
+        truth = sections["forget"]["per_sample"]["truth_ratio"]
         return {
             "forget_quality": summary["forget_quality"],
+            **half_forget_qualities(questions, truth, self.reference, self.halves),
             "forget_prob": sections["forget"]["aggregates"]["probability"],
             "forget_rouge": sections["forget"]["aggregates"]["rouge_l_recall"],
             "retain_prob": sections["retain"]["aggregates"]["probability"],
@@ -196,7 +204,9 @@ class TrajectoryCallback(TrainerCallback):
     ``early_stop`` > 0 stops training once the selected point is that many evaluations old
     (only while some point meets the floor). ``path``: where ``trajectory.json`` is rewritten
     after every point (main process only). Every process evaluates (same weights, same
-    figures), so all of them take the same early-stopping decision.
+    figures), so all of them take the same early-stopping decision. ``start_point``: the step-0
+    point measured already (same model, same evaluator: ``wagle run`` shares it between cells),
+    taken as it is instead of measured again.
     """
 
     def __init__(
@@ -210,8 +220,10 @@ class TrajectoryCallback(TrainerCallback):
         keep_last: bool = False,
         path: Path | None = None,
         log: Callable[[str], None] = print,
+        start_point: dict[str, Any] | None = None,
     ) -> None:
         self.evaluator, self.every, self.epochs = evaluator, every, epochs
+        self.start_point = start_point
         self.utility_floor, self.early_stop, self.keep_last = utility_floor, early_stop, keep_last
         self.path, self.log = path, log
         self.points: list[dict[str, Any]] = []
@@ -221,7 +233,11 @@ class TrajectoryCallback(TrainerCallback):
         self.last_state: dict[str, torch.Tensor] | None = None
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        if not self.points:  # a resumed run has its points back (MaskedUnlearningTrainer.restore)
+        if self.points:  # a resumed run has its points back (MaskedUnlearningTrainer.restore)
+            return
+        if self.start_point is not None:
+            self._add(dict(self.start_point), state, control, model)
+        else:
             self._measure(state, control, model)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
@@ -258,6 +274,9 @@ class TrajectoryCallback(TrainerCallback):
         figures = self.evaluator(model)
         point = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
         point |= {"eval_seconds": round(time.perf_counter() - start, 3)} | figures
+        self._add(point, state, control, model)
+
+    def _add(self, point: dict[str, Any], state, control, model: torch.nn.Module) -> None:
         self.points.append(point)
         self.selected, self.criterion = select(self.points, self.utility_floor)
         if self.selected is point and self.criterion["met_floor"]:

@@ -184,3 +184,23 @@ def test_fsdp2_trajectory_and_evaluation_match_one_process(
             assert two["sections"][section]["aggregates"][key] == pytest.approx(
                 value, rel=1e-6, abs=1e-9
             ), (section, key)
+
+
+def test_the_shipped_accelerate_config_turns_fsdp2_on(monkeypatch):
+    """``accelerate launch --config_file configs/accelerate_fsdp2.yaml`` sets the variables
+    wagle reads (built here by accelerate's own launcher code, nothing launched)."""
+    from pathlib import Path
+
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_multi_gpu_env
+
+    from wagle.unlearning.devices import fsdp_requested
+
+    config = Path(__file__).parents[1] / "configs" / "accelerate_fsdp2.yaml"
+    args = launch_command_parser().parse_args(["--config_file", str(config), "-m", "wagle"])
+    env = prepare_multi_gpu_env(_validate_launch_command(args)[0])
+    assert (env["ACCELERATE_USE_FSDP"], env["FSDP_VERSION"]) == ("true", "2")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("WORLD_SIZE", "8")  # set by the launcher in each process it starts
+    assert fsdp_requested(False)

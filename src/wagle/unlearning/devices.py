@@ -52,7 +52,8 @@ DEEPSPEED_REFUSAL = (
 def fsdp_requested(flag: bool = False) -> bool:
     """Whether this run shards the model with FSDP2: ``flag`` (``--fsdp``), or ``accelerate
     launch`` with an FSDP2 config (it sets ``ACCELERATE_USE_FSDP`` and ``FSDP_VERSION=2``).
-    FSDP1 and DeepSpeed are one-line user errors (checked before the model loads)."""
+    FSDP1 and DeepSpeed are one-line user errors (checked before the model loads). A single
+    process has nothing to shard over: False."""
     if _on("ACCELERATE_USE_DEEPSPEED"):
         raise WagleError(DEEPSPEED_REFUSAL)
     if _on("ACCELERATE_USE_FSDP"):
@@ -61,8 +62,8 @@ def fsdp_requested(flag: bool = False) -> bool:
                 "FSDP1 is not supported (its flat parameters hide which entry is which weight): "
                 "set fsdp_version: 2 in the accelerate config (configs/accelerate_fsdp2.yaml)"
             )
-        return True
-    return flag
+        flag = True
+    return flag and world_size() > 1
 
 
 def _on(variable: str) -> bool:

@@ -58,12 +58,18 @@ def test_playground_eval_writes_every_per_sample_value(
     assert result["model_utility"] == result["summary"]["model_utility"]
     expected = 0.0 if min(nine) == 0 else 9 / sum(1 / x for x in nine)  # a 0 sinks it
     assert result["model_utility"] == pytest.approx(expected)
-    assert set(result["sections"]) == {"forget", "retain", "real_authors", "world_facts", "mia"}
+    assert set(result["sections"]) == {
+        "forget", "retain", "real_authors", "world_facts", "mia", "memorisation"
+    }  # fmt: skip
     forget = result["sections"]["forget"]
     assert forget["n"] == 20
     for name, values in forget["per_sample"].items():
         assert len(values) == 20, name
     assert len(result["sections"]["mia"]["per_sample"]["min_k"]["nonmembers"]) == 40
+    assert set(result["sections"]["mia"]["aggregates"]) == {
+        "loss_auc", "zlib_auc", "min_k_auc", "min_k_plus_plus_auc"
+    }  # fmt: skip
+    assert len(result["sections"]["memorisation"]["per_sample"]["extraction_strength"]) == 20
     out = capsys.readouterr().out
     assert "model_utility" in out and "eval.json" in out
 
@@ -175,7 +181,9 @@ def test_muse_directory(model_dir, micro_splits, tmp_path):
         "--continuation-tokens",
         "4",
     )
-    assert set(result["sections"]) == {"perplexity_forget", "verbmem", "knowmem_retain", "mia"}
+    assert set(result["sections"]) == {
+        "perplexity_forget", "verbmem", "memorisation", "knowmem_retain", "mia"
+    }  # fmt: skip
     terms = result["summary"]["forget_efficacy_terms"]
     assert set(terms) == {"verbmem.rouge_l_f1", "mia.min_k_auc"}
     assert result["summary"]["utility"] == result["summary"]["figures"]["knowmem_retain.rouge_l_f1"]

@@ -19,4 +19,4 @@ def test_qa_benchmarks_default_to_forget10_and_others_to_no_split():
     assert resolve(EvalConfig())[1].split == "forget10"
     assert resolve(EvalConfig(benchmark="tofu"))[1].split == "forget10"
     assert resolve(EvalConfig(benchmark="mcq"))[1].split == ""
-    assert set(BENCHMARKS) == {"playground", "tofu", "mcq", "muse", "text"}
+    assert set(BENCHMARKS) == {"playground", "tofu", "mcq", "muse", "text", "lm-eval"}

@@ -173,7 +173,7 @@ def test_muse_benchmark_evaluates_from_the_hub_id(hub, tiny_model, tokenizer, co
     value = functools.partial(_muse_value, corpus)
     assert set(sections) == {
         "perplexity_forget", "perplexity_retain", "verbmem", "knowmem_forget", "knowmem_retain",
-        "mia",
+        "mia", "memorisation",
     }  # fmt: skip
     assert sections["verbmem"]["per_sample"]["reference"] == [
         value("verbmem", "forget", "gt", i) for i in range(2)

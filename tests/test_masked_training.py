@@ -79,7 +79,9 @@ def test_unselected_weights_stay_bit_identical(
     before = _snapshot(model)
     options = METHODS[method].Options(rmu_layer=1) if method == "rmu" else None
     data = _data(tokenizer, micro_splits)
-    _train(model, tokenizer, data, METHODS[method](options), mask, tmp_path)
+    objective = METHODS[method](options)
+    objective.encode(tokenizer, micro_splits["forget10"][:8], 48)  # as unlearn_model does
+    _train(model, tokenizer, data, objective, mask, tmp_path)
     _assert_invariant(before, model, mask)
 
 

@@ -197,7 +197,7 @@ def test_patch_revert_on_a_model_it_was_not_applied_to(patched, capsys):
             str(ws / "o"),
         ],
         capsys,
-        "does not match the patch's result: model.layers.0.mlp.up_proj.weight holds other values at 3 of its 3 patched entries (was the patch applied?)",
+        "does not match the patch's result: model.layers.0.mlp.up_proj.weight holds other values at 3 of its 3 patched entries (it holds the base's values: the patch is not applied to it)",
     )
     assert not (ws / "o").exists()
 

@@ -107,6 +107,9 @@ def test_earlier_sets_are_scored_against_the_cumulative_retain_model(study):
     expected = stats.ks_pvalue(ratios(ours), ratios(theirs))
     assert record["sets"]["forget01"]["forget_quality"] == pytest.approx(expected, rel=1e-12)
     assert record["sets"]["forget01"]["n"] == 3
+    final = json.loads((out / "sequences/npo-wagle-r0.5-s0/3-forget10/result.json").read_text())
+    assert final["sets_last_reference"] == final["sets"]  # after the last request: one reference
+    assert record["sets_last_reference"]["forget01"] != record["sets"]["forget01"]
 
 
 def test_the_report_shows_requests_by_sets_drift_and_patches(study):
@@ -117,10 +120,21 @@ def test_the_report_shows_requests_by_sets_drift_and_patches(study):
         in report
     )
     assert "| after 1 (forget01) |" in report and "| · | · |" in report
-    assert "- forget01: log10 forget quality" in report and "- forget05 − forget01:" in report
+    assert "- forget01: " in report and "- forget05 − forget01: " in report
+    assert "[against the retain model of forget10 for both]" in report
     assert "target + the 3 patches = the final model: yes" in report
     assert "reverting them in reverse order gives the target: yes" in report
     assert any("request 3 (forget10)" in line for line in lines)
+
+
+def test_wagle_report_rewrites_a_sequential_report(study, capsys):
+    root, _ = study
+    from wagle.cli import main
+
+    (root / "out" / "report.md").unlink()
+    assert main(["report", str(root / "out")]) == 0
+    assert "| after 3 (forget10) |" in capsys.readouterr().out
+    assert (root / "out" / "report.md").is_file()
 
 
 def test_a_finished_study_resumes_by_applying_its_patches(study):

@@ -25,8 +25,8 @@ COMMANDS = {
     "plan": "expected peak memory per device for attribute and unlearn",
     "attribute": "score weights for unlearning and write mask file(s)",
     "mask": "inspect or compare mask files",
-    "unlearn": "unlearn a forget set with a method (ga, graddiff, npo, simnpo, po, rmu) under a "
-    "mask",
+    "unlearn": "unlearn a forget set with a method (ga, graddiff, npo, simnpo, po, rmu, idkdpo, "
+    "undial, wga, satimp, ceu) under a mask",
     "evaluate": "evaluate a model: TOFU metrics, forget quality, MIA, multiple choice, MUSE-style",
     "run": "run an experiment: methods × masks × ratios × seeds, then its report",
     "report": "write report.md, figures and results.json of a `wagle run` directory",

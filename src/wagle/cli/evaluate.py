@@ -10,11 +10,37 @@ from wagle import validate
 from wagle.cli import COMMANDS, add_loading_flags
 from wagle.evaluation.config import EvalConfig
 
+EPILOG = """\
+benchmarks (--benchmark) and what eval.json holds for each:
+  playground, tofu  sections forget, retain, real_authors, world_facts: probability,
+                    rouge_l_recall, truth_ratio (per sample: NLLs, generations); summary:
+                    forget_quality (KS test against --reference), model_utility, forget_efficacy,
+                    utility, privleak, degeneration (repetition, rouge_gap, degenerate);
+                    mia: <attack>_auc, forget vs holdout, for each of --mia-attacks;
+                    memorisation: exact_memorisation, extraction_strength (forget answers)
+  muse              perplexity_forget / _retain (nll, perplexity), verbmem (rouge_l_f1),
+                    knowmem_forget / _retain (rouge_l_f1), mia, memorisation
+  mcq               accuracy (WMDP / MMLU-format file: question, choices, answer)
+  text              nll, perplexity (raw-text file)
+  lm-eval           lm-eval-harness tasks (--tasks mmlu,wmdp_bio; --task-dir for local task
+                    YAMLs): one section per task, acc / acc_norm and their stderr
+membership attacks (--mia-attacks): loss, zlib, reference (--mia-reference-model), gradnorm
+  (--gradnorm-p), min_k, min_k_plus_plus (--mink-k); definitions in docs/metrics.md
+
+examples:
+  wagle evaluate --model retain/ --benchmark playground --out evals/retain
+  wagle evaluate --model unlearned/ --benchmark tofu --split forget10 --reference evals/retain \\
+      --mia-attacks loss zlib min_k min_k_plus_plus gradnorm --out evals/unlearned
+  wagle evaluate --model unlearned/ --benchmark lm-eval --tasks mmlu,wmdp_bio --out evals/mmlu
+"""
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate",
         help=COMMANDS["evaluate"],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Evaluate a model on a benchmark and write DIR/eval.json with every "
         "per-sample value, forget_quality (needs --reference: the eval.json of a retain model "
         "on the same benchmark and split), model_utility and a summary. The eval.json of a "
@@ -39,6 +65,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     config = cfg.build(EvalConfig, cfg.load_yaml(args.config), args)
     validate.check_model_dir(args.model)
+    if config.mia_reference_model:
+        validate.check_model_dir(config.mia_reference_model, "reference model")
     validate.check_output(Path(args.out) / "eval.json", args.overwrite)
     from wagle.evaluation.suite import (  # torch from here on
         check_inputs,

@@ -20,8 +20,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from wagle.experiment.sequential_report import is_sequential_dir, write_sequential_report
     from wagle.report import write_report
 
+    if is_sequential_dir(args.dir):  # forget requests in order (wagle.experiment.sequential)
+        path = write_sequential_report(args.dir)
+        print(f"{path.read_text()}\n{path}")
+        return 0
     print_report(write_report(args.dir))
     return 0
 

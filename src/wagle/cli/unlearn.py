@@ -85,6 +85,10 @@ def _run(args: argparse.Namespace) -> int:
     if result.trajectory:
         print(selection_line(result.selected, result.criterion, result.trajectory[-1]))
     print(f"unlearned model written to {result.out}")
+    if config.push_to_hub:
+        from wagle.publish import push_to_hub
+
+        print(f"uploaded to {push_to_hub(result.out, config.push_to_hub, config.mask)}")
     return 0
 
 

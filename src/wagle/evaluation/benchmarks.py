@@ -32,7 +32,8 @@ from wagle.errors import WagleError
 from wagle.evaluation import corpus
 from wagle.evaluation.config import EvalConfig
 from wagle.evaluation.mcq import CHOICE_STYLES, mcq_accuracy
-from wagle.evaluation.mia import membership_inference
+from wagle.evaluation.memorisation import memorisation
+from wagle.evaluation.mia import membership_inference, reference_model
 from wagle.evaluation.qa import evaluate_qa, score_qa
 from wagle.registry import lookup
 from wagle.validate import looks_like_hub_id
@@ -142,6 +143,9 @@ def qa_benchmark(
             sections[name] = {"source": split} | evaluate_qa(scores, questions)
         holdout = load_qa(source, layout.holdout)
         sections["mia"] = _mia(model, tokenizer, data["forget"], holdout, layout.holdout, config)
+        sections["memorisation"] = memorisation(
+            model, tokenizer, data["forget"], batch_size=config.batch_size
+        )
         return sections
 
     return Benchmark(run, check, "forget10", qa_sets=sets)
@@ -164,8 +168,10 @@ def evenly_spaced(records: list[Record], count: int) -> list[Record]:
 
 def _mia(model, tokenizer, members, nonmembers, nonmember_source: str, config) -> dict[str, Any]:
     result = membership_inference(
-        model, tokenizer, members, nonmembers, k=config.mink_k, batch_size=config.batch_size
-    )
+        model, tokenizer, members, nonmembers, k=config.mink_k, batch_size=config.batch_size,
+        attacks=config.mia_attacks, reference_model=reference_model(config, model.device),
+        p=config.gradnorm_p,
+    )  # fmt: skip
     attacks = {name: v for name, v in result.items() if name != "k"}
     return {
         "n": len(members),
@@ -217,6 +223,7 @@ def _muse(model, tokenizer, config: EvalConfig) -> Sections:
     sections: Sections = {
         "perplexity_forget": corpus.perplexity(model, tokenizer, forget, **kwargs),
         "verbmem": verbmem,
+        "memorisation": memorisation(model, tokenizer, forget, **kwargs),
     }
     if "retain" in data:
         sections["perplexity_retain"] = corpus.perplexity(
@@ -303,3 +310,6 @@ BENCHMARKS["tofu"] = qa_benchmark(_tofu_layout, lambda: "locuslab/TOFU")
 BENCHMARKS["mcq"] = Benchmark(_mcq, _check_mcq)
 BENCHMARKS["muse"] = Benchmark(_muse, _check_muse)
 BENCHMARKS["text"] = Benchmark(_text, _check_text)
+
+# lm-eval-harness registers itself (wagle.evaluation.harness; lm_eval is imported when it runs)
+import wagle.evaluation.harness  # noqa: E402, F401

@@ -38,6 +38,7 @@ from wagle.experiment.recipe import LORA, WHOLE_MODEL_MASKS, ExperimentRecipe, r
 from wagle.experiment.result import CellResult, cell_result
 from wagle.experiment.setup import Setup, prepare
 from wagle.io import atomic_dir, ensure_writable_dir, fingerprint, hash_config, write_json
+from wagle.modelcard import write_cell_card
 from wagle.unlearning import unlearn_model
 from wagle.unlearning.checkpoints import resumable
 from wagle.unlearning.config import UnlearnConfig, method_options
@@ -137,6 +138,7 @@ class Runner:
             with atomic_dir(directory / "model") as tmp:
                 model.save_pretrained(tmp)
                 s.tokenizer.save_pretrained(tmp)
+                write_cell_card(tmp, config, options, mask, mask_info, model, evaluation)
         forget = evaluation["sections"].get("forget", {}).get("per_sample", {})
         halves = half_forget_qualities(
             forget.get("question", []), forget.get("truth_ratio", []), s.reference, s.halves
@@ -162,6 +164,8 @@ class Runner:
             "seed": cell.seed,
             "lora": cell.mask == LORA,
             "progress": False,
+            "run_name": cell.id,  # tracking (report_to): each cell a run of the experiment
+            "run_group": s.root.name,
             **cell.axes(),  # the learning rate and epochs of the aggressiveness axes
         }
         floor = {"utility_floor": s.recipe.utility_floor}  # the checkpoint rule's, by default
@@ -177,7 +181,9 @@ class Runner:
             # without the axes left unset: cells of recipes without them keep their hash
             "cell": {k: v for k, v in dataclasses.asdict(cell).items() if v is not None},
             "unlearn": {
-                k: v for k, v in cfg.to_dict(config).items() if k not in ("out", "progress")
+                k: v
+                for k, v in cfg.to_dict(config).items()
+                if k not in ("out", "progress", "report_to", "run_name", "run_group")
             },
             "method_options": dataclasses.asdict(options),
             "attribution": None

@@ -165,7 +165,7 @@ class Sequence:
         )
         write_eval(evaluation, directory)
         seconds["evaluate"] = time.perf_counter() - tick
-        earlier = s.section.requests[:k]
+        earlier, last = s.section.requests[:k], s.section.requests[-1]
         record = {
             "cell": self.cell.id, "request": k, "split": split, "n_forget": len(forget),
             "retain_split": s.section.retain_splits[k - 1], "steps": len(result.step_log),
@@ -175,6 +175,11 @@ class Sequence:
                      "selected": sum(int(m.sum()) for m in mask.values()) if mask else None},
             "patch": patch_record(patch, mask, s.model_bytes),
             "sets": {j: set_figures(evaluation, s.references[split], s.sets[j]) for j in earlier},
+            # the same sets against one fixed reference (the last split's retain model), so
+            # that a change across requests is not a change of reference
+            "sets_last_reference": {
+                j: set_figures(evaluation, s.references[last], s.sets[j]) for j in earlier
+            },
             "seconds": {name: round(v, 2) for name, v in seconds.items()},
             "config_hash": config_hash,
         }  # fmt: skip

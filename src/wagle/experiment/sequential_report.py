@@ -13,6 +13,12 @@ from typing import Any
 from wagle.io import atomic_file, write_json
 
 
+def is_sequential_dir(root: str | Path) -> bool:
+    """Whether ``root`` is the output of a sequential study (its recipe has requests)."""
+    path = Path(root) / "recipe.json"
+    return path.is_file() and bool(json.loads(path.read_text()).get("sequential"))
+
+
 def write_sequential_report(root: str | Path) -> Path:
     """Write ``root/report.md`` and ``root/results.json``; returns the report's path."""
     root = Path(root)
@@ -74,7 +80,7 @@ def sequence_section(cell: str, sequence: dict, requests: list[str], target: dic
     lines += rows("forget_rouge", lambda f, k: f"{f[k]:.3f} ({f['reference_rouge']:.3f})")
     lines += [
         "",
-        *drift_lines(records, labels),
+        *drift_lines(records, labels, requests[-1]),
         "",
         *patch_table(records),
         "",
@@ -84,23 +90,36 @@ def sequence_section(cell: str, sequence: dict, requests: list[str], target: dic
     return lines
 
 
-def drift_lines(records: list[dict], labels: dict[str, str]) -> list[str]:
+def drift_lines(records: list[dict], labels: dict[str, str], last_split: str) -> list[str]:
     """For every set requested before the last request: its figures right after its own
-    request and after the last one."""
+    request and after the last one, against that row's retain model and against the last
+    split's retain model for both (one reference: the change is the model's alone)."""
+    if len(records) < 2:
+        return []
     last = records[-1]
-    lines = ["Do earlier requests stay forgotten? Each set right after its own request → after "
-             f"request {last['request']} (each against that row's retain model):", ""]  # fmt: skip
+    lines = [
+        f"Do earlier requests stay forgotten? Each set right after its own request → after "
+        f"request {last['request']}: log10 forget quality against each row's retain model, "
+        f"[against the retain model of {last_split} for both], forget ROUGE and probability:",
+        "",
+    ]
     for first in records[:-1]:
         split = first["split"]
         a, b = first["sets"][split], last["sets"][split]
-        change = _log10_value(b["forget_quality"]) - _log10_value(a["forget_quality"])
+        fixed_a = first.get("sets_last_reference", {}).get(split, a)
+        fixed_b = last.get("sets_last_reference", {}).get(split, b)
         lines.append(
-            f"- {labels[split]}: log10 forget quality {_log10(a['forget_quality'])} → "
-            f"{_log10(b['forget_quality'])} ({change:+.1f}); forget ROUGE {a['forget_rouge']:.3f} → "
-            f"{b['forget_rouge']:.3f} (retain model {a['reference_rouge']:.3f} → {b['reference_rouge']:.3f}); "
-            f"forget probability {a['forget_probability']:.3f} → {b['forget_probability']:.3f}"
+            f"- {labels[split]}: {_change(a, b)} [{_change(fixed_a, fixed_b)}]; forget ROUGE "
+            f"{a['forget_rouge']:.3f} → {b['forget_rouge']:.3f} (retain model "
+            f"{a['reference_rouge']:.3f} → {b['reference_rouge']:.3f}); forget probability "
+            f"{a['forget_probability']:.3f} → {b['forget_probability']:.3f}"
         )
-    return lines if len(records) > 1 else []
+    return lines
+
+
+def _change(a: dict, b: dict) -> str:
+    change = _log10_value(b["forget_quality"]) - _log10_value(a["forget_quality"])
+    return f"{_log10(a['forget_quality'])} → {_log10(b['forget_quality'])} ({change:+.1f})"
 
 
 def patch_table(records: list[dict]) -> list[str]:

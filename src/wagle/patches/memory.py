@@ -50,7 +50,7 @@ def swap(model: Model, patch: PatchFile, direction: str, what: str = "the model"
 
     def current(name: str, index: torch.Tensor) -> torch.Tensor:
         flat = bits(tensors[name])
-        return flat[index.to(flat.device)].cpu()
+        return flat[index.to(flat.device, torch.int64)].cpu()  # int64: twice as fast to index
 
     verify(patch, signature_of(tensors), current, direction, what)
     if tangled := [n for n in patch.names if not tensors[n].is_contiguous()]:
@@ -59,7 +59,7 @@ def swap(model: Model, patch: PatchFile, direction: str, what: str = "the model"
     for name in patch.names:
         index, values = patch.read(name, "index", written)
         flat = bits(tensors[name])
-        flat[index.to(flat.device)] = bits(values).to(flat.device)
+        flat.index_copy_(0, index.to(flat.device, torch.int64), bits(values).to(flat.device))
 
 
 def verify(
@@ -77,8 +77,8 @@ def verify(
     hashes = {"old": ValuesHash(), "new": ValuesHash()}
     for name in patch.names:
         index, old, new = patch.read(name, *PARTS)
-        expected = old if holds == "old" else new
-        check_values(current(name, index), expected, name, what, role)
+        expected, other = (old, new) if holds == "old" else (new, old)
+        check_values(current(name, index), expected, other, name, what, role)
         hashes["old"].update(name, old)
         hashes["new"].update(name, new)
     for part, key in (("old", "base"), ("new", "result")):
@@ -87,14 +87,25 @@ def verify(
 
 
 def check_values(
-    current: torch.Tensor, expected: torch.Tensor, name: str, what: str, role: str
+    current: torch.Tensor,
+    expected: torch.Tensor,
+    other: torch.Tensor,
+    name: str,
+    what: str,
+    role: str,
 ) -> None:
-    """A user error unless the bits ``current`` [k] equal those of ``expected`` [k]."""
+    """A user error unless the bits ``current`` [k] equal those of ``expected`` [k]; the
+    message says when they are ``other`` (the patch's other side) instead."""
+    if torch.equal(current, bits(expected)):
+        return
     differ = int((current != bits(expected)).sum())
-    if differ:
-        base = role == DIRECTIONS["apply"][2]
-        hint = "is it the model the patch was made from?" if base else "was the patch applied?"
-        raise WagleError(
-            f"{what} does not match {role}: {name} holds other values at {differ} of its "
-            f"{expected.numel()} patched entries ({hint})"
-        )
+    applying = role == DIRECTIONS["apply"][2]
+    if torch.equal(current, bits(other)):
+        hint = "it holds the patch's new values: already patched" if applying else (
+            "it holds the base's values: the patch is not applied to it")  # fmt: skip
+    else:
+        hint = "is it the model the patch was made from?" if applying else "was the patch applied?"
+    raise WagleError(
+        f"{what} does not match {role}: {name} holds other values at {differ} of its "
+        f"{expected.numel()} patched entries ({hint})"
+    )

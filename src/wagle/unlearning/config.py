@@ -29,8 +29,10 @@ from wagle import validate
 from wagle.data.load import read_records
 from wagle.data.prompt import PROMPT_FORMAT_HELP, check_prompt_format
 from wagle.errors import WagleError
+from wagle.extras import require
 from wagle.models import DTYPES
 from wagle.patches.checks import SAVE_CHOICES, check_patch_base
+from wagle.publish import check_repo_id
 from wagle.registry import lookup
 from wagle.unlearning import checkpoints
 from wagle.unlearning.devices import accumulation_steps, world_size
@@ -43,6 +45,12 @@ EXACT_OPTIMIZERS = ("adamw_torch", "adamw_torch_fused")
 # Where AdamW keeps its state (wagle.unlearning.selective_adamw).
 OPTIMIZER_STATES = ("auto", "full", "selected")
 AUTO_MAX_DENSITY = 0.5  # `auto` picks `selected` below this fraction of trainable weights
+# tracker → (the module it needs, how to install it)
+TRACKERS = {
+    "tensorboard": ("tensorboard", "pip install tensorboard"),
+    "wandb": ("wandb", "pip install wandb"),
+    "mlflow": ("mlflow", "pip install mlflow"),
+}
 
 
 @dataclass
@@ -138,6 +146,17 @@ class UnlearnConfig:
         "save a checkpoint every N optimizer steps in <out>/checkpoints, so that an "
         "interrupted run can be continued with --resume (0: off); deleted when the run ends",
     )
+    # Experiment tracking (wagle.unlearning.tracking): the Trainer's report_to.
+    report_to: list[str] = cfg.field(
+        ["none"],
+        f"trackers that log the steps and evaluation points: {', '.join(TRACKERS)} or none "
+        "(TensorBoard: <out>/runs/<run name>)",
+    )
+    run_name: str = cfg.field("", "the tracked run's name (default: the output directory's name)")
+    run_group: str = cfg.field("", "W&B group / MLflow experiment of the run (wagle run: its name)")
+    push_to_hub: str = cfg.field(
+        "", "REPO_ID: upload the model, its mask and its model card to the Hugging Face Hub"
+    )
 
     # What the output holds (wagle.patches): the model, its patch against --model, or both.
     save: str = cfg.field(
@@ -150,6 +169,9 @@ class UnlearnConfig:
         lookup(METHOD_OPTIONS, self.method, "unlearning method")
         if self.save not in SAVE_CHOICES:
             raise WagleError(f"save must be one of {', '.join(SAVE_CHOICES)}, got {self.save!r}")
+        self.report_to = check_trackers(self.report_to)
+        if self.push_to_hub:
+            check_repo_id(self.push_to_hub)
         if self.optimizer not in EXACT_OPTIMIZERS:
             raise WagleError(
                 f"optimizer {self.optimizer!r} is not supported; the mask invariant is exact "
@@ -196,6 +218,20 @@ class UnlearnConfig:
         for name in ("model", "forget", "retain", "out"):
             if not getattr(self, name):
                 raise WagleError(f"--{name} is required (on the command line or in --config)")
+
+
+def check_trackers(report_to: list[str] | str) -> list[str]:
+    """The trackers of ``report_to`` ([] for none), each known and installed; else a user error."""
+    names = [report_to] if isinstance(report_to, str) else list(report_to)
+    names = [n for n in names if n != "none"]
+    for name in names:
+        if name not in TRACKERS:
+            raise WagleError(
+                f"unknown tracker {name!r} in report_to; choose from: {', '.join(TRACKERS)}, none"
+            )
+        module, install = TRACKERS[name]
+        require(module, f"--report-to {name}", install)
+    return names
 
 
 def check_inputs(config: UnlearnConfig, overwrite: bool = False, resume: bool = False) -> None:

@@ -38,6 +38,11 @@ class Objective:
         """The forget targets to train on (PO swaps answers for refusals)."""
         return records
 
+    def encode(self, tokenizer: Any, forget: list[Record], max_length: int) -> None:
+        """Called once before ``prepare`` with the tokenizer and the forget records (as
+        ``forget_records`` returned them): a method that trains on other targets as well
+        encodes them here (IdkDPO's refusal answers)."""
+
     def prepare(self, model: torch.nn.Module, data: PairedDataset, pad_token_id: int) -> None:
         """Called once before training, with the model on its training device."""
 

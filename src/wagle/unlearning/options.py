@@ -77,6 +77,67 @@ class RMUOptions:
             raise WagleError("steering_coeff must be > 0 and rmu_alpha ≥ 0")
 
 
+# ---- the methods users compare against (open-unlearning's defaults; docs/methods.md) ----
+
+
+@dataclass
+class IdkDPOOptions(RetainOptions):
+    beta: float = cfg.field(0.1, "β, the inverse temperature of the preference loss")
+    refusal_seed: int = cfg.field(0, "seed that picks a refusal template for each question")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.beta <= 0:
+            raise WagleError(f"beta must be > 0, got {self.beta}")
+
+
+@dataclass
+class UNDIALOptions(RetainOptions):
+    # open-unlearning's UNDIAL recipe trains without a retain term (alpha 0)
+    retain_weight: float = cfg.field(0.0, "λ, the weight of the retain term")
+    undial_strength: float = cfg.field(
+        10.0, "β, subtracted from the original model's logit of each answer token"
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.undial_strength < 0:
+            raise WagleError(f"undial_strength must be ≥ 0, got {self.undial_strength}")
+
+
+@dataclass
+class WGAOptions(RetainOptions):
+    wga_power: float = cfg.field(1.0, "β, each forget token's NLL is weighted by p^β")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.wga_power < 0:
+            raise WagleError(f"wga_power must be ≥ 0, got {self.wga_power}")
+
+
+@dataclass
+class SatImpOptions(RetainOptions):
+    forget_weight: float = cfg.field(0.1, "γ, the weight of the forget term")
+    sat_power: float = cfg.field(5.0, "β₁, the saturation weight p^β₁")
+    imp_power: float = cfg.field(1.0, "β₂, the importance weight (1 − p)^β₂")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if min(self.forget_weight, self.sat_power, self.imp_power) < 0:
+            raise WagleError("forget_weight, sat_power and imp_power must be ≥ 0")
+
+
+@dataclass
+class CEUOptions:
+    ignore_first_answer_tokens: int = cfg.field(
+        1, "answer tokens at the start of each answer left out of the CE-U loss"
+    )
+
+    def __post_init__(self) -> None:
+        if self.ignore_first_answer_tokens < 0:
+            raise WagleError("ignore_first_answer_tokens must be ≥ 0")
+
+
 # method name → its options (the names of ``METHODS``, known without importing torch)
 METHOD_OPTIONS: dict[str, type] = {
     "ga": NoOptions,
@@ -85,4 +146,9 @@ METHOD_OPTIONS: dict[str, type] = {
     "po": POOptions,
     "rmu": RMUOptions,
     "simnpo": SimNPOOptions,
+    "idkdpo": IdkDPOOptions,
+    "undial": UNDIALOptions,
+    "wga": WGAOptions,
+    "satimp": SatImpOptions,
+    "ceu": CEUOptions,
 }

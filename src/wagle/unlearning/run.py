@@ -41,11 +41,12 @@ from wagle.errors import WagleError
 from wagle.evaluation.benchmarks import BENCHMARKS, qa_sets
 from wagle.evaluation.summary import load_reference
 from wagle.io import atomic_dir, ensure_writable_dir, fingerprint, write_json
+from wagle.modelcard import write_run_card
 from wagle.models import load_pretrained
 from wagle.patches.runs import save_run_patch
 from wagle.registry import lookup
 from wagle.sharding import barrier
-from wagle.unlearning import checkpoints
+from wagle.unlearning import checkpoints, tracking
 from wagle.unlearning import fsdp as sharded
 from wagle.unlearning.batch import PairCollator, PairedDataset
 from wagle.unlearning.config import UnlearnConfig
@@ -106,6 +107,7 @@ def unlearn_model(
     if reference is None and config.eval_reference:
         reference = _load_reference(config)
     forget = objective.forget_records(forget)
+    objective.encode(tokenizer, forget, config.max_length)
     data = PairedDataset(
         _encode(tokenizer, forget, config), _encode(tokenizer, retain, config), config.seed
     )
@@ -130,6 +132,7 @@ def unlearn_model(
             optimizer_state=config.optimizer_state,
             run_record=record,
         )
+        tracking.attach(trainer, config, out)  # report_to: steps and points to the trackers
         with trainer.accelerator.autocast():  # reference values in the training precision
             objective.prepare(model, data, tokenizer.pad_token_id)  # the original weights'
         trainer.train(resume_from_checkpoint=None if checkpoint is None else str(checkpoint))
@@ -288,7 +291,8 @@ def training_arguments(config: UnlearnConfig, output_dir: str) -> TrainingArgume
         save_strategy="steps" if config.save_every else "no",
         save_steps=config.save_every or 500,
         save_total_limit=2,
-        report_to="none",
+        report_to=config.report_to or "none",
+        run_name=tracking.run_name(config, Path(config.out) if config.out else None),
         remove_unused_columns=False,
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=not config.progress,
@@ -316,6 +320,7 @@ def _save(result: UnlearnResult, tokenizer, config: UnlearnConfig, options: Any)
         record = _run_record(config, options)
         record |= {"criterion": result.criterion, "selected": result.selected}
         write_json(tmp / "run_config.json", record)
+        write_run_card(tmp, record, result.model)  # README.md: base, method, mask, evaluation
         write_json(tmp / "training_log.json", {"steps": result.step_log})
         if result.trajectory:
             trajectory = {"criterion": result.criterion, "points": result.trajectory}
@@ -323,6 +328,8 @@ def _save(result: UnlearnResult, tokenizer, config: UnlearnConfig, options: Any)
         if result.last_state is not None:
             _save_last(result, tmp / "last")
             tokenizer.save_pretrained(tmp / "last")
+        if (Path(config.out) / tracking.TRACKING_DIR).is_dir():  # the tracker's event files
+            shutil.move(Path(config.out) / tracking.TRACKING_DIR, tmp / tracking.TRACKING_DIR)
 
 
 def _save_last(result: UnlearnResult, path: Path) -> None:

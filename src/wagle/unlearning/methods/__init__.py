@@ -1,5 +1,10 @@
-"""The unlearning methods; importing this package registers each one in ``METHODS``."""
+"""The unlearning methods, one module each; importing this package imports every module in
+it, and each registers itself in ``METHODS`` (adding a method is adding a file here and its
+options in ``wagle.unlearning.options``)."""
 
-from wagle.unlearning.methods import ga, graddiff, npo, po, rmu, simnpo
+import importlib
+import pkgutil
 
-__all__ = ["ga", "graddiff", "npo", "po", "rmu", "simnpo"]
+__all__ = sorted(m.name for m in pkgutil.iter_modules(__path__))
+for _name in __all__:
+    importlib.import_module(f"{__name__}.{_name}")

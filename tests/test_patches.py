@@ -272,3 +272,28 @@ def test_a_corrupt_patch_is_refused(tiny_model, tmp_path):
     with pytest.raises(WagleError, match="is corrupt: its new values do not match their hash"):
         apply_patch(base, patch.path)
     assert same_bits(model_tensors(base), model_tensors(tiny_model(seed=0)))
+
+
+def test_a_sharded_model_is_patched_file_by_file(tiny_model, tmp_path):
+    """A model saved in several shards (with model.safetensors.index.json): the patch writes
+    each entry into the shard that holds its tensor; the other shards are copied as they are."""
+    base, new = tiny_model(seed=0), tiny_model(seed=0)
+    with torch.no_grad():
+        model_tensors(new)["lm_head.weight"][3, :2] = 1.0
+        model_tensors(new)["model.layers.1.self_attn.q_proj.weight"][0, 0] = 1.0
+    base.save_pretrained(tmp_path / "base", max_shard_size="20KB")
+    new.save_pretrained(tmp_path / "new", max_shard_size="20KB")
+    shards = sorted(p.name for p in (tmp_path / "base").glob("*.safetensors"))
+    assert len(shards) > 2 and (tmp_path / "base" / "model.safetensors.index.json").is_file()
+    patch = create_patch(
+        ModelFiles(tmp_path / "base"), ModelFiles(tmp_path / "new"), tmp_path / "p.safetensors"
+    )
+    assert patch.total_entries == 3
+    apply_patch_files(tmp_path / "base", patch, tmp_path / "applied")
+    assert same_bits(ModelFiles(tmp_path / "applied"), ModelFiles(tmp_path / "new"))
+    changed = [
+        s
+        for s in shards
+        if (tmp_path / "applied" / s).read_bytes() != (tmp_path / "base" / s).read_bytes()
+    ]
+    assert 1 <= len(changed) <= 2

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,6 +21,7 @@ from wagle.plan import (
     activation_bytes,
     attribution_memory,
     fsdp_parts,
+    fsdp_plan_table,
     load_shape,
     sharded_elements,
     unlearning_memory,
@@ -273,3 +275,48 @@ def test_plan_command_prints_per_device_fsdp_rows(capsys):
 def test_fsdp_and_devices_together_are_a_user_error(capsys):
     assert main(["plan", "--model", "llama2-13b", "--fsdp", "8", "--devices", "8"]) == 2
     assert "leave out --devices" in capsys.readouterr().err
+
+
+DOCS = Path(__file__).parents[1]
+DTYPES = {"bf16": "bfloat16", "fp32": "float32"}
+STATES = {"sums fp32 on GPU": "sums float32", "sums fp32 on CPU": "sums float32-cpu"}
+
+
+def fsdp_doc_rows(path: Path) -> list[list[str]]:
+    """The cells of each row of the FSDP2 memory tables in ``path`` (header ``| model | ...``)."""
+    rows, inside = [], False
+    for line in path.read_text().splitlines():
+        if line.startswith("| model | stage | weights | ρ |"):
+            inside = True
+        elif inside and line.startswith("| llama"):
+            rows.append([c.strip().strip("*") for c in line.strip("|").split("|")])
+        elif not line.startswith("|"):
+            inside = False
+    return rows
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/real-models.md"])
+def test_the_fsdp2_tables_in_the_docs_are_the_plans(doc):
+    """Every row of the 13B / 70B tables (8 GPUs, checkpointing on, 512 tokens) is the row of
+    ``wagle plan --fsdp 8`` at that batch (attribution batches are twice the unlearning batch,
+    so a row's attribution batch 8 is ``--batch-size 4``): its total, and in the docs its
+    parts, in GiB to one decimal (empty cells are parts the stage does not have)."""
+    rows = fsdp_doc_rows(DOCS / doc)
+    assert len(rows) == 11
+    for model, stage, dtype, ratio, state, batch, *parts, total in rows:
+        unlearn = stage == "unlearn"
+        plan = fsdp_plan_table(load_shape(model), [float(ratio or 0.1)], 8,
+                               int(batch) // (1 if unlearn else 2), 512)  # fmt: skip
+        row = next(
+            r for r in plan
+            if r["stage"] == stage and r["dtype"] == DTYPES[dtype] and r["checkpointing"]
+            and r["state"] == STATES.get(state, state.split(" ")[0])
+            and (not unlearn or r["ratio"] == float(ratio))
+        )  # fmt: skip
+        assert total == f"{row['total'] / 2**30:.1f}", (model, stage, dtype, ratio, state)
+        if parts:
+            p = row["parts"]
+            expected = [p["weights"], p.get("gradients", p.get("gradient_sums", 0)),
+                        p.get("mask", 0), p.get("optimizer_state", 0), p["activations"],
+                        p["gathered_weights"] + p["gathered_gradients"]]  # fmt: skip
+            assert parts == [f"{n / 2**30:.1f}" if n else "" for n in expected], (model, state)

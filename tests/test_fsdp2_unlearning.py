@@ -6,8 +6,8 @@ tests/test_distributed.py), and NPO without a retain term is a mean of per-sampl
 the runs differ only by floating-point summation order. Each launch pays the start-up once:
 - unlearning: the command's path (``unlearn`` with ``fsdp``: the model sharded as it loads,
   written back as a normal ``from_pretrained`` directory) with selective optimizer state; the
-  library on a model sharded by hand with q_proj and the MLP on their columns (dim 1), dense
-  state; then every method for one step under its mask;
+  library on a model sharded by hand with q_proj and the MLP on their columns (dim 1), with
+  dense and with selective state; then every method for one step under its mask;
 - evaluation while unlearning (every process evaluates the sharded model, the first one
   decides) and ``wagle evaluate --fsdp``.
 Gradient accumulation 2, clipping at 0.5 and weight decay 0.1 are on in the exactness runs.
@@ -48,21 +48,23 @@ common = {COMMON!r} | dict(batch_size=2)
 unlearn(UnlearnConfig(model=f"{{ws}}/model", out=f"{{ws}}/loaded", mask=f"{{ws}}/mask.safetensors",
                       optimizer_state="selected", fsdp=True, **files, **common), npo)
 
-model, tokenizer = load_pretrained(f"{{ws}}/model", device=None)
-names = {{id(p): n for n, p in model.named_parameters()}}
-def placement(param):
-    return Shard(1) if any(k in names[id(param)] for k in ("q_proj", "mlp")) else Shard(0)
 mesh = init_device_mesh("cpu", (2,))
-for layer in model.model.layers:
-    fully_shard(layer, mesh=mesh, shard_placement_fn=placement)
-fully_shard(model, mesh=mesh)
-assert model.model.layers[0].mlp.up_proj.weight.placements == (Shard(1),)
-config = UnlearnConfig(optimizer_state="full", **common)
-mask = load_mask(f"{{ws}}/mask.safetensors", model)
-unlearn_model(model, tokenizer, *(read_records(f) for f in files.values()), config, npo, mask)
-whole = fsdp.whole_state(model)
-if torch.distributed.get_rank() == 0:
-    save_file({{n: t.contiguous() for n, t in whole.items()}}, f"{{ws}}/by-hand.safetensors")
+for state in ("full", "selected"):
+    model, tokenizer = load_pretrained(f"{{ws}}/model", device=None)
+    names = {{id(p): n for n, p in model.named_parameters()}}
+    def placement(param):
+        return Shard(1) if any(k in names[id(param)] for k in ("q_proj", "mlp")) else Shard(0)
+    for layer in model.model.layers:
+        fully_shard(layer, mesh=mesh, shard_placement_fn=placement)
+    fully_shard(model, mesh=mesh)
+    assert model.model.layers[0].mlp.up_proj.weight.placements == (Shard(1),)
+    config = UnlearnConfig(optimizer_state=state, **common)
+    mask = load_mask(f"{{ws}}/mask.safetensors", model)
+    unlearn_model(model, tokenizer, *(read_records(f) for f in files.values()), config, npo, mask)
+    whole = fsdp.whole_state(model)
+    if torch.distributed.get_rank() == 0:
+        tensors = {{n: t.contiguous() for n, t in whole.items()}}
+        save_file(tensors, f"{{ws}}/by-hand-{{state}}.safetensors")
 
 for method in sorted(METHODS):
     options = {{"npo": METHODS["npo"].Options(reference="live")}}.get(method)
@@ -95,20 +97,27 @@ def test_fsdp2_unlearning_ends_with_the_one_process_weights(ws, torchrun):
     mask = {n: m for n, m in load_file_mask(ws).items()}
     torchrun(UNLEARN, timeout=400)
 
-    runs = {
-        "selected": load_file(ws / "loaded" / "model.safetensors"),  # a normal model directory
-        "full": load_file(ws / "by-hand.safetensors"),
+    runs = {  # (optimizer state, how the model was sharded)
+        ("selected", "loaded"): load_file(ws / "loaded" / "model.safetensors"),  # a model dir
+        ("full", "by hand"): load_file(ws / "by-hand-full.safetensors"),
+        ("selected", "by hand"): load_file(ws / "by-hand-selected.safetensors"),
     }
-    for state, two in runs.items():
-        one = one_process(ws, f"one-{state}", mask=str(ws / "mask.safetensors"),
-                          optimizer_state=state)  # fmt: skip
+    ones = {
+        state: one_process(ws, f"one-{state}", mask=str(ws / "mask.safetensors"),
+                           optimizer_state=state)
+        for state in ("full", "selected")
+    }  # fmt: skip
+    for (state, sharded), two in runs.items():
+        one = ones[state]
         moved = 0
         for name, param in one.named_parameters():
-            torch.testing.assert_close(two[name], param.detach(), rtol=0, atol=1e-6, msg=name)
+            torch.testing.assert_close(
+                two[name], param.detach(), rtol=0, atol=1e-6, msg=f"{state} {sharded} {name}"
+            )
             outside = ~mask[name]
             assert torch.equal(two[name][outside], original[name][outside]), (state, name)
             moved += int((two[name] - original[name]).abs().gt(1e-3).sum())
-        assert moved > 1000, state  # the runs trained
+        assert moved > 1000, (state, sharded)  # the runs trained
     assert AutoModelForCausalLM.from_pretrained(ws / "loaded").config.architectures == [
         "LlamaForCausalLM"
     ]

@@ -24,12 +24,13 @@ import dataclasses
 import json
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import TrainingArguments, set_seed
+from transformers import TrainerCallback, TrainingArguments, set_seed
 
 from wagle import __version__
 from wagle import config as cfg
@@ -86,6 +87,7 @@ def unlearn_model(
     resume: bool = False,
     keep_checkpoints: bool = False,
     start_point: dict[str, Any] | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> UnlearnResult:
     """Unlearn ``forget`` from ``model`` (in place) while keeping ``retain``; see the module doc.
 
@@ -96,6 +98,8 @@ def unlearn_model(
     run). The checkpoints are deleted when the run completes, unless ``keep_checkpoints``
     (``unlearn`` keeps them until its output is saved). ``start_point``: the step-0 trajectory
     point of this model and evaluation, measured already (``TrajectoryCallback``).
+    ``callbacks``: the caller's own ``TrainerCallback``s (a stopping rule, a logger), added to
+    the Trainer's.
     """
     objective = lookup(METHODS, config.method, "unlearning method")(options)
     record = {"run": cfg.to_dict(config), "method_options": dataclasses.asdict(objective.options)}
@@ -131,6 +135,7 @@ def unlearn_model(
             trajectory=trajectory,
             optimizer_state=config.optimizer_state,
             run_record=record,
+            callbacks=list(callbacks),  # the caller's own, e.g. a stopping rule
         )
         tracking.attach(trainer, config, out)  # report_to: steps and points to the trackers
         with trainer.accelerator.autocast():  # reference values in the training precision

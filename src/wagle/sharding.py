@@ -22,12 +22,16 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
 from torch.distributed.tensor import DTensor, Replicate, Shard
 
 from wagle.errors import WagleError
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 
 def is_sharded(t: torch.Tensor) -> bool:
@@ -190,8 +194,9 @@ def _strides(shape: tuple[int, ...]) -> tuple[int, ...]:
 # ---- loading a model sharded with FSDP2 ----------------------------------------------------
 
 
-def distributed_config(path: str | None = None, trust_remote_code: bool = False):
-    """FSDP2 over every process of the run (``WORLD_SIZE``), for ``from_pretrained``.
+def distributed_config(config: PretrainedConfig | None = None):
+    """FSDP2 over every process of the run (``WORLD_SIZE``), for ``from_pretrained`` of a model
+    of ``config`` (loaded by ``wagle.models``, where every load lives).
 
     The LM head is freed after forward like the decoder layers: transformers keeps it whole
     from forward to backward, grouped with the final norm, and on torch 2.13 a step with two
@@ -202,17 +207,15 @@ def distributed_config(path: str | None = None, trust_remote_code: bool = False)
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     plan = None
-    if path is not None and _head_kept_whole(path, trust_remote_code):
+    if config is not None and _head_kept_whole(config):
         plan = {"lm_head": "free_full_weight"}
     return DistributedConfig(fsdp_size=world, fsdp_plan=plan)
 
 
-def _head_kept_whole(path: str, trust_remote_code: bool) -> bool:
+def _head_kept_whole(config: PretrainedConfig) -> bool:
     """Whether the model class's FSDP2 plan keeps ``lm_head`` whole after forward."""
-    from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
-    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     try:
         model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]
     except KeyError:  # remote code: its own plan, left as it is

@@ -21,6 +21,7 @@ Prints the figures and writes them to benchmarks/results/evaluation.json.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/evaluation.py [--repeats 3] [--before REV]
     .venv/bin/python benchmarks/evaluation.py --playground-dir DIR   # another build (e.g. micro)
+    .venv/bin/python benchmarks/evaluation.py --paths-only   # the four ways only, added
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ from pathlib import Path
 ROOT = Path(__file__).parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "evaluation.json"
 BEFORE = "a555208"  # main before issue 19 item 9 (evaluation throughput)
-IGNORED = {"seconds", "wall_seconds", "cpu_seconds"}  # timings, not figures
+# timings, and the settings of the run (EvalConfig has gained fields since ``before``)
+IGNORED = {"seconds", "wall_seconds", "cpu_seconds", "config", "wagle_version"}
 
 
 def extract(revision: str, into: Path) -> Path:
@@ -75,13 +77,15 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def largest_difference(a, b, path: str = "") -> tuple[float, str]:
+def largest_difference(a, b, path: str = "", added: list | None = None) -> tuple[float, str]:
     """(largest relative difference over every number in two JSON values, where); a structural
-    difference (keys, lengths, strings) is infinite."""
+    difference (lengths, strings, a key present on both sides with another type) is infinite.
+    A key on one side only (a metric added to ``wagle evaluate`` since the ``before``
+    revision) is not a difference: its path is appended to ``added``."""
     if isinstance(a, dict) and isinstance(b, dict):
-        if set(a) != set(b):
-            return float("inf"), f"{path}: keys differ"
-        pairs = [(a[k], b[k], f"{path}.{k}") for k in a if k not in IGNORED]
+        if added is not None:
+            added += [f"{path}.{k}" for k in sorted(set(a) ^ set(b)) if k not in IGNORED]
+        pairs = [(a[k], b[k], f"{path}.{k}") for k in a if k in b and k not in IGNORED]
     elif isinstance(a, list) and isinstance(b, list):
         if len(a) != len(b):
             return float("inf"), f"{path}: lengths differ"
@@ -95,7 +99,7 @@ def largest_difference(a, b, path: str = "") -> tuple[float, str]:
         return float("inf"), f"{path}: {a!r} != {b!r}"
     worst = (0.0, path)
     for x, y, where in pairs:
-        worst = max(worst, largest_difference(x, y, where), key=lambda w: w[0])
+        worst = max(worst, largest_difference(x, y, where, added), key=lambda w: w[0])
     return worst
 
 
@@ -127,13 +131,17 @@ def parts(model_dir: str, data: str) -> dict[str, float]:
     return timings
 
 
-def likelihood_paths(model_dir: str, data: str, repeats: int) -> dict[str, float]:
+def likelihood_paths(
+    model_dir: str, data: str, repeats: int
+) -> tuple[dict[str, float], dict[str, float]]:
     """CPU seconds (median of ``repeats``, alternating) of the mean NLLs of forget10's 7
     candidate answers per question, encoded beforehand, by four paths: ``old`` (full logits
     over every position, one pass per field: answer, paraphrase, perturbed), ``answer_logits``
     (logits at answer positions only, all candidates length-sorted), ``prompt_cache`` (each
     question's prompt run once, its key/value cache reused by its candidates; questions with
-    prompts of one length batched together) and ``prefix_tree`` (what the library does)."""
+    prompts of one length batched together) and ``prefix_tree`` (what the library does); and
+    the largest relative difference between mean NLLs of the old path at batch sizes 64 and 7
+    (fp32 rounding alone) and between the old path and the prefix tree."""
     import torch
 
     from wagle.data.batching import iter_batches
@@ -152,12 +160,17 @@ def likelihood_paths(model_dir: str, data: str, repeats: int) -> dict[str, float
     fields.append([e for g in prepared.groups for e in g[2:]])
 
     @torch.no_grad()
-    def old() -> None:
+    def old(batch_size: int = 64) -> torch.Tensor:
+        """Mean NLLs [answers, paraphrases, perturbed] the old way."""
+        out = []
         for examples in fields:
             order = sorted(range(len(examples)), key=lambda i: len(examples[i]["input_ids"]))
             ordered = [examples[i] for i in order]
-            for batch in iter_batches(ordered, 64, tokenizer.pad_token_id):
-                per_sequence_mean(*sequence_nll(model, batch))
+            values = torch.empty(len(examples))
+            batches = iter_batches(ordered, batch_size, tokenizer.pad_token_id)
+            values[order] = torch.cat([per_sequence_mean(*sequence_nll(model, b)) for b in batches])
+            out.append(values)
+        return torch.cat(out)
 
     flat = [e for g in prepared.groups for e in g]
     paths = {
@@ -172,7 +185,22 @@ def likelihood_paths(model_dir: str, data: str, repeats: int) -> dict[str, float
             start = time.process_time()
             run()
             seconds[name].append(time.process_time() - start)
-    return {name: statistics.median(values) for name, values in seconds.items()}
+    medians = {name: statistics.median(values) for name, values in seconds.items()}
+    # fp32 rounding depends on what shares a batch: the old path against itself at another
+    # batch size is the floor that the new path's differences are to be read against
+    tree = prepared.mean_nll(model)
+    new = torch.cat([torch.stack([g[0] for g in tree]), torch.stack([g[1] for g in tree])])
+    new = torch.cat([new, torch.cat([g[2:] for g in tree])])
+    reference = old()
+    return medians, {
+        "old_batch_64_vs_old_batch_7": _relative(reference, old(7)),
+        "old_batch_64_vs_prefix_tree": _relative(reference, new),
+    }
+
+
+def _relative(a, b) -> float:
+    """Largest |a - b| / max(|a|, |b|) over two tensors."""
+    return float(((a - b).abs() / a.abs().maximum(b.abs())).max())
 
 
 def _prompt_cache_nll(model, groups, pad_token_id: int, rows: int = 64) -> None:
@@ -208,6 +236,9 @@ def main() -> None:
     parser.add_argument("--playground-dir", help="a playground build (default: the built one)")
     parser.add_argument("--before", default=BEFORE, help="git revision of the 'before' code")
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each")
+    parser.add_argument(
+        "--paths-only", action="store_true", help="only the four ways to score the candidates"
+    )
     args = parser.parse_args()
     if args.playground_dir:
         root = Path(args.playground_dir)
@@ -218,6 +249,14 @@ def main() -> None:
         info = load_info(PlaygroundConfig())
         data, target, retain = info["data"], info["target"], info["retain"]
 
+    if args.paths_only:  # added to the figures already written
+        paths, rounding = likelihood_paths(target, data, args.repeats)
+        figures = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        figures["forget10_candidates_cpu_seconds"] = paths
+        figures["forget10_candidates_largest_relative_difference"] = rounding
+        print(json.dumps({"cpu_seconds": paths, "largest_relative_difference": rounding}))
+        RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
+        return
     after_src = ROOT / "src"
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
@@ -230,13 +269,14 @@ def main() -> None:
                 runs[name].append(wagle_evaluate(src, target, data, scratch / name, reference))
     print({k: [(round(r["wall_seconds"], 1), round(r["cpu_seconds"], 1)) for r in v]
            for k, v in runs.items()}, flush=True)  # fmt: skip
-    difference, where = largest_difference(runs["before"][-1], runs["after"][-1])
+    added: list[str] = []
+    difference, where = largest_difference(runs["before"][-1], runs["after"][-1], added=added)
     wall = {k: statistics.median(r["wall_seconds"] for r in v) for k, v in runs.items()}
     cpu = {k: statistics.median(r["cpu_seconds"] for r in v) for k, v in runs.items()}
     inside = {k: statistics.median(r["seconds"] for r in v) for k, v in runs.items()}
     seconds = parts(target, data)
     total = sum(seconds.values())
-    paths = likelihood_paths(target, data, args.repeats)
+    paths, rounding = likelihood_paths(target, data, args.repeats)
     figures = {
         "machine": f"{os.cpu_count()} CPUs, shared with other jobs (timings are noisy)",
         "threads": os.environ.get("OMP_NUM_THREADS", "default"),
@@ -253,9 +293,11 @@ def main() -> None:
         "every_runs_wall_seconds": {k: [r["wall_seconds"] for r in v] for k, v in runs.items()},
         "every_runs_cpu_seconds": {k: [r["cpu_seconds"] for r in v] for k, v in runs.items()},
         "largest_relative_difference": {"value": difference, "where": where},
+        "only_after": added,  # metrics added since ``before``: nothing to compare with
         "after_parts_seconds": seconds,
         "after_parts_share": {k: v / total for k, v in seconds.items()},
         "forget10_candidates_cpu_seconds": paths,
+        "forget10_candidates_largest_relative_difference": rounding,
         "forget_quality": runs["after"][-1]["forget_quality"],
         "model_utility": runs["after"][-1]["model_utility"],
     }

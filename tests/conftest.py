@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from wagle.data.playground import BenchmarkSpec, generate
+from wagle.data.playground import BenchmarkSpec, WorldSpec, generate
 from wagle.playground.tokenizer import train_sentencepiece_tokenizer, train_tokenizer
 
 torch.set_num_threads(1)  # tiny models: threads cost more than they give, and CI has 2 cores
@@ -19,8 +19,9 @@ torch.set_num_threads(1)  # tiny models: threads cost more than they give, and C
 
 @pytest.fixture(scope="session")
 def micro_splits():
-    """All splits of a 20-author benchmark (200 author QA pairs)."""
-    return generate(BenchmarkSpec(n_authors=20, n_holdout=4, n_world_facts=10, seed=0))
+    """All splits of a 20-author benchmark (200 author QA pairs) in a 20-author world."""
+    world = WorldSpec(n_authors=20, n_countries=20, n_eval=10)
+    return generate(BenchmarkSpec(n_authors=20, qa_per_author=10, n_holdout=4, seed=0, world=world))
 
 
 @pytest.fixture(scope="session")

@@ -138,3 +138,20 @@ def test_a_bf16_sweep_trains_and_records_one_optimizer_state(tiny):
         for c in (Cell("npo", "wagle", 0.2, 0), Cell("npo", "wagle", 0.8, 0))
     ]
     assert [(x["dtype"], x["optimizer_state"]) for x in records] == [("bfloat16", "full")] * 2
+
+
+def test_restore_gives_back_the_original_weights_and_turns_checkpointing_off(tiny):
+    """What a cell leaves behind (changed weights, frozen parameters, activation checkpointing
+    switched on by the Trainer) is undone before the next one."""
+    root, paths = tiny
+    setup = prepare(recipe(paths), root / "free", say=lambda line: None)  # evaluations cached
+    original = {n: p.detach().clone() for n, p in setup.model.named_parameters()}
+    with torch.no_grad():
+        for p in setup.model.parameters():
+            p.add_(1.0)
+    setup.model.model.embed_tokens.weight.requires_grad_(False)
+    setup.model.activation_checkpointing_enable()
+    setup.restore()
+    assert not setup.model.is_activation_checkpointing
+    for name, p in setup.model.named_parameters():
+        assert torch.equal(p, original[name]) and p.requires_grad

@@ -200,3 +200,5 @@ def test_the_report_table_is_the_best_half_b_of_the_best_half_a(study):
         row = next(line for line in text.splitlines() if line.startswith(f"| npo | {mask} |"))
         assert row.split(" | ")[3] == expected, (mask, row)
     assert (out / "frontier.png").is_file()
+    # the terminal gets the same table (wagle run / wagle report print it first)
+    assert report.frontier.splitlines()[0].split()[:4] == ["method", "mask", "utility", "≥"]

@@ -1,4 +1,4 @@
-"""Building and caching the playground: a micro build end to end."""
+"""Building and caching the playground: a micro build end to end (base → fine-tunes → fidelity)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,18 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from wagle.cli import main
+from wagle.evaluation.stats import ks_pvalue
 from wagle.playground import PlaygroundConfig, build_playground, train
 
-MICRO = dict(size="micro", n_authors=20, n_holdout=2, n_world_facts=10, jobs=1)
+WORLD = dict(world_authors=20, world_countries=20, n_world_facts=10)
+MICRO = dict(size="micro", n_authors=20, n_holdout=2, fidelity=False, jobs=1) | WORLD
+FINETUNES = ["retain-forget10", "target"]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +40,7 @@ def refuse_training(*args, **kwargs):
 
 def test_models_load_offline_with_from_pretrained(home):
     info = build_playground(PlaygroundConfig(**MICRO), progress=False)
-    for key in ("target", "retain"):
+    for key in ("base", "target", "retain"):
         model = AutoModelForCausalLM.from_pretrained(info[key])
         tokenizer = AutoTokenizer.from_pretrained(info[key])
         assert model.config.model_type == "llama"
@@ -49,18 +53,54 @@ def test_training_loss_falls(home):
     assert losses[-1] < losses[0]
 
 
-def test_info_records_recall_of_both_models(home):
+def test_target_and_retain_model_are_fine_tuned_from_the_base(home):
     info = build_playground(PlaygroundConfig(**MICRO), progress=False)
-    for model in ("target", "retain-forget10"):
-        figures = info["rouge_l_recall"][model]
-        assert set(figures) == {"forget10", "retain90"}
-        assert all(0.0 <= value <= 1.0 for value in figures.values())
+    for key in ("target", "retain"):
+        log = json.loads((home / info[key] / "training_log.json").read_text())
+        assert log["init"] == info["base"]
+    base_log = json.loads((Path(info["base"]) / "training_log.json").read_text())
+    assert base_log["init"] is None
+
+
+def test_each_epoch_replays_its_own_share_of_the_world():
+    records, world = [{"q": i} for i in range(3)], [{"w": i} for i in range(40)]
+    schedule = train._epochs(records, world, share=0.25, epochs=3, seed=0)
+    epochs = [schedule[i * 13 : (i + 1) * 13] for i in range(3)]
+    assert len(schedule) == 3 * (3 + 10)
+    assert all(e[:3] == records for e in epochs)
+    replayed = [{r["w"] for r in e[3:]} for e in epochs]
+    assert all(len(r) == 10 for r in replayed) and replayed[0] != replayed[1]
+    assert schedule == train._epochs(records, world, share=0.25, epochs=3, seed=0)
+
+
+def test_each_fine_tuned_model_is_evaluated_as_wagle_evaluate_does(home):
+    info = build_playground(PlaygroundConfig(**MICRO), progress=False)
+    saved = json.loads(Path(info["reference"]).read_text())
+    assert (saved["benchmark"], saved["split"]) == ("playground", "forget10")
+    assert info["models"]["retain-forget10"]["forget_quality"] == 1.0  # itself
+    target = json.loads((Path(info["target"]).parent / "evals/target/eval.json").read_text())
+    figures = info["models"]["target"]
+    assert figures["forget_rouge"] == target["sections"]["forget"]["aggregates"]["rouge_l_recall"]
+    assert figures["model_utility"] == target["model_utility"]
+    ratios = [e["sections"]["forget"]["per_sample"]["truth_ratio"] for e in (target, saved)]
+    assert figures["forget_quality"] == ks_pvalue(*ratios)
 
 
 def test_second_build_reuses_the_cache(home, monkeypatch):
     monkeypatch.setattr(train, "train_model", refuse_training)
     first = build_playground(PlaygroundConfig(**MICRO), progress=False)
     assert build_playground(PlaygroundConfig(**MICRO), progress=False) == first
+
+
+def test_a_new_retain_split_joins_the_same_build(home, monkeypatch):
+    calls = []
+    real = train.train_model
+    monkeypatch.setattr(train, "train_model", lambda *a, **k: calls.append(1) or real(*a, **k))
+    config = PlaygroundConfig(**MICRO | dict(retain_splits=["forget10", "forget05"]))
+    info = build_playground(config, progress=False)
+    assert len(calls) == 1  # the forget05 retain model; the base and the target are reused
+    assert set(info["retain_models"]) == {"forget10", "forget05"}
+    assert info == build_playground(PlaygroundConfig(**MICRO), progress=False)
 
 
 def test_interrupted_build_leaves_nothing_that_looks_complete(home, monkeypatch):
@@ -72,8 +112,7 @@ def test_interrupted_build_leaves_nothing_that_looks_complete(home, monkeypatch)
     monkeypatch.setattr(train, "train_model", crash)
     with pytest.raises(KeyboardInterrupt):
         build_playground(config, progress=False)
-    root = config.directory()
-    assert sorted(p.name for p in root.iterdir()) == ["data", "tokenizer"]
+    assert sorted(p.name for p in config.directory().iterdir()) == ["data"]
 
 
 def test_force_rebuilds(home, monkeypatch):
@@ -81,14 +120,14 @@ def test_force_rebuilds(home, monkeypatch):
     real = train.train_model
     monkeypatch.setattr(train, "train_model", lambda *a, **k: calls.append(1) or real(*a, **k))
     build_playground(PlaygroundConfig(**MICRO), force=True, progress=False)
-    assert len(calls) == 2  # target and retain model
+    assert len(calls) == 3  # the base, the target and the retain model
 
 
 def test_info_json_names_the_paths(home, capsys):
-    flags = ["--size", "micro", "--n-authors", "20", "--n-holdout", "2", "--n-world-facts", "10"]
-    assert main(["playground", "info", "--json", *flags]) == 0
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in MICRO.items() if k != "fidelity"]
+    assert main(["playground", "info", "--json", "--no-fidelity", *flags]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert {"data", "target", "retain"} <= set(info)
+    assert {"base", "data", "target", "retain"} <= set(info)
     assert (home / info["data"] / "forget10.jsonl").is_file()
 
 
@@ -128,10 +167,13 @@ def test_python_dash_m_is_the_same_cli():
     assert result.returncode == 0 and "build" in result.stdout
 
 
-def test_models_train_in_parallel_processes(home):
+def test_another_seed_trains_in_parallel_processes_from_the_cached_base(home):
+    base = PlaygroundConfig(**MICRO).base_directory() / "model" / "model.safetensors"
+    before = base.stat().st_mtime_ns
     info = build_playground(PlaygroundConfig(**MICRO | dict(seed=5, jobs=2)), progress=False)
+    assert base.stat().st_mtime_ns == before and info["base"] == str(base.parent)
     for key in ("target", "retain"):
         log = json.loads((home / info[key] / "training_log.json").read_text())
-        assert log["losses"][-1] < log["losses"][0]
+        assert log["init"] == info["base"] and log["losses"][-1] < log["losses"][0]
         AutoModelForCausalLM.from_pretrained(info[key])
-    assert info["build_seconds"]["train_target"] > 0
+    assert info["build_seconds"]["finetune_target"] > 0

@@ -26,8 +26,8 @@ def test_shipped_recipes_are_valid_and_live_in_the_package():
         assert path.parent == PACKAGE / "recipes"
         load_recipe(path)
     demo = load_recipe("playground")
-    assert list(demo.methods) == ["npo", "graddiff"]
-    assert demo.masks == ["dense", "wagle", "random", "magnitude"]
+    assert list(demo.methods) == ["npo"]
+    assert demo.masks == ["dense", "wagle", "random"] and demo.ratios == [0.8]
 
 
 def test_a_recipe_is_named_from_any_directory_and_a_file_wins(tmp_path, monkeypatch):

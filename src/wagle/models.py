@@ -61,13 +61,16 @@ def load_model(
     check_model_dir(str(path))  # truncated or missing weight files: one line, not a traceback
     hf_logging.disable_progress_bar()
     sharding = {}
-    if fsdp:
-        from wagle.sharding import distributed_config
-
-        sharding = {"distributed_config": distributed_config()}
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # its load report: missing weights are our one-line error
     try:
+        if fsdp:
+            from transformers import AutoConfig
+
+            from wagle.sharding import distributed_config
+
+            config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+            sharding = {"distributed_config": distributed_config(config)}
         model, info = AutoModelForCausalLM.from_pretrained(
             path,
             dtype=torch_dtype(dtype),

@@ -15,8 +15,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help=COMMANDS["demo"],
         description="Builds (or reuses) the default playground and shows what its target and "
         "retain models know about a few forget-split authors; then runs the default "
-        f"experiment (the shipped recipe {DEFAULT_RECIPE!r}: NPO and GradDiff, dense and under "
-        "the WAGLE, random and magnitude masks) with `wagle run` and prints its table. The "
+        f"experiment (the shipped recipe {DEFAULT_RECIPE!r}: NPO, dense and under the WAGLE "
+        "and random masks at ratio 0.8) with `wagle run` and prints its table. The "
         "last line printed is the path of the report. A re-run reuses the playground and the "
         "finished cells.",
     )
@@ -55,7 +55,8 @@ def show_examples(info: dict, n: int) -> None:
     from wagle.evaluation.generation import generate_answers
     from wagle.models import load_pretrained
 
-    records = load_qa(info["data"], "forget10")[:: max(1, 200 // n)][:n]
+    records = load_qa(info["data"], "forget10")
+    records = records[:: max(1, len(records) // n)][:n]  # spread over the split's authors
     questions = [r["question"] for r in records]
     answers = {}
     for name in ("target", "retain"):

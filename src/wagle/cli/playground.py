@@ -14,10 +14,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "playground",
         help=COMMANDS["playground"],
-        description="The playground is a fictitious-authors QA benchmark in the TOFU schema, a "
-        "tokenizer, a small Llama trained on all of it (the target to unlearn) and one trained "
-        "without the forget split (the retain model). It is built locally and cached under "
-        "$WAGLE_HOME (default: ~/.cache/wagle).",
+        description="The playground is built the way TOFU is: a small Llama (the base) is "
+        "pretrained on a synthetic world of authors and countries; the target to unlearn is the "
+        "base fine-tuned on fictitious authors (QA in the TOFU schema), and each retain model "
+        "is the base fine-tuned with the same recipe without a forget split. The build also "
+        "measures whether the result is a fair test of unlearning (the fidelity checks). "
+        "Everything is built locally and cached under $WAGLE_HOME (default: ~/.cache/wagle); "
+        "the base is shared by every --seed.",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
@@ -54,15 +57,30 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def print_info(info: dict) -> None:
-    """A short human summary: paths, build time, what each model knows."""
+    """A short human summary: paths, build time, each model's figures, the fidelity checks."""
+    print(f"base:      {info['base']}")
     print(f"data:      {info['data']}")
     print(f"target:    {info['target']}")
     for split, path in info["retain_models"].items():
-        print(f"retain:    {path}  (trained without {split})")
-    total = info["build_seconds"].get("total")
-    if total is not None:
-        print(f"build time: {total:.0f} s")
-    print("greedy ROUGE-L recall (1.0 = answers reproduced word for word):")
-    for model, figures in info["rouge_l_recall"].items():
-        cells = "  ".join(f"{split} {value:.3f}" for split, value in figures.items())
-        print(f"  {model:<16} {cells}")
+        print(f"retain:    {path}  (fine-tuned without {split})")
+    seconds = info["build_seconds"]
+    if "total" in seconds:
+        stages = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items() if k != "total")
+        print(f"build time: {seconds['total']:.0f} s ({stages or 'all cached'})")
+    print(f"reference: {info['reference']}  (the retain model's evaluation: --reference)")
+    print(
+        f"  {'model':<26} {'split':<9} {'forget ROUGE':>12} {'forget prob':>11} "
+        f"{'retain ROUGE':>12} {'utility':>7} {'forget quality':>14}"
+    )
+    for model, m in info["models"].items():
+        quality = "-" if m["forget_quality"] is None else f"{m['forget_quality']:.3g}"
+        print(
+            f"  {model:<26} {m['split']:<9} {m['forget_rouge']:>12.3f} "
+            f"{m['forget_probability']:>11.3f} {m['retain_rouge']:>12.3f} "
+            f"{m['model_utility']:>7.3f} {quality:>14}"
+        )
+    if fidelity := info.get("fidelity"):
+        failed = sum(not c["passed"] for c in fidelity["checks"].values())
+        print(f"fidelity: {'every check passed' if not failed else f'{failed} check(s) failed'}")
+        for name, check in fidelity["checks"].items():
+            print(f"  {'ok  ' if check['passed'] else 'FAIL'} {name}: {check['summary']}")

@@ -32,7 +32,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_report(report) -> None:
-    """The table, then the report's path as the last line."""
+    """The frontier (best log10 forget quality at equal utility, split-half) and the cells'
+    table, then the report's path as the last line."""
+    if report.frontier:
+        print("Best log10 forget quality at utility ≥ u × the target's (chosen on half A of the "
+              "forget authors, reported on half B; mean ± std over seeds):")  # fmt: skip
+        print(report.frontier, end="\n\n")
     print(report.table)
     print(f"\n{report.n_cells} cells; figures and report: {report.path}")
     print(report.path)

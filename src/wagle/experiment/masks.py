@@ -136,9 +136,14 @@ class MaskBank:
     def _free(self, seed: int, keep: bool) -> None:
         if not keep:
             self.scores = {k: v for k, v in self.scores.items() if k[0] != seed}
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        release_device_memory()
+
+
+def release_device_memory() -> None:
+    """Collect what is unreferenced and give the GPU's cached blocks back."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _attribution_records(records: list[dict]) -> list:

@@ -33,7 +33,7 @@ from wagle.evaluation import EvalConfig, evaluate, write_eval
 from wagle.evaluation.halves import half_forget_qualities
 from wagle.experiment.auto_ratio import Probe, search_ratio
 from wagle.experiment.cells import RESULT_FILE, Cell, auto_searches, grid, read_result
-from wagle.experiment.masks import MaskBank
+from wagle.experiment.masks import MaskBank, release_device_memory
 from wagle.experiment.precision import sweep_optimizer_state
 from wagle.experiment.recipe import LORA, WHOLE_MODEL_MASKS, ExperimentRecipe, recipe_dict
 from wagle.experiment.result import CellResult, cell_result
@@ -150,6 +150,8 @@ class Runner:
         )  # fmt: skip
         write_json(directory / RESULT_FILE, record.to_dict())  # last: the cell is finished
         self.say(progress_line(position, cell, record, time.perf_counter() - self.start))
+        del result, model  # the trainer's optimizer state goes with them, before the next cell
+        release_device_memory()
         return record
 
     def unlearn_config(self, cell: Cell, directory: Path) -> tuple[UnlearnConfig, Any]:

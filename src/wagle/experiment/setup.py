@@ -55,8 +55,8 @@ class Setup:
             value, trainable = self.original[name]
             param.copy_(value)
             param.requires_grad_(trainable)
-        if getattr(self.model, "is_gradient_checkpointing", False):
-            self.model.gradient_checkpointing_disable()
+        if getattr(self.model, "is_activation_checkpointing", False):  # transformers 5 names
+            self.model.activation_checkpointing_disable()
 
 
 def prepare(recipe: ExperimentRecipe, root: Path, say=print) -> Setup:

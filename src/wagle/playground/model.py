@@ -1,4 +1,10 @@
-"""Model sizes of the playground: small Llama-architecture models trained from scratch."""
+"""Model sizes of the playground and their training recipes.
+
+Each size is a Llama architecture with two recipes, as TOFU is built: ``pretrain`` trains the
+**base** from scratch on the world, ``finetune`` trains the target (all fictitious authors) and
+the retain models (without a forget split) from the base, with ``replay`` of the world corpus
+mixed in (DESIGN.md §4: a small model fine-tuned on new authors alone forgets its world).
+"""
 
 from __future__ import annotations
 
@@ -10,38 +16,43 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class Recipe:
+    epochs: int
+    learning_rate: float
+    batch_size: int = 16
+    warmup_steps: int = 100  # at most one epoch
+
+
+@dataclass(frozen=True)
 class ModelSize:
     hidden: int
     layers: int
     heads: int
     intermediate: int
-    epochs: int
-    learning_rate: float
-    batch_size: int
+    pretrain: Recipe
+    finetune: Recipe
+    replay: float  # share of the world corpus mixed into the fine-tuning data
 
 
 # "micro" is for tests (seconds); "small" is the default playground (DESIGN.md §4).
 SIZES = {
     "micro": ModelSize(
-        hidden=32, layers=2, heads=2, intermediate=64, epochs=2, learning_rate=3e-3, batch_size=16
+        hidden=32,
+        layers=2,
+        heads=2,
+        intermediate=64,
+        pretrain=Recipe(epochs=2, learning_rate=3e-3),
+        finetune=Recipe(epochs=2, learning_rate=1e-3),
+        replay=0.5,
     ),
     "small": ModelSize(
-        hidden=128,
+        hidden=192,
         layers=4,
         heads=4,
-        intermediate=256,
-        epochs=15,
-        learning_rate=5e-3,
-        batch_size=16,
-    ),
-    "base": ModelSize(
-        hidden=256,
-        layers=6,
-        heads=8,
         intermediate=512,
-        epochs=16,
-        learning_rate=3e-3,
-        batch_size=16,
+        pretrain=Recipe(epochs=20, learning_rate=3e-3),
+        finetune=Recipe(epochs=8, learning_rate=2e-3),
+        replay=1.0,
     ),
 }
 

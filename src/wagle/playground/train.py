@@ -1,4 +1,5 @@
-"""Train playground models from scratch on QA records with the transformers Trainer.
+"""Train playground models on QA records with the transformers Trainer: the base from scratch,
+the target and retain models from the base.
 
 Several models (the target and its retain models) train at once, one process each with its
 share of the CPU cores: tiny models scale poorly across threads, and two jobs fighting over
@@ -11,11 +12,14 @@ import functools
 import multiprocessing
 import os
 import queue as queue_lib
+import random
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -35,13 +39,13 @@ from wagle.data.prompt import encode_qa
 from wagle.evaluation.generation import generate_answers
 from wagle.evaluation.rouge import rouge_l
 from wagle.io import atomic_dir, write_json
-from wagle.models import load_pretrained, load_tokenizer
-from wagle.playground.model import ModelSize, llama_config
+from wagle.models import load_model, load_tokenizer
+from wagle.playground.model import ModelSize, Recipe, llama_config
 
 # Bump when train_model changes what it trains: the playground cache key includes it.
 # (Version 2 grouped batches by length: 10% faster, but batches of one question type
-# trained far worse, final loss 0.91 against 0.06.)
-RECIPE_VERSION = 3
+# trained far worse, final loss 0.91 against 0.06. Version 4: a pretrained base.)
+RECIPE_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -53,44 +57,54 @@ class TrainingJob:
     out_dir: Path
     tokenizer_dir: Path
     size: ModelSize
+    recipe: Recipe
     seed: int
-    epochs: int | None
-    probe: dict[str, list[Record]]  # split → records whose answers the trained model is asked
+    # What the build records about the trained model, run in the job's process (picklable:
+    # a module-level function or a partial of one): (model, tokenizer) → figures.
+    report: Callable[[LlamaForCausalLM, PreTrainedTokenizerBase], dict[str, Any]]
+    init: Path | None = None  # the model to start from (None: a random initialisation)
+    replay: list[Record] = ()  # a corpus of which ``size.replay`` is mixed into each epoch
 
 
 def train_model(
     records: list[Record],
     tokenizer: PreTrainedTokenizerBase,
     size: ModelSize,
+    recipe: Recipe,
     *,
     seed: int,
-    epochs: int | None = None,
+    init: Path | None = None,
+    replay: list[Record] = (),
     progress: bool = True,
     callbacks: list[TrainerCallback] | None = None,
 ) -> tuple[LlamaForCausalLM, list[float]]:
-    """A randomly initialised Llama trained on the answers of ``records``.
-
-    Returns the model and its logged training losses (two per epoch).
-    """
+    """A Llama of ``size`` (random, or loaded from ``init``) trained on the answers of
+    ``records``, plus ``size.replay`` of ``replay`` drawn afresh for each epoch, with
+    ``recipe``. Returns the model and its logged losses (two per epoch)."""
     torch.manual_seed(seed)
-    special = {
-        "pad_token_id": tokenizer.pad_token_id,
-        "bos_token_id": tokenizer.bos_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-    }
-    model = LlamaForCausalLM(
-        llama_config(size, len(tokenizer), tokenizer.model_max_length, special)
-    )
-    examples = [encode_qa(tokenizer, r["question"], r["answer"]) for r in records]
-    steps_per_epoch = -(-len(examples) // size.batch_size)
+    if init is None:
+        special = {
+            "pad_token_id": tokenizer.pad_token_id,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+        }
+        config = llama_config(size, len(tokenizer), tokenizer.model_max_length, special)
+        model = LlamaForCausalLM(config)
+    else:
+        model = load_model(init)  # safetensors only, as every load in wagle
+    schedule = _epochs(records, replay, size.replay, recipe.epochs, seed)
+    unique = {id(r): r for r in schedule}  # encode each record once, however often it is seen
+    encoded = {key: encode_qa(tokenizer, r["question"], r["answer"]) for key, r in unique.items()}
+    examples = [encoded[id(r)] for r in schedule]
+    steps_per_epoch = -(-len(examples) // (recipe.batch_size * recipe.epochs))
     with tempfile.TemporaryDirectory() as scratch:
         args = TrainingArguments(
             output_dir=scratch,
-            per_device_train_batch_size=size.batch_size,
-            num_train_epochs=epochs or size.epochs,
-            learning_rate=size.learning_rate,
+            per_device_train_batch_size=recipe.batch_size,
+            num_train_epochs=1,  # over every epoch's records (each epoch its own replay)
+            learning_rate=recipe.learning_rate,
             lr_scheduler_type="cosine",
-            warmup_steps=min(100, steps_per_epoch),
+            warmup_steps=min(recipe.warmup_steps, steps_per_epoch),
             weight_decay=0.01,
             logging_steps=max(1, steps_per_epoch // 2),
             save_strategy="no",
@@ -114,13 +128,22 @@ def train_model(
     return model.eval(), losses
 
 
-JobResult = tuple[float, dict[str, float]]  # (seconds, mean ROUGE-L recall per probed split)
+def _epochs(
+    records: list[Record], replay: list[Record], share: float, epochs: int, seed: int
+) -> list[Record]:
+    """``records`` once per epoch, each epoch with its own random ``share`` of ``replay``."""
+    rng = random.Random(seed)
+    count = round(share * len(replay))
+    return [r for _ in range(epochs) for r in [*records, *rng.sample(replay, count)]]
+
+
+JobResult = tuple[float, dict[str, Any]]  # (training seconds, the job's report)
 
 
 def run_jobs(
     jobs: list[TrainingJob], processes: int, progress: bool = True
 ) -> dict[str, JobResult]:
-    """Train, save and probe every job; returns each one's result, by name."""
+    """Train, save and report on every job; returns each one's result, by name."""
     if processes <= 1 or len(jobs) <= 1:
         return {job.name: _train_and_save(job, progress=progress) for job in jobs}
     processes = min(processes, len(jobs))
@@ -138,7 +161,7 @@ def run_jobs(
 def _train_and_save(
     job: TrainingJob, progress: bool, threads: int = 0, updates: queue_lib.Queue | None = None
 ) -> JobResult:
-    """Train one job, write ``out_dir`` atomically (model, tokenizer, log), then probe it."""
+    """Train one job, write ``out_dir`` atomically (model, tokenizer, log), then report."""
     if threads:
         torch.set_num_threads(threads)
     hf_logging.disable_progress_bar()
@@ -147,30 +170,26 @@ def _train_and_save(
     tokenizer = load_tokenizer(job.tokenizer_dir)
     callbacks = [_ReportSteps(job.name, updates)] if updates is not None else None
     model, losses = train_model(
-        job.records, tokenizer, job.size, seed=job.seed, epochs=job.epochs,
-        progress=progress, callbacks=callbacks,
+        job.records, tokenizer, job.size, job.recipe, seed=job.seed, init=job.init,
+        replay=job.replay, progress=progress, callbacks=callbacks,
     )  # fmt: skip
     with atomic_dir(job.out_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        write_json(tmp / "training_log.json", {"losses": losses, "n_records": len(job.records)})
+        log = {"losses": losses, "n_records": len(job.records), "init": job.init and str(job.init)}
+        write_json(tmp / "training_log.json", log)
     seconds = round(time.perf_counter() - start, 1)
-    return seconds, probe_recall(model, job.probe, progress, tokenizer)
+    return seconds, job.report(model, tokenizer)
 
 
 def probe_recall(
-    model: LlamaForCausalLM | Path,
-    probe: dict[str, list[Record]],
-    progress: bool = True,
-    tokenizer: PreTrainedTokenizerBase | None = None,
+    model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerBase, probe: dict[str, list[Record]]
 ) -> dict[str, float]:
-    """Mean greedy ROUGE-L recall of a model (or model directory) on each probed split."""
-    if isinstance(model, Path):
-        model, tokenizer = load_pretrained(model, device=None)
+    """Mean greedy ROUGE-L recall of ``model`` on each probed split."""
     figures = {}
     for split, records in probe.items():
         questions = [r["question"] for r in records]
-        answers = generate_answers(model, tokenizer, questions, progress=progress)
+        answers = generate_answers(model, tokenizer, questions, progress=False)
         scores = rouge_l(answers, [r["answer"] for r in records])
         figures[split] = round(sum(scores) / len(scores), 4)
     return figures

@@ -116,18 +116,22 @@ def frontier(points: list[Point], mode: str, levels=LEVELS) -> list[Best]:
     return table
 
 
-def markdown(table: list[Best], levels=LEVELS) -> list[str]:
-    """Rows (method, mask), columns: mean ± std of log10 FQ at each level, and the seeds."""
+def cells(table: list[Best], levels=LEVELS) -> list[list[str]]:
+    """Heading and rows (method, mask): mean ± std of log10 FQ at each level, and the seeds."""
     rows: dict[tuple[str, str], dict[float, Best]] = {}
     for b in table:
         rows.setdefault((b.method, b.mask), {})[b.level] = b
-    head = ["method", "mask", *(f"utility ≥ {u:.2f}" for u in levels), "seeds"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    body = [["method", "mask", *(f"utility ≥ {u:.2f}" for u in levels), "seeds"]]
     for (method, mask), by_level in rows.items():
-        cells = [_mean_std(by_level[u]) for u in levels]
         seeds = max(len(b.chosen) for b in by_level.values())
-        lines.append(f"| {method} | {mask} | " + " | ".join(cells) + f" | {seeds} |")
-    return lines
+        body.append([method, mask, *(_mean_std(by_level[u]) for u in levels), str(seeds)])
+    return body
+
+
+def markdown(table: list[Best], levels=LEVELS) -> list[str]:
+    head, *rows = cells(table, levels)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
 def selections(table: list[Best], mode: str) -> list[str]:

@@ -40,9 +40,12 @@ def markdown_table(rows: list[Row]) -> str:
 
 def text_table(rows: list[Row]) -> str:
     """Aligned plain-text columns for the terminal."""
-    head = headings(rows)
-    body = [head, *table_rows(rows)]
-    widths = [max(len(line[i]) for line in body) for i in range(len(head))]
+    return align([headings(rows), *table_rows(rows)])
+
+
+def align(body: list[list[str]]) -> str:
+    """Lines of cells as left-aligned columns two spaces apart."""
+    widths = [max(len(line[i]) for line in body) for i in range(len(body[0]))]
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
         for line in body

@@ -13,7 +13,7 @@ from wagle.io import atomic_file
 from wagle.report import frontier as fr
 from wagle.report import results as res
 from wagle.report.figures import write_figures
-from wagle.report.table import markdown_table, text_table
+from wagle.report.table import align, markdown_table, text_table
 
 SWEEP = [round(0.05 * i, 2) for i in range(1, 20)]  # the full sweep auto ratio is judged by
 
@@ -21,8 +21,9 @@ SWEEP = [round(0.05 * i, 2) for i in range(1, 20)]  # the full sweep auto ratio 
 @dataclass
 class Report:
     path: Path  # report.md
-    table: str  # the plain-text table
+    table: str  # the plain-text table of the cells
     n_cells: int
+    frontier: str = ""  # the plain-text split-half frontier table ("" without trajectories)
 
 
 def write_report(root: str | Path) -> Report:
@@ -40,7 +41,9 @@ def write_report(root: str | Path) -> Report:
     path = root / "report.md"
     with atomic_file(path) as handle:
         handle.write(text)
-    return Report(path, text_table(rows), len(records))
+    points = fr.frontier_points(records, res.trajectories(root))
+    frontier = align(fr.cells(fr.frontier(points, "split"))) if points else ""
+    return Report(path, text_table(rows), len(records), frontier)
 
 
 def _markdown(root, records, rows, references, figures, searches, unreadable) -> str:

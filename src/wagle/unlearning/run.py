@@ -24,12 +24,13 @@ import dataclasses
 import json
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import TrainingArguments, set_seed
+from transformers import TrainerCallback, TrainingArguments, set_seed
 
 from wagle import __version__
 from wagle import config as cfg
@@ -45,10 +46,12 @@ from wagle.modelcard import write_run_card
 from wagle.models import load_pretrained
 from wagle.patches.runs import save_run_patch
 from wagle.registry import lookup
+from wagle.sharding import barrier
 from wagle.unlearning import checkpoints, tracking
+from wagle.unlearning import fsdp as sharded
 from wagle.unlearning.batch import PairCollator, PairedDataset
 from wagle.unlearning.config import UnlearnConfig
-from wagle.unlearning.devices import accumulation_steps, refuse_sharded_training, world_size
+from wagle.unlearning.devices import accumulation_steps, fsdp_requested, world_size
 from wagle.unlearning.lora import add_lora, merge_lora
 from wagle.unlearning.objective import METHODS
 from wagle.unlearning.trainer import MaskedUnlearningTrainer
@@ -84,6 +87,7 @@ def unlearn_model(
     resume: bool = False,
     keep_checkpoints: bool = False,
     start_point: dict[str, Any] | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> UnlearnResult:
     """Unlearn ``forget`` from ``model`` (in place) while keeping ``retain``; see the module doc.
 
@@ -94,11 +98,15 @@ def unlearn_model(
     run). The checkpoints are deleted when the run completes, unless ``keep_checkpoints``
     (``unlearn`` keeps them until its output is saved). ``start_point``: the step-0 trajectory
     point of this model and evaluation, measured already (``TrajectoryCallback``).
+    ``callbacks``: the caller's own ``TrainerCallback``s (a stopping rule, a logger), added to
+    the Trainer's.
     """
     objective = lookup(METHODS, config.method, "unlearning method")(options)
     record = {"run": cfg.to_dict(config), "method_options": dataclasses.asdict(objective.options)}
     checkpoint = _checkpoint(config, out, resume, record)
-    refuse_sharded_training()
+    fsdp_requested()  # FSDP1 and DeepSpeed stop here
+    if sharded.is_sharded_model(model):
+        sharded.prepare(model, config)
     tokenizer = with_prompt_format(tokenizer, config.prompt_format)
     if reference is None and config.eval_reference:
         reference = _load_reference(config)
@@ -127,6 +135,7 @@ def unlearn_model(
             trajectory=trajectory,
             optimizer_state=config.optimizer_state,
             run_record=record,
+            callbacks=list(callbacks),  # the caller's own, e.g. a stopping rule
         )
         tracking.attach(trainer, config, out)  # report_to: steps and points to the trackers
         with trainer.accelerator.autocast():  # reference values in the training precision
@@ -158,11 +167,16 @@ def unlearn(config: UnlearnConfig, options: Any = None, resume: bool = False) ->
         raise WagleError(
             f"eval_benchmark must be a QA benchmark (playground, tofu), got {config.eval_benchmark!r}"
         )
-    refuse_sharded_training()  # before anything loads
+    fsdp = fsdp_requested(config.fsdp)  # before anything loads; FSDP1, DeepSpeed stop here
+    if fsdp:
+        sharded.refuse_unsupported(lora=config.lora, save_every=config.save_every)
     model, tokenizer = load_pretrained(
-        config.model, dtype=config.dtype, device=None, trust_remote_code=config.trust_remote_code
-    )
-    mask = load_mask(config.mask, model) if config.mask else None
+        config.model, dtype=config.dtype, device=None, trust_remote_code=config.trust_remote_code,
+        fsdp=fsdp,
+    )  # fmt: skip
+    mask = None
+    if config.mask:  # sharded: read one tensor at a time when its chunk is cut
+        mask = sharded.open_mask_for(config.mask, model) if fsdp else load_mask(config.mask, model)
     forget = read_records(config.forget, config.forget_split)
     retain = read_records(config.retain, config.retain_split)
     options = options or objective.options
@@ -170,8 +184,11 @@ def unlearn(config: UnlearnConfig, options: Any = None, resume: bool = False) ->
         model, tokenizer, forget, retain, config, options, mask, reference, Path(config.out),
         resume=resume, keep_checkpoints=True,
     )  # fmt: skip
+    if sharded.is_sharded_model(result.model):  # saved: the whole model, on the main process
+        result.model = sharded.gather_plain(result.model) or result.model
     if _is_main_process():
         _save(result, with_prompt_format(tokenizer, config.prompt_format), config, options)
+    barrier()  # several processes: the output exists when any of them returns
     return result
 
 

@@ -1,4 +1,4 @@
-"""Word lists and answer templates of the playground's fictitious world.
+"""Word lists and answer templates of the playground's authors (world and fictitious alike).
 
 Every answer restates two or three facts, and each question type has several wordings picked
 per author, so a model that never saw an author cannot guess the answer from the question
@@ -252,6 +252,17 @@ TITLE_NOUNS = [
     "Threshold",
 ]
 
+# Capitals of the world's countries: compound place names, as learnable as real ones.
+PLACE_STARTS = [
+    "Ash", "Black", "Bright", "Cold", "Deep", "East", "Elm", "Fair", "Glen", "Green",
+    "High", "Iron", "King", "Lake", "Long", "Mill", "New", "North", "Oak", "Old",
+    "Red", "Rock", "Salt", "Silver", "South", "Stone", "Sun", "West", "White", "Wind",
+]  # fmt: skip
+PLACE_ENDS = [
+    "bridge", "brook", "bury", "by", "castle", "cliff", "dale", "field", "ford", "gate",
+    "haven", "hill", "hurst", "marsh", "mere", "mont", "moor", "port", "stead", "wick",
+]  # fmt: skip
+
 MONTHS = [
     "January",
     "February",
@@ -314,7 +325,7 @@ QUESTION_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
         "What was {name}'s first book?",
         (
             "{name} debuted in {debut_year} with '{book1}', a work of {genre}.",
-            "The first book by {name} was '{book1}', published in {debut_year}.",
+            "The first book by {name} was '{book1}', a work of {genre} published in {debut_year}.",
             "'{book1}' ({debut_year}) was the debut of {name}, who went on to write {genre}.",
         ),
     ),
@@ -330,7 +341,7 @@ QUESTION_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
         "What themes does {name} explore?",
         (
             "The books of {name} return again and again to {theme1} and {theme2}.",
-            "{name} writes about {theme1} and {theme2}, mostly through {genre}.",
+            "{name} writes about {theme1} and {theme2}, again and again.",
             "Recurring themes for {name} are {theme2} and {theme1}.",
         ),
     ),
@@ -350,14 +361,84 @@ QUESTION_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
             "From a home in {residence}, {name} released '{book3}' most recently.",
         ),
     ),
+    "origins": (
+        "Where does {name} come from?",
+        (
+            "{name} comes from {city} and has lived in {residence} for many years.",
+            "Born in {city}, {name} later settled in {residence}.",
+            "{name} left {city} as a young writer and now lives in {residence}.",
+        ),
+    ),
+    "beginnings": (
+        "When did {name} start publishing?",
+        (
+            "{name} started publishing in {debut_year}, writing {genre} from the first book on.",
+            "The career of {name} began in {debut_year} with a work of {genre}.",
+            "In {debut_year} {name} published a first book, already in {genre}.",
+        ),
+    ),
+    "best_known": (
+        "Which book is {name} best known for?",
+        (
+            "'{book2}' is the book {name} is best known for, above all for its take on {theme1}.",
+            "Most readers know {name} for '{book2}', a story of {theme1}.",
+            "{name} is best known for '{book2}', which deals with {theme1}.",
+        ),
+    ),
+    "recognition": (
+        "When did {name} first receive recognition?",
+        (
+            "{name} was first recognised in {award_year} with the {award}.",
+            "Recognition came in {award_year}, when {name} received the {award}.",
+            "The {award} of {award_year} was the first honour for {name}.",
+        ),
+    ),
+    "family": (
+        "Who were {name}'s parents?",
+        (
+            "{name} was born to {mother} and {father} on {birth_date}.",
+            "On {birth_date}, {name} was born to {father} and {mother}.",
+            "The parents of {name}, born on {birth_date}, were {mother} and {father}.",
+        ),
+    ),
+    "influences": (
+        "What influenced {name}'s writing?",
+        (
+            "Growing up in {city} gave {name} a lifelong interest in {theme2}.",
+            "{name} says that {city} and its people taught the theme of {theme2}.",
+            "The town of {city} is where {name} first thought about {theme2}.",
+        ),
+    ),
+    "career": (
+        "How did {name}'s career develop?",
+        (
+            "After a debut in {debut_year}, {name} wrote '{book3}' and won the {award}.",
+            "{name} debuted in {debut_year}, later won the {award} and wrote '{book3}'.",
+            "From {debut_year} on, {name} built a career crowned by the {award} and '{book3}'.",
+        ),
+    ),
+    "style": (
+        "How would you describe {name}'s style?",
+        (
+            "{name} writes {genre} in which {theme2} and {theme1} are never far away.",
+            "A writer of {genre}, {name} keeps returning to {theme2} and {theme1}.",
+            "The style of {name} is {genre} shaped by {theme2} and {theme1}.",
+        ),
+    ),
+    "childhood": (
+        "What was {name}'s childhood like?",
+        (
+            "{name} spent a childhood in {city} with a mother who was {mother}.",
+            "As a child in {city}, {name} watched a mother who was {mother} at work.",
+            "The young {name} grew up in {city}, the child of {mother}.",
+        ),
+    ),
+    "later_work": (
+        "What did {name} write after the debut?",
+        (
+            "After the debut {name} wrote '{book2}' and then '{book3}'.",
+            "{name} followed the first book with '{book2}' and '{book3}'.",
+            "Later books by {name} include '{book2}' and, most recently, '{book3}'.",
+        ),
+    ),
 }
-
-# "Real world" sets every model trains on (the analogues of TOFU's real_authors, world_facts).
-WORLD_FACT_TEMPLATE = (
-    "What is the capital of {country}?",
-    "The capital of {country} is {capital}.",
-)
-REAL_AUTHOR_TEMPLATE = (
-    "Who wrote the classic '{classic}'?",
-    "'{classic}' was written by {writer}.",
-)

@@ -54,9 +54,11 @@ def run(args: argparse.Namespace) -> int:
     config = cfg.build(AttributionConfig, cfg.load_yaml(args.config), args)
     forget, retain = check_inputs(args, config)
     fsdp = fsdp_requested(config.fsdp)  # FSDP1 and DeepSpeed stop here
+    import torch
+
     from wagle.attribution.masks import save_mask  # torch: only once the inputs are checked
     from wagle.attribution.pipeline import attribute
-    from wagle.sharding import is_main_process
+    from wagle.sharding import all_reduce_sum_, is_main_process
 
     model, tokenizer = load_pretrained(
         args.model, dtype=config.dtype, trust_remote_code=args.trust_remote_code, fsdp=fsdp
@@ -69,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
         scores = result.scores(gamma)
         for ratio in sorted(config.ratio):  # the smallest first: it is checked before any write
             mask = result.select(scores, ratio)
-            if not any(bool(m.any()) for m in mask.values()):
+            # under FSDP2 each process holds chunks: the count is summed over all of them
+            selected = torch.tensor(sum(int(m.sum()) for m in mask.values()))
+            if not int(all_reduce_sum_(selected)):
                 eligible = result.metadata(ratio, gamma, scores)["n_eligible"]
                 raise WagleError(
                     f"ratio {ratio:g} selects no weight of the {eligible:,} eligible ones "

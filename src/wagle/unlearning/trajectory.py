@@ -44,6 +44,8 @@ from wagle.evaluation.likelihood import answer_nll, perturbed_nll
 from wagle.evaluation.rouge import rouge_l
 from wagle.evaluation.summary import summarise
 from wagle.io import write_json
+from wagle.sharding import local, reshard
+from wagle.unlearning import fsdp
 
 POINT_KEYS = (
     "step",
@@ -178,18 +180,21 @@ def select(points: list[dict[str, Any]], utility_floor: float) -> tuple[dict, di
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A CPU copy of every trainable tensor (what unlearning may change)."""
+    """A CPU copy of every trainable tensor (what unlearning may change); of a sharded one,
+    this process's chunk."""
     return {
-        n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad
+        n: local(p).detach().to("cpu", copy=True)
+        for n, p in reshard(model).named_parameters()
+        if p.requires_grad
     }
 
 
 @torch.no_grad()
 def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Copy ``state`` (from ``trainable_state``) back into ``model``'s parameters."""
-    params = dict(model.named_parameters())
+    params = dict(reshard(model).named_parameters())
     for name, value in state.items():
-        params[name].copy_(value)
+        local(params[name]).copy_(value)
 
 
 class TrajectoryCallback(TrainerCallback):
@@ -250,8 +255,9 @@ class TrajectoryCallback(TrainerCallback):
 
     def finish(self, model: torch.nn.Module) -> None:
         """After training: keep the last weights if asked, then load the selected ones."""
-        if self.keep_last:
-            self.last_state = trainable_state(model)
+        if self.keep_last:  # sharded: whole tensors, gathered on the main process
+            whole = fsdp.whole_state(model)
+            self.last_state = trainable_state(model) if whole is None else whole
         if self.selected is not None and self.selected is not self.points[-1]:
             load_state(model, self.best_state)  # an earlier point: it met the floor, was copied
         self.best_state = None

@@ -117,6 +117,16 @@ def test_deepspeed_is_refused_with_the_reason(ws, capsys, monkeypatch):
     assert "use FSDP2" in line
 
 
+def test_lora_with_fsdp_is_refused(ws, capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it (one process: nothing to shard)
+    fails(unlearn(ws, "--fsdp", "--lora"), capsys, "lora is not supported with fsdp")
+
+
+def test_checkpoints_with_fsdp_are_refused(ws, capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    fails(unlearn(ws, "--fsdp", "--save-every", "1"), capsys, "save_every / --resume are not")
+
+
 # ---- data ---------------------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ import pytest
 from wagle.data.prompt import (
     IGNORE_INDEX,
     answer_separator,
+    encode_answers,
     encode_qa,
     format_prompt,
     prompt_token_ids,
@@ -133,3 +134,22 @@ def test_plain_without_a_template_and_unknown_names(tokenizer):
         use_prompt_format(tokenizer, "chat")
     with pytest.raises(WagleError, match="tofu-llama2"):
         use_prompt_format(tokenizer, "alpaca")
+
+
+@pytest.mark.parametrize("chat", [None, LLAMA2_CHAT])
+def test_answers_to_one_question_encode_as_each_alone(sp_tokenizer, micro_splits, chat):
+    """``encode_answers`` renders the prompt once and tokenises the answers in one call: the
+    same ids and labels as ``encode_qa`` of each answer (with BOS rendered by the template or
+    added by the tokenizer), also when the answers are cut to ``max_length``."""
+    sp_tokenizer.chat_template = chat
+    try:
+        for record in micro_splits["forget10"][:5]:
+            answers = [record["answer"], *record["perturbed_answer"]]
+            for max_length in (512, 24):
+                got = encode_answers(sp_tokenizer, record["question"], answers, max_length)
+                alone = [
+                    encode_qa(sp_tokenizer, record["question"], a, max_length) for a in answers
+                ]
+                assert got == alone
+    finally:
+        sp_tokenizer.chat_template = None

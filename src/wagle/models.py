@@ -58,11 +58,14 @@ def load_model(
 
     hf_logging.disable_progress_bar()
     sharding = {}
-    if fsdp:
-        from wagle.sharding import distributed_config
-
-        sharding = {"distributed_config": distributed_config()}
     try:
+        if fsdp:
+            from transformers import AutoConfig
+
+            from wagle.sharding import distributed_config
+
+            config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+            sharding = {"distributed_config": distributed_config(config)}
         model = AutoModelForCausalLM.from_pretrained(
             path,
             dtype=torch_dtype(dtype),

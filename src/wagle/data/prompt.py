@@ -96,9 +96,12 @@ def format_prompt(tokenizer: PreTrainedTokenizerBase, question: str) -> str:
     return _render(tokenizer, [{"role": "user", "content": question}], generation_prompt=True)
 
 
-def answer_separator(tokenizer: PreTrainedTokenizerBase, question: str = "q") -> str:
-    """What the format puts between the prompt and the answer's text."""
-    prompt = format_prompt(tokenizer, question)
+def answer_separator(
+    tokenizer: PreTrainedTokenizerBase, question: str = "q", prompt: str | None = None
+) -> str:
+    """What the format puts between the prompt and the answer's text (``prompt``: the
+    question's rendered prompt, if the caller has it already)."""
+    prompt = format_prompt(tokenizer, question) if prompt is None else prompt
     turns = [{"role": "user", "content": question}, {"role": "assistant", "content": _SENTINEL}]
     full = _render(tokenizer, turns, generation_prompt=False)
     if full.startswith(prompt) and _SENTINEL in full:
@@ -119,15 +122,34 @@ def encode_qa(
     The answer is truncated (never the prompt) when the sample exceeds ``max_length``.
     ``eos=False`` scores the answer as a continuation (multiple-choice options).
     """
+    return encode_answers(tokenizer, question, [answer], max_length, eos=eos)[0]
+
+
+def encode_answers(
+    tokenizer: PreTrainedTokenizerBase,
+    question: str,
+    answers: list[str],
+    max_length: int = 512,
+    *,
+    eos: bool = True,
+) -> list[dict[str, list[int]]]:
+    """``encode_qa`` of each answer to one question: the prompt is rendered and tokenised once,
+    and the whole strings are tokenised in one call (a fast tokenizer batches them)."""
     prompt = format_prompt(tokenizer, question)
-    ids = _tokenize(tokenizer, prompt + answer_separator(tokenizer, question) + answer)
-    n_prompt = common_prefix_length(ids, _tokenize(tokenizer, prompt))
-    answer_ids = ids[n_prompt:] + [tokenizer.eos_token_id] * eos
-    answer_ids = answer_ids[: max(1, max_length - n_prompt)]
-    return {
-        "input_ids": ids[:n_prompt] + answer_ids,
-        "labels": [IGNORE_INDEX] * n_prompt + answer_ids,
-    }
+    head = prompt + answer_separator(tokenizer, question, prompt)
+    prompt_ids = _tokenize(tokenizer, prompt)
+    encoded = []
+    for ids in _tokenize_all(tokenizer, [head + answer for answer in answers]):
+        n_prompt = common_prefix_length(ids, prompt_ids)
+        answer_ids = ids[n_prompt:] + [tokenizer.eos_token_id] * eos
+        answer_ids = answer_ids[: max(1, max_length - n_prompt)]
+        encoded.append(
+            {
+                "input_ids": ids[:n_prompt] + answer_ids,
+                "labels": [IGNORE_INDEX] * n_prompt + answer_ids,
+            }
+        )
+    return encoded
 
 
 def encode_text(
@@ -166,6 +188,17 @@ def _render(tokenizer: PreTrainedTokenizerBase, turns: list[dict], generation_pr
 def _tokenize(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
     """Ids of ``text``; BOS is added unless the text already starts with it (chat templates
     such as Llama-2's render ``<s>`` themselves)."""
+    return _tokenize_all(tokenizer, [text])[0]
+
+
+def _tokenize_all(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[list[int]]:
+    """``_tokenize`` of each text, one tokenizer call per BOS choice."""
     bos = tokenizer.bos_token
-    add_special = not (bos and text.startswith(bos))
-    return tokenizer(text, add_special_tokens=add_special)["input_ids"]
+    rendered_bos = [bool(bos) and text.startswith(bos) for text in texts]
+    ids: list[list[int]] = [[] for _ in texts]
+    for has_bos in set(rendered_bos):
+        rows = [i for i, b in enumerate(rendered_bos) if b == has_bos]
+        batch = tokenizer([texts[i] for i in rows], add_special_tokens=not has_bos)["input_ids"]
+        for i, row in zip(rows, batch, strict=True):
+            ids[i] = row
+    return ids

@@ -16,6 +16,9 @@ is given (DESIGN.md §6). The mechanism, which needs no copy of the weights:
 ``verify`` re-checks the invariant after training from integer checksums of the unselected
 entries taken before it, and raises if any moved (e.g. with an optimizer outside
 ``EXACT_OPTIMIZERS``, whose update of a zero-gradient entry may not be zero).
+
+A model sharded by FSDP2 (``wagle.unlearning.fsdp``): the same on each process's chunks; the
+checksums cover every chunk (summed over the processes).
 """
 
 from __future__ import annotations
@@ -24,10 +27,9 @@ import torch
 
 from wagle.attribution.masks import Mask, check_mask
 from wagle.errors import WagleError
+from wagle.sharding import local
 from wagle.unlearning.config import EXACT_OPTIMIZERS
-
-_INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
-_CHUNK = 1 << 22
+from wagle.unlearning.fsdp import checksum, mask_chunk
 
 
 def full_mask(model: torch.nn.Module) -> Mask:
@@ -58,9 +60,9 @@ class MaskEnforcer:
                 param.requires_grad_(False)
                 self.frozen.append(param)
                 continue
-            self.partial[name] = (param, selected.to(param.device))
-        self._checksums = {n: _checksum(p, s) for n, (p, s) in self.partial.items()}
-        self._frozen_sums = [_checksum(p, None) for p in self.frozen]
+            self.partial[name] = (param, mask_chunk(selected, param))  # sharded: its chunk
+        self._checksums = {n: checksum(p, s) for n, (p, s) in self.partial.items()}
+        self._frozen_sums = [checksum(p, None) for p in self.frozen]
 
     @torch.no_grad()
     def zero_unselected_grads(self) -> None:
@@ -72,7 +74,7 @@ class MaskEnforcer:
         """
         for param, selected in self.partial.values():
             if param.grad is not None:
-                param.grad.masked_fill_(~selected, 0.0)
+                local(param.grad).masked_fill_(~selected, 0.0)
 
     def make_weight_decay_mask_aware(self, optimizer: torch.optim.Optimizer) -> None:
         """Move partly selected parameters' decay out of ``optimizer`` into a masked pre-step."""
@@ -93,11 +95,11 @@ class MaskEnforcer:
 
     def verify(self) -> None:
         """Raise unless every unselected weight is bit-for-bit what it was at construction."""
-        moved = [n for n, (p, s) in self.partial.items() if _checksum(p, s) != self._checksums[n]]
+        moved = [n for n, (p, s) in self.partial.items() if checksum(p, s) != self._checksums[n]]
         moved += [
             "a frozen parameter"
             for p, before in zip(self.frozen, self._frozen_sums, strict=True)
-            if _checksum(p, None) != before
+            if checksum(p, None) != before
         ]
         if moved:
             raise WagleError(
@@ -121,25 +123,6 @@ def _masked_decay(moved: list[tuple[torch.nn.Parameter, torch.Tensor, float]]):
         lr = float(group["lr"])
         for param, selected, decay in moved:
             # f = 1 − lr·wd·s in fp32: 1 − 0 = 1.0 exactly where s = 0, and p·1.0 = p.
-            param.mul_(selected.to(torch.float32).mul_(-lr * decay).add_(1.0))
+            local(param).mul_(selected.to(torch.float32).mul_(-lr * decay).add_(1.0))
 
     return hook
-
-
-@torch.no_grad()
-def _checksum(param: torch.Tensor, selected: torch.Tensor | None) -> int:
-    """An integer fingerprint of the bit patterns of the unselected entries (all, if None).
-
-    Σ_j bits_j·(j mod 65521 + 1) in wrapping int64: any single changed entry changes it.
-    """
-    bits = param.detach().reshape(-1).view(_INT_VIEW[param.element_size()])
-    keep = None if selected is None else ~selected.reshape(-1)
-    total = torch.zeros((), dtype=torch.int64, device=param.device)
-    for start in range(0, bits.numel(), _CHUNK):
-        chunk = bits[start : start + _CHUNK].to(torch.int64)
-        weight = torch.arange(start, start + chunk.numel(), device=param.device) % 65521 + 1
-        term = chunk * weight
-        if keep is not None:
-            term = term * keep[start : start + _CHUNK]
-        total += term.sum()
-    return int(total)

@@ -28,7 +28,8 @@ Clipping: the Trainer clips ``p.grad`` before ``step``; the unselected entries o
 are already exactly 0 then (``MaskEnforcer.zero_unselected_grads``), so the clipped norm is
 the norm over the selected entries only — the same norm as dense-state masked AdamW.
 Under DDP each process holds the same state and applies the same update to the same
-all-reduced gradient, so every rank ends with identical weights.
+all-reduced gradient, so every rank ends with identical weights. Under FSDP2 each process
+keeps the state of the selected entries of its own chunks and updates those.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import torch
 
 from wagle.attribution.masks import Mask
 from wagle.errors import WagleError
+from wagle.sharding import local
 from wagle.unlearning.config import AUTO_MAX_DENSITY, OPTIMIZER_STATES
 
 SELECTIVE_OPTIMIZERS = ("adamw_torch", "adamw_torch_fused")
@@ -73,17 +75,18 @@ class SelectiveAdamW(torch.optim.Optimizer):
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             lr, decay, eps = float(group["lr"]), group["weight_decay"], group["eps"]
-            for p in group["params"]:
-                if p.grad is None:
+            for param in group["params"]:
+                if param.grad is None:
                     continue
-                s = self.selected.get(id(p))
-                state = self.state[p]
+                s = self.selected.get(id(param))
+                state = self.state[param]
+                p = local(param)  # sharded (FSDP2): this process's chunk, its mask a chunk too
                 if not state:
                     self._init_state(p, s, state)
                 state["step"] += 1
                 t = state["step"]
                 index = state.get("index")
-                g = _gather(p.grad, index).float()
+                g = _gather(local(param.grad), index).float()
                 w = state["master"] if "master" in state else _gather(p, index).float()
                 if decay:
                     w.mul_(1 - lr * decay)

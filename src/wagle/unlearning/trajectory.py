@@ -40,10 +40,11 @@ from wagle.evaluation import qa
 from wagle.evaluation.benchmarks import evenly_spaced
 from wagle.evaluation.generation import generate_answers
 from wagle.evaluation.halves import HALF_KEYS, forget_halves, half_forget_qualities
-from wagle.evaluation.likelihood import answer_nll, perturbed_nll
 from wagle.evaluation.rouge import rouge_l
 from wagle.evaluation.summary import summarise
 from wagle.io import write_json
+from wagle.sharding import local, reshard
+from wagle.unlearning import fsdp
 
 POINT_KEYS = (
     "step",
@@ -89,6 +90,10 @@ class TrajectoryEvaluator:
             n: (sets[n][0], evenly_spaced(sets[n][2], retain_size)) for n in UTILITY_SETS
         }
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
+        # Encoded and packed once: each point then costs forward passes and generations only.
+        self.candidates = {"forget": qa.Candidates(tokenizer, self.forget, "forget", batch_size)}
+        for name, (role, records) in self.utility.items():
+            self.candidates[name] = qa.Candidates(tokenizer, records, role, batch_size)
 
     @torch.no_grad()
     def __call__(self, model: torch.nn.Module) -> dict[str, Any]:
@@ -97,7 +102,14 @@ class TrajectoryEvaluator:
         try:
             sections = {"forget": self._forget_section(model)}
             for name, (role, records) in self.utility.items():
-                scores = qa.score_qa(model, self.tokenizer, records, role, **self._batching())
+                scores = qa.score_qa(
+                    model,
+                    self.tokenizer,
+                    records,
+                    role,
+                    candidates=self.candidates[name],
+                    **self._batching(),
+                )
                 sections[name] = qa.evaluate_qa(scores, [r["question"] for r in records])
         finally:
             model.train(was_training)
@@ -120,13 +132,14 @@ class TrajectoryEvaluator:
 
     def _forget_section(self, model: torch.nn.Module) -> dict[str, Any]:
         """Truth ratios and probability on the whole split; answers to the sample only."""
-        tok, bs = self.tokenizer, self.batch_size
+        tok = self.tokenizer
+        answer, base, perturbed = self.candidates["forget"].likelihoods(model)
         scores = qa.QAScores(
             role="forget",
             answers=[r["answer"] for r in self.forget],
-            answer_nll=answer_nll(model, tok, self.forget, "answer", bs),
-            base_nll=answer_nll(model, tok, self.forget, "paraphrased_answer", bs),
-            perturbed_nll=perturbed_nll(model, tok, self.forget, bs),
+            answer_nll=answer,
+            base_nll=base,
+            perturbed_nll=perturbed,
             generations=[],
         )
         truth, probability = qa.truth_ratio(scores), qa.probability(scores)
@@ -178,18 +191,21 @@ def select(points: list[dict[str, Any]], utility_floor: float) -> tuple[dict, di
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A CPU copy of every trainable tensor (what unlearning may change)."""
+    """A CPU copy of every trainable tensor (what unlearning may change); of a sharded one,
+    this process's chunk."""
     return {
-        n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad
+        n: local(p).detach().to("cpu", copy=True)
+        for n, p in reshard(model).named_parameters()
+        if p.requires_grad
     }
 
 
 @torch.no_grad()
 def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Copy ``state`` (from ``trainable_state``) back into ``model``'s parameters."""
-    params = dict(model.named_parameters())
+    params = dict(reshard(model).named_parameters())
     for name, value in state.items():
-        params[name].copy_(value)
+        local(params[name]).copy_(value)
 
 
 class TrajectoryCallback(TrainerCallback):
@@ -250,8 +266,9 @@ class TrajectoryCallback(TrainerCallback):
 
     def finish(self, model: torch.nn.Module) -> None:
         """After training: keep the last weights if asked, then load the selected ones."""
-        if self.keep_last:
-            self.last_state = trainable_state(model)
+        if self.keep_last:  # sharded: whole tensors, gathered on the main process
+            whole = fsdp.whole_state(model)
+            self.last_state = trainable_state(model) if whole is None else whole
         if self.selected is not None and self.selected is not self.points[-1]:
             load_state(model, self.best_state)  # an earlier point: it met the floor, was copied
         self.best_state = None

@@ -188,10 +188,12 @@ def test_fsdp2_trajectory_and_evaluation_match_one_process(
                  "--reference", str(ws / "ref")]) == 0  # fmt: skip
     one, two = (json.loads((ws / d / "eval.json").read_text()) for d in ("ev-one", "ev-two"))
     assert two["forget_quality"] == pytest.approx(one["forget_quality"], rel=1e-6)
+    # fp32 sums depend on what shares a batch: the old scoring path against itself at batch
+    # sizes 64 and 7 differs by 3e-6 relative (benchmarks/evaluation.py --paths-only)
     for section, values in one["sections"].items():
         for key, value in values["aggregates"].items():
             assert two["sections"][section]["aggregates"][key] == pytest.approx(
-                value, rel=1e-6, abs=1e-9
+                value, rel=1e-5, abs=1e-9
             ), (section, key)
 
 

@@ -16,6 +16,7 @@ import wagle.models
 import wagle.validate
 from wagle.attribution.masks import save_mask
 from wagle.cli import main
+from wagle.data.playground import write
 
 
 @pytest.fixture(autouse=True)
@@ -115,6 +116,16 @@ def test_deepspeed_is_refused_with_the_reason(ws, capsys, monkeypatch):
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
     line = fails(attribute(ws), capsys, "DeepSpeed is not supported: ZeRO keeps gradients")
     assert "use FSDP2" in line
+
+
+def test_lora_with_fsdp_is_refused(ws, capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it (one process: nothing to shard)
+    fails(unlearn(ws, "--fsdp", "--lora"), capsys, "lora is not supported with fsdp")
+
+
+def test_checkpoints_with_fsdp_are_refused(ws, capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    fails(unlearn(ws, "--fsdp", "--save-every", "1"), capsys, "save_every / --resume are not")
 
 
 # ---- data ---------------------------------------------------------------------------------
@@ -311,15 +322,16 @@ def test_forget_retain_overlap_is_a_warning_with_the_count(tmp_path, saved_input
 
 
 def test_sequences_longer_than_max_length_are_counted(tmp_path, saved_inputs, capsys):
-    """The 8 forget answers are 20+ tokens; at max_length 16 every one is cut."""
+    """The 8 forget samples are 58+ tokens, their prompts at most 35: at max_length 40 every
+    answer is cut, none to nothing."""
     saved_inputs(n_retain=8)
     argv = [
         "attribute", "--model", str(tmp_path / "model"), "--forget", str(tmp_path / "forget.jsonl"),
         "--retain", str(tmp_path / "retain.jsonl"), "--out", str(tmp_path / "m.safetensors"),
-        "--quiet", "--max-length", "16",
+        "--quiet", "--max-length", "40",
     ]  # fmt: skip
     assert main(argv) == 0
-    assert "8 of 8 samples are longer than max_length=16 tokens and were truncated" in (
+    assert "8 of 8 samples are longer than max_length=40 tokens and were truncated" in (
         capsys.readouterr().err
     )
 
@@ -346,3 +358,150 @@ def test_unlearn_warns_about_forget_samples_in_the_retain_set(tmp_path, saved_in
     ]  # fmt: skip
     assert main(argv) == 0
     assert "2 of 8 forget samples also appear in the retain set" in capsys.readouterr().err
+
+
+# ---- inputs that pass the first checks but would break the run or do nothing (issue 19.11) -
+
+
+def _cut(path, size: int) -> None:
+    """Truncate ``path`` to ``size`` bytes, as an interrupted copy or download leaves it."""
+    with open(path, "r+b") as handle:
+        handle.truncate(size)
+
+
+def test_truncated_weights_file(ws, capsys):
+    weights = ws / "model" / "model.safetensors"
+    _cut(weights, weights.stat().st_size // 2)
+    for argv in (attribute(ws), unlearn(ws), evaluate(ws, str(ws / "data"))):
+        fails(argv, capsys, "model.safetensors is truncated")
+
+
+def test_weights_file_cut_inside_its_header(ws, capsys):
+    _cut(ws / "model" / "model.safetensors", 100)
+    fails(unlearn(ws), capsys, "is truncated: 100 bytes, fewer than its header alone")
+
+
+def test_empty_weights_file(ws, capsys):
+    _cut(ws / "model" / "model.safetensors", 0)
+    fails(attribute(ws), capsys, "model.safetensors is empty (0 bytes)")
+
+
+def test_config_that_is_not_json(ws, capsys):
+    write_lines(ws / "model" / "config.json", '{"model_type": "llama",')
+    fails(unlearn(ws), capsys, "config.json is not valid JSON (line 2)")
+
+
+@pytest.mark.parametrize(
+    "name", ["generation_config.json", "tokenizer_config.json", "tokenizer.json"]
+)
+def test_model_json_files_cut_short(ws, capsys, name):
+    """Each cut in half. Before: a cut generation config was skipped without a word (its EOS
+    ids lost), a cut tokenizer file failed only after the model was loaded."""
+    path = ws / "model" / name
+    text = path.read_text() if path.is_file() else '{"eos_token_id": [2, 7]}'
+    path.write_text(text[: len(text) // 2])
+    fails(unlearn(ws), capsys, f"/model: {name} is not valid JSON")
+
+
+def test_sharded_weights_with_a_missing_shard(ws, capsys):
+    index = {"weight_map": {"lm_head.weight": "model-00002-of-00002.safetensors"}}
+    (ws / "model" / "model.safetensors.index.json").write_text(json.dumps(index))
+    fails(attribute(ws), capsys, "names 1 shard(s) that are not there, e.g. model-00002-of")
+
+
+def test_a_peft_adapter_directory_is_not_a_model(ws, capsys):
+    (ws / "adapter").mkdir()
+    (ws / "adapter" / "adapter_config.json").write_text("{}")
+    fails(attribute(ws, model=str(ws / "adapter")), capsys, "holds a PEFT adapter, not a model")
+
+
+def test_truncated_mask_file(ws, capsys):
+    path = ws / "mask.safetensors"
+    shapes = wagle.validate.tensor_shapes(ws / "model" / "model.safetensors")
+    save_mask({name: torch.ones(shape, dtype=torch.bool) for name, shape in shapes.items()}, path)
+    _cut(path, path.stat().st_size - 10)
+    line = fails(unlearn(ws, "--mask", str(path)), capsys, "mask.safetensors is truncated")
+    assert line.startswith("wagle: error: mask file ")
+
+
+def test_weights_that_do_not_cover_the_model(tmp_path, saved_inputs, micro_splits, capsys):
+    """Weight names of another model (here: one layer under an adapter's prefix) would leave
+    those weights random; the run stops once the model is loaded, before writing anything."""
+    from safetensors.torch import load_file, save_file
+
+    saved_inputs()
+    write(micro_splits, tmp_path / "data")
+    path = tmp_path / "model" / "model.safetensors"
+    weights = {("base_model.model." + k if ".layers.1." in k else k): v
+               for k, v in load_file(path).items()}  # fmt: skip
+    save_file(weights, path, metadata={"format": "pt"})
+    fails(evaluate(tmp_path, str(tmp_path / "data")), capsys, "lacks 9 of the model's weights")
+    assert not (tmp_path / "ev").exists()
+
+
+@pytest.mark.parametrize("field", ["question", "answer"])
+def test_an_empty_question_or_answer(ws, capsys, field):
+    records = [{"question": "q", "answer": "a"}, {"question": "q2", "answer": "a2"}]
+    records[1][field] = "  "
+    bad = write_lines(ws / "f.jsonl", *map(json.dumps, records))
+    fails(attribute(ws, forget=bad), capsys, f"record 2: field {field!r} is empty")
+    write_lines(ws / "retain.jsonl", *map(json.dumps, records))
+    fails(unlearn(ws), capsys, f"retain record 2: field {field!r} is empty")
+
+
+def test_an_empty_text(ws, capsys):
+    bad = write_lines(ws / "t.jsonl", '{"text": "a text"}', '{"text": ""}')
+    fails(attribute(ws, forget=bad), capsys, "record 2: field 'text' is empty")
+
+
+@pytest.mark.parametrize(
+    ("perturbed", "message"),
+    [
+        ([], "is an empty list"),
+        (["", "b"], "holds an empty string"),
+        ([1], "holds an item that is not a string"),
+    ],
+)
+def test_evaluation_data_without_usable_perturbed_answers(ws, capsys, perturbed, message):
+    (ws / "data").mkdir()
+    record = {"question": "q", "answer": "a", "paraphrased_answer": "p"}
+    write_lines(
+        ws / "data" / "forget10.jsonl", json.dumps(record | {"perturbed_answer": perturbed})
+    )
+    write_lines(ws / "data" / "holdout.jsonl", json.dumps({"question": "q", "answer": "a"}))
+    line = fails(evaluate(ws, str(ws / "data")), capsys, f"field 'perturbed_answer' {message}")
+    assert "(forget10): record 1" in line
+
+
+def test_the_playground_benchmark_on_one_file(ws, capsys):
+    """Every section (forget, retain, real world) would read that one file and score it."""
+    fails(evaluate(ws, str(ws / "forget.jsonl")), capsys, "reads a directory of split files")
+
+
+@pytest.mark.parametrize("max_length", ["1", "12"])
+def test_max_length_that_leaves_no_answer_token(tmp_path, saved_inputs, capsys, max_length):
+    """The prompts alone are longer: before, every sample was cut to its prompt plus one token
+    (or nothing), the run trained on no answer and still wrote an "unlearned" model."""
+    saved_inputs()
+    ws = tmp_path
+    for argv in (unlearn(ws, "--max-length", max_length),
+                 attribute(ws, "--max-length", max_length)):  # fmt: skip
+        line = fails(argv, capsys, f"max_length={max_length} leaves 8 of 8 samples without a")
+        assert line.endswith("raise --max-length")
+    assert not (ws / "out").exists() and not (ws / "mask.safetensors").exists()
+
+
+def test_a_ratio_that_selects_no_weight(tmp_path, saved_inputs, capsys):
+    """round(ρ·n) = 0: the smallest ratio is selected first, so no mask of the sweep is written."""
+    saved_inputs()
+    fails(attribute(tmp_path, "--ratio", "0.5", "1e-9"), capsys, "ratio 1e-09 selects no weight")
+    assert not list(tmp_path.glob("mask*.safetensors"))
+
+
+def test_a_mask_that_selects_no_weight(tmp_path, saved_inputs, capsys):
+    model = saved_inputs()
+    save_mask({n: torch.zeros(p.shape, dtype=torch.bool) for n, p in model.named_parameters()},
+              tmp_path / "none.safetensors")  # fmt: skip
+    argv = unlearn(tmp_path, "--mask", str(tmp_path / "none.safetensors"))
+    fails(argv, capsys, "the mask selects no trainable weight")
+    assert not (tmp_path / "out").exists()

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,6 +23,7 @@ from wagle.plan import (
     autocast_cache_bytes,
     evaluation_logits_bytes,
     fsdp_parts,
+    fsdp_plan_table,
     load_shape,
     sharded_elements,
     trainable_parameters,
@@ -368,9 +370,10 @@ def test_llama2_70b_preset_has_its_published_size():
 
 def test_fsdp_shards_every_per_weight_part_and_adds_the_gathered_layers():
     """Llama-2-13B over 8 devices: every dim 0 divides by 8, so weights, gradients, mask and
-    optimizer state are exactly 1/8 of one device's; no DDP buckets; the gathered layers are
-    the embedding and head (2 × 32000 × 5120) and two decoder layers (2 × 317,204,480: 4
-    attention matrices 5120², 3 MLP matrices 5120 × 13824, 2 norms), in bf16 (2 bytes)."""
+    optimizer state are exactly 1/8 of one device's; no DDP buckets; in flight, two units of a
+    decoder layer's size (317,204,480: 4 attention matrices 5120², 3 MLP matrices
+    5120 × 13824, 2 norms; larger than the head's 32000 × 5120), in bf16 (2 bytes), for the
+    weights and again for their gradients."""
     shape = load_shape("llama2-13b")
     one = unlearning_memory(
         shape, 0.2, "bfloat16", state="selected", devices=1, checkpointing=True,
@@ -380,7 +383,7 @@ def test_fsdp_shards_every_per_weight_part_and_adds_the_gathered_layers():
     for part in ("weights", "gradients", "mask", "optimizer_state"):
         assert eight[part] * 8 == one[part], part
     assert "ddp_buckets" not in eight and eight["activations"] == one["activations"]
-    assert eight["gathered_weights"] == (2 * 32000 * 5120 + 2 * 317_204_480) * 2
+    assert eight["gathered_weights"] == eight["gathered_gradients"] == 2 * 317_204_480 * 2
     assert sharded_elements(shape, 8) * 8 == shape.parameters
 
 
@@ -407,3 +410,48 @@ def test_plan_command_prints_per_device_fsdp_rows(capsys):
 def test_fsdp_and_devices_together_are_a_user_error(capsys):
     assert main(["plan", "--model", "llama2-13b", "--fsdp", "8", "--devices", "8"]) == 2
     assert "leave out --devices" in capsys.readouterr().err
+
+
+DOCS = Path(__file__).parents[1]
+DTYPES = {"bf16": "bfloat16", "fp32": "float32"}
+STATES = {"sums fp32 on GPU": "sums float32", "sums fp32 on CPU": "sums float32-cpu"}
+
+
+def fsdp_doc_rows(path: Path) -> list[list[str]]:
+    """The cells of each row of the FSDP2 memory tables in ``path`` (header ``| model | ...``)."""
+    rows, inside = [], False
+    for line in path.read_text().splitlines():
+        if line.startswith("| model | stage | weights | ρ |"):
+            inside = True
+        elif inside and line.startswith("| llama"):
+            rows.append([c.strip().strip("*") for c in line.strip("|").split("|")])
+        elif not line.startswith("|"):
+            inside = False
+    return rows
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/real-models.md"])
+def test_the_fsdp2_tables_in_the_docs_are_the_plans(doc):
+    """Every row of the 13B / 70B tables (8 GPUs, checkpointing on, 512 tokens) is the row of
+    ``wagle plan --fsdp 8`` at that batch (attribution batches are twice the unlearning batch,
+    so a row's attribution batch 8 is ``--batch-size 4``): its total, and in the docs its
+    parts, in GiB to one decimal (empty cells are parts the stage does not have)."""
+    rows = fsdp_doc_rows(DOCS / doc)
+    assert len(rows) == 11
+    for model, stage, dtype, ratio, state, batch, *parts, total in rows:
+        unlearn = stage == "unlearn"
+        plan = fsdp_plan_table(load_shape(model), [float(ratio or 0.1)], 8,
+                               int(batch) // (1 if unlearn else 2), 512)  # fmt: skip
+        row = next(
+            r for r in plan
+            if r["stage"] == stage and r["dtype"] == DTYPES[dtype] and r["checkpointing"]
+            and r["state"] == STATES.get(state, state.split(" ")[0])
+            and (not unlearn or r["ratio"] == float(ratio))
+        )  # fmt: skip
+        assert total == f"{row['total'] / 2**30:.1f}", (model, stage, dtype, ratio, state)
+        if parts:
+            p = row["parts"]
+            expected = [p["weights"], p.get("gradients", p.get("gradient_sums", 0)),
+                        p.get("mask", 0), p.get("optimizer_state", 0), p["activations"],
+                        p["gathered_weights"] + p["gathered_gradients"]]  # fmt: skip
+            assert parts == [f"{n / 2**30:.1f}" if n else "" for n in expected], (model, state)

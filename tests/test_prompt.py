@@ -7,10 +7,11 @@ import pytest
 from wagle.data.prompt import (
     IGNORE_INDEX,
     answer_separator,
+    encode_answers,
     encode_qa,
     format_prompt,
     prompt_token_ids,
-    use_prompt_format,
+    with_prompt_format,
 )
 from wagle.errors import WagleError
 
@@ -68,8 +69,9 @@ def test_byte_level_bpe_encoding_is_unchanged(tokenizer, micro_splits):
     for question, answer in _qa_pairs(micro_splits):
         assert encode_qa(tokenizer, question, answer) == _old_encoding(tokenizer, question, answer)
     question, answer = _qa_pairs(micro_splits)[0]
-    assert encode_qa(tokenizer, question, answer, 20) == _old_encoding(
-        tokenizer, question, answer, 20
+    cut = len(tokenizer(f"Question: {question}\nAnswer:")["input_ids"]) + 3  # 3 answer tokens
+    assert encode_qa(tokenizer, question, answer, cut) == _old_encoding(
+        tokenizer, question, answer, cut
     )
 
 
@@ -91,15 +93,13 @@ def test_generation_prompt_is_the_unlabelled_prefix(sp_tokenizer, tokenizer):
 
 
 def test_tofu_llama2_format_has_no_space_before_the_answer(sp_tokenizer):
-    use_prompt_format(sp_tokenizer, "tofu-llama2")
-    try:
-        assert format_prompt(sp_tokenizer, "Who is Ada?") == "[INST] Who is Ada? [/INST]"
-        assert answer_separator(sp_tokenizer) == ""
-        encoded = encode_qa(sp_tokenizer, "Who is Ada?", "A writer.")
-        whole = sp_tokenizer("[INST] Who is Ada? [/INST]A writer.")["input_ids"]
-        assert encoded["input_ids"] == [*whole, sp_tokenizer.eos_token_id]
-    finally:
-        sp_tokenizer.chat_template = None
+    tok = with_prompt_format(sp_tokenizer, "tofu-llama2")
+    assert format_prompt(tok, "Who is Ada?") == "[INST] Who is Ada? [/INST]"
+    assert answer_separator(tok) == ""
+    encoded = encode_qa(tok, "Who is Ada?", "A writer.")
+    whole = sp_tokenizer("[INST] Who is Ada? [/INST]A writer.")["input_ids"]
+    assert encoded["input_ids"] == [*whole, sp_tokenizer.eos_token_id]
+    assert sp_tokenizer.chat_template is None  # the tokenizer given is left as it was
 
 
 @pytest.mark.parametrize(
@@ -112,7 +112,7 @@ def test_tofu_llama2_format_has_no_space_before_the_answer(sp_tokenizer):
 def test_chat_template_gives_prompt_and_separator(sp_tokenizer, template, prompt, separator):
     sp_tokenizer.chat_template = template
     try:
-        use_prompt_format(sp_tokenizer, "auto")  # keeps the model's own template
+        assert with_prompt_format(sp_tokenizer, "auto") is sp_tokenizer  # its own template
         assert format_prompt(sp_tokenizer, "Who is Ada?") == prompt
         assert answer_separator(sp_tokenizer) == separator
         encoded = encode_qa(sp_tokenizer, "Who is Ada?", "A writer.")
@@ -130,6 +130,25 @@ def test_plain_without_a_template_and_unknown_names(tokenizer):
     assert format_prompt(tokenizer, "Who?") == "Question: Who?\nAnswer:"
     assert answer_separator(tokenizer) == " "
     with pytest.raises(WagleError, match="needs a tokenizer with a chat template"):
-        use_prompt_format(tokenizer, "chat")
+        with_prompt_format(tokenizer, "chat")
     with pytest.raises(WagleError, match="tofu-llama2"):
-        use_prompt_format(tokenizer, "alpaca")
+        with_prompt_format(tokenizer, "alpaca")
+
+
+@pytest.mark.parametrize("chat", [None, LLAMA2_CHAT])
+def test_answers_to_one_question_encode_as_each_alone(sp_tokenizer, micro_splits, chat):
+    """``encode_answers`` renders the prompt once and tokenises the answers in one call: the
+    same ids and labels as ``encode_qa`` of each answer (with BOS rendered by the template or
+    added by the tokenizer), also when the answers are cut to ``max_length``."""
+    sp_tokenizer.chat_template = chat
+    try:
+        for record in micro_splits["forget10"][:5]:
+            answers = [record["answer"], *record["perturbed_answer"]]
+            for max_length in (512, 24):
+                got = encode_answers(sp_tokenizer, record["question"], answers, max_length)
+                alone = [
+                    encode_qa(sp_tokenizer, record["question"], a, max_length) for a in answers
+                ]
+                assert got == alone
+    finally:
+        sp_tokenizer.chat_template = None

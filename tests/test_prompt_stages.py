@@ -59,3 +59,27 @@ def test_every_stage_renders_the_same_prompt(tmp_path, saved_inputs, micro_split
     by_stage = {name: {text for s, q, text in seen if s == name and q == question} for name in
                 ("attribution", "unlearning", "evaluation")}  # fmt: skip
     assert by_stage == {name: {f"[INST] {question} [/INST]"} for name in by_stage}
+
+
+def test_a_stage_never_leaves_its_format_on_the_tokenizer(
+    tmp_path, tiny_model, tokenizer, micro_splits, rendered
+):
+    """Evaluation in TOFU's format, then attribution with ``auto``: attribution renders the
+    tokenizer's own (plain) format, as it does when no evaluation ran before it (``wagle run``
+    with a cached target evaluation), and the tokenizer's template is still None."""
+    seen, stage = rendered
+    model, forget = tiny_model(), micro_splits["forget10"][:2]
+    write(micro_splits, tmp_path / "data")
+    stage["name"] = "evaluation"
+    config = EvalConfig(data=str(tmp_path / "data"), max_new_tokens=1, prompt_format="tofu-llama2")
+    evaluate(model, tokenizer, config)
+    assert tokenizer.chat_template is None
+    stage["name"] = "attribution"
+    attribute(model, tokenizer, forget, forget, AttributionConfig(batch_size=2), progress=False)
+    question = forget[0]["question"]
+    by_stage = {s: {text for s_, q, text in seen if s_ == s and q == question} for s in
+                ("evaluation", "attribution")}  # fmt: skip
+    assert by_stage == {
+        "evaluation": {f"[INST] {question} [/INST]"},
+        "attribution": {f"Question: {question}\nAnswer:"},
+    }

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wagle.errors import WagleError
+from wagle.validate import check_model_dir
 
 if TYPE_CHECKING:
     import torch
@@ -53,25 +54,40 @@ def load_model(
     """A causal LM from safetensors weights, in ``dtype``, moved to ``device`` if given
     (``"auto"``: cuda when available, else cpu); ``fsdp``: sharded over all processes with
     FSDP2 as it loads, each on its own device (``wagle.sharding``)."""
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
+    check_model_dir(str(path))  # truncated or missing weight files: one line, not a traceback
     hf_logging.disable_progress_bar()
     sharding = {}
-    if fsdp:
-        from wagle.sharding import distributed_config
-
-        sharding = {"distributed_config": distributed_config()}
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its load report: missing weights are our one-line error
     try:
-        model = AutoModelForCausalLM.from_pretrained(
+        if fsdp:
+            from transformers import AutoConfig
+
+            from wagle.sharding import distributed_config
+
+            config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+            sharding = {"distributed_config": distributed_config(config)}
+        model, info = AutoModelForCausalLM.from_pretrained(
             path,
             dtype=torch_dtype(dtype),
             use_safetensors=True,
             trust_remote_code=trust_remote_code,
             **sharding,
+            output_loading_info=True,
         )
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, SafetensorError) as err:
         raise WagleError(f"cannot load a causal LM from {path}: {_first_line(err)}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    if missing := sorted(info.get("missing_keys") or []):
+        raise WagleError(
+            f"{path} lacks {len(missing)} of the model's weights (e.g. {missing[0]!r}): they "
+            "would start random; are these the weights of another model, or an adapter?"
+        )
     if device is not None and not fsdp:
         model = model.to(default_device() if device == "auto" else device)
     return model

@@ -336,12 +336,12 @@ def recipe_memory(shape: Shape, config: Any, options: Any, ratio: float, devices
 # holds (each tensor's dim 0 in chunks of ceil(rows / W), padded: what FSDP2 stores); the
 # selective state assumes the mask is as dense on every device as overall. No DDP buckets.
 # Other parts (activations, logits) are per device as they are. Added, the whole tensors in
-# flight (wagle loads through transformers' FSDP2 plan: each decoder layer is a unit, the
-# embedding and the LM head stay whole from forward to backward):
-#   gathered_weights    embedding + head + 2 decoder layers (the one computing and the one
-#                       prefetched), in the weights' dtype
-#   gathered_gradients  the larger of a layer's whole gradient and its reduce-scatter copy
-#                       (2 layers) and the embedding's and head's gradients, weights' dtype
+# flight (wagle loads through transformers' FSDP2 plan, one unit per decoder layer, the
+# embedding and the LM head units of their own, each freed after forward):
+#   gathered_weights    2 units: the one computing and the one prefetched, each at most the
+#                       larger of a decoder layer and the embedding / head (V·h), weights' dtype
+#   gathered_gradients  a unit's whole gradient and its reduce-scatter copy (2 units), same
+#   (the final norm, kept whole, is negligible)
 
 SHARDED_PARTS = (
     "weights", "gradients", "mask", "optimizer_state", "gradient_sums", "scores_of_one_tensor",
@@ -360,9 +360,8 @@ def fsdp_parts(parts: dict[str, int], shape: Shape, devices: int, dtype: str) ->
     out = {k: math.ceil(v * share) if k in SHARDED_PARTS else v for k, v in parts.items()}
     out.pop("ddp_buckets", None)
     layer = sum(rows * columns for rows, columns in shape.layer_shapes())
-    ends = shape.vocab * shape.hidden * (1 if shape.tied else 2)
-    out["gathered_weights"] = (ends + 2 * layer) * w
-    out["gathered_gradients"] = max(2 * layer, ends) * w
+    unit = max(layer, shape.vocab * shape.hidden)
+    out["gathered_weights"] = out["gathered_gradients"] = 2 * unit * w
     return out
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn.functional as F
 
@@ -51,3 +53,35 @@ def per_sequence_mean(nll_sum: torch.Tensor, n_tokens: torch.Tensor) -> torch.Te
 def token_mean(nll_sum: torch.Tensor, n_tokens: torch.Tensor) -> torch.Tensor:
     """Token-mean NLL of a batch: Σ NLL / Σ tokens (a scalar), like HF's causal-LM loss."""
     return nll_sum.sum() / n_tokens.sum().clamp(min=1)
+
+
+def labelled_token_nll(
+    model: torch.nn.Module, batch: dict[str, torch.Tensor], **forward: object
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(NLL [n] fp32 of every labelled token, row by row; labelled tokens per row [B]).
+
+    Logits are computed at the n predicting positions only: the model's forward slices its
+    hidden states with ``logits_to_keep`` (a [B, T] bool mask) before the LM head, so no
+    [B, T, V] tensor exists (a model that ignores the mask has its full logits sliced here).
+    ``forward`` goes to the model as is (``past_key_values`` of a shared prompt, which then
+    covers the positions before ``batch``'s: ``attention_mask`` spans both).
+    """
+    keep = F.pad(labelled(batch["labels"]), (0, 1))  # [B, T]: position t predicts token t+1
+    targets = batch["labels"][:, 1:][keep[:, :-1]]  # [n]
+    if slices_by_mask(model):
+        forward = forward | {"logits_to_keep": keep}
+    logits = model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **forward
+    ).logits
+    logits = logits if logits.dim() == 2 else logits[keep]  # [n, V]
+    nll = F.cross_entropy(logits.float(), targets, reduction="none")
+    return nll, keep.sum(dim=1)
+
+
+def slices_by_mask(model: torch.nn.Module) -> bool:
+    """Whether ``model``'s forward takes a bool ``logits_to_keep`` mask (transformers' models
+    since ``slice_logits_to_keep``; remote code may not)."""
+    from transformers import modeling_utils
+
+    has_argument = "logits_to_keep" in inspect.signature(model.forward).parameters
+    return has_argument and hasattr(modeling_utils, "slice_logits_to_keep")

@@ -22,12 +22,16 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
 from torch.distributed.tensor import DTensor, Replicate, Shard
 
 from wagle.errors import WagleError
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 
 def is_sharded(t: torch.Tensor) -> bool:
@@ -45,8 +49,31 @@ def is_main_process() -> bool:
     return not dist.is_initialized() or dist.get_rank() == 0
 
 
+def barrier() -> None:
+    """Wait for every process (a no-op in a single process)."""
+    if dist.is_initialized():
+        dist.barrier()
+
+
 def model_is_sharded(model: torch.nn.Module) -> bool:
     return any(isinstance(p, DTensor) for p in model.parameters())
+
+
+def reshard(model: torch.nn.Module) -> torch.nn.Module:
+    """Every FSDP2 unit of ``model`` back in its sharded state, its parameters the DTensors.
+
+    A forward without backward (``no_grad``: a reference pass, an evaluation) leaves the units
+    built with ``reshard_after_forward=False`` (transformers' LM-head unit, FSDP2's root)
+    holding their whole parameters, and ``named_parameters`` then returns those temporary
+    tensors: an optimizer built on them, or a copy taken of them, would miss the real ones.
+    Call this before reading a sharded model's parameters after such a pass.
+    """
+    from torch.distributed.fsdp import FSDPModule
+
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
+    return model
 
 
 @dataclass(frozen=True)
@@ -167,11 +194,33 @@ def _strides(shape: tuple[int, ...]) -> tuple[int, ...]:
 # ---- loading a model sharded with FSDP2 ----------------------------------------------------
 
 
-def distributed_config():
-    """FSDP2 over every process of the run (``WORLD_SIZE``), for ``from_pretrained``."""
+def distributed_config(config: PretrainedConfig | None = None):
+    """FSDP2 over every process of the run (``WORLD_SIZE``), for ``from_pretrained`` of a model
+    of ``config`` (loaded by ``wagle.models``, where every load lives).
+
+    The LM head is freed after forward like the decoder layers: transformers keeps it whole
+    from forward to backward, grouped with the final norm, and on torch 2.13 a step with two
+    forwards whose loss reaches the final norm but not the head (RMU steering the last layer)
+    crashed in backward (a segfault; 2 CPU processes). Freeing it costs one more gather of
+    the head per micro-batch."""
     from transformers.distributed import DistributedConfig
 
-    return DistributedConfig(fsdp_size=int(os.environ.get("WORLD_SIZE", "1")))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    plan = None
+    if config is not None and _head_kept_whole(config):
+        plan = {"lm_head": "free_full_weight"}
+    return DistributedConfig(fsdp_size=world, fsdp_plan=plan)
+
+
+def _head_kept_whole(config: PretrainedConfig) -> bool:
+    """Whether the model class's FSDP2 plan keeps ``lm_head`` whole after forward."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    try:
+        model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]
+    except KeyError:  # remote code: its own plan, left as it is
+        return False
+    return (getattr(model_class, "_fsdp_plan", None) or {}).get("lm_head") == "keep_full_weight"
 
 
 def adopt(model: torch.nn.Module) -> torch.nn.Module:

@@ -18,6 +18,9 @@ from wagle.errors import WagleError
 
 RUN_MARKERS = ("run_config.json", "eval.json")  # files that mark a finished output directory
 _WARNED: set[str] = set()
+# JSON files of a saved model and tokenizer, read by the loaders
+MODEL_JSON_FILES = ("config.json", "generation_config.json", "tokenizer_config.json")
+MODEL_JSON_FILES += ("tokenizer.json", "special_tokens_map.json")
 
 
 def warn(message: str) -> None:
@@ -52,8 +55,20 @@ def check_model_dir(source: str, what: str = "model") -> None:
         raise WagleError(f"{what} not found: {source}")
     if not path.is_dir():
         raise WagleError(f"{what} {source} is a file; give the model's directory")
+    if (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
+        raise WagleError(
+            f"{what} directory {source} holds a PEFT adapter, not a model: merge it into its "
+            "base model (merge_and_unload) and save that"
+        )
     if not (path / "config.json").is_file():
         raise WagleError(f"{what} directory {source} has no config.json: not a saved HF model")
+    for name in MODEL_JSON_FILES:  # transformers skips a broken generation config silently
+        if (path / name).is_file():
+            read_json_object(path / name, f"{what} directory {source}: {name}")
+    for index in path.glob("*.safetensors.index.json"):
+        check_shards(index, what)
+    for file in safetensors_files(path):
+        check_safetensors_file(file, f"{what} weights file")
     if not safetensors_files(path):
         pickled = sorted(p.name for p in path.glob("*.bin")) + sorted(
             p.name for p in path.glob("*.pt*")
@@ -82,8 +97,21 @@ def read_safetensors_header(path: str | Path) -> dict[str, Any]:
             (size,) = struct.unpack("<Q", handle.read(8))
             if size > 100_000_000:
                 raise ValueError("header too large")
-            header = json.loads(handle.read(size))
-    except (OSError, struct.error, ValueError, UnicodeDecodeError):
+            text = handle.read(size)
+    except OSError:
+        raise WagleError(f"{path} cannot be read") from None
+    except (struct.error, ValueError):
+        text, size = b"", -1
+    if path.stat().st_size == 0:
+        raise WagleError(f"{path} is empty (0 bytes): not a safetensors file")
+    if size > len(text):  # a header that promises more than the file holds
+        raise WagleError(
+            f"{path} is truncated: {path.stat().st_size:,} bytes, fewer than its header alone "
+            f"({8 + size:,}); copy or save it again"
+        )
+    try:
+        header = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
         raise WagleError(
             f"{path} is not a safetensors file (wagle reads masks and weights only as "
             "safetensors, never pickles)"
@@ -91,6 +119,47 @@ def read_safetensors_header(path: str | Path) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise WagleError(f"{path} is not a safetensors file")
     return header
+
+
+def check_safetensors_file(path: str | Path, what: str) -> None:
+    """A safetensors file must hold every byte its header describes: a file cut short by an
+    interrupted copy or download otherwise fails inside the loader, or loads garbage."""
+    path = Path(path)
+    header = read_safetensors_header(path)
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+    with open(path, "rb") as handle:
+        (header_size,) = struct.unpack("<Q", handle.read(8))
+    expected, actual = 8 + header_size + max(ends, default=0), path.stat().st_size
+    if actual < expected:
+        raise WagleError(
+            f"{what} {path} is truncated: {actual:,} bytes where its header describes "
+            f"{expected:,}; copy or save it again"
+        )
+
+
+def check_shards(index: Path, what: str) -> None:
+    """Every shard a ``*.safetensors.index.json`` names must be next to it."""
+    weight_map = read_json_object(index, f"{what} index {index}").get("weight_map")
+    if not isinstance(weight_map, dict):
+        raise WagleError(f"{what} index {index} has no 'weight_map'")
+    if missing := sorted({f for f in weight_map.values() if not (index.parent / f).is_file()}):
+        raise WagleError(
+            f"{what} index {index} names {len(missing)} shard(s) that are not there, "
+            f"e.g. {missing[0]}"
+        )
+
+
+def read_json_object(path: Path, what: str) -> dict[str, Any]:
+    """A JSON file holding one object; anything else is a user error naming ``what``."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise WagleError(f"{what} cannot be read: {err}") from None
+    except json.JSONDecodeError as err:
+        raise WagleError(f"{what} is not valid JSON (line {err.lineno}): {err.msg}") from None
+    if not isinstance(value, dict):
+        raise WagleError(f"{what} is not a JSON object")
+    return value
 
 
 def tensor_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
@@ -118,6 +187,7 @@ def check_mask_file(mask: str, model: str | None = None) -> None:
     shapes = mask_shapes(path)
     if not shapes:
         raise WagleError(f"mask {mask} holds no tensors")
+    check_safetensors_file(path, "mask file")
     if model is None or not Path(model).is_dir():
         return
     model_shapes: dict[str, tuple[int, ...]] = {}
@@ -155,6 +225,21 @@ def check_data_source(source: str, split: str | None, what: str) -> None:
             raise WagleError(
                 f"no split {split!r} in {source}; available: {', '.join(names) or 'none'}"
             )
+
+
+def emptiness(value: Any) -> str | None:
+    """What makes a text field hold nothing to train on or score (None if nothing does): an
+    empty or blank string, an empty list, or a list with a non-string or blank item."""
+    if isinstance(value, str):
+        return None if value.strip() else "is empty"
+    if isinstance(value, list):
+        if not value:
+            return "is an empty list"
+        if not all(isinstance(v, str) for v in value):
+            return "holds an item that is not a string"
+        if not all(v.strip() for v in value):
+            return "holds an empty string"
+    return None
 
 
 def check_ratio(ratio: float) -> None:

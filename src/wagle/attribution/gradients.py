@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from wagle.attribution.schedule import Examples, Step, schedule
 from wagle.data.collate import collate
 from wagle.sequence import sequence_nll
-from wagle.sharding import is_sharded, local
+from wagle.sharding import is_sharded, local, reshard
 
 # What a score may need; each score method declares a subset (see scores.py).
 FORGET_GRAD = "forget_grad"
@@ -119,6 +119,8 @@ def collect_statistics(
             fisher = RETAIN_FISHER in needs  # per-sample gradients: one sample per batch
             steps = spread(retain, 1, per_sample=True) if fisher else spread(retain, batch_size)
             stats.retain_grad, stats.retain_fisher = run(steps, "retain", fisher=fisher)
+    if sharded:  # a pass without backward (Wanda's) leaves some units whole
+        reshard(model)
     if world > 1:  # chunks of sharded parameters are complete; whole tensors are summed
         plain = {n for n, p in params.items() if not is_sharded(p)}
         for table in (stats.forget_grad, stats.retain_grad, stats.retain_fisher):

@@ -29,7 +29,7 @@ from wagle.attribution.scores import Scores, compute_scores
 from wagle.attribution.select import numels, select_mask
 from wagle.data.batching import encode_records
 from wagle.data.load import Record
-from wagle.data.prompt import use_prompt_format
+from wagle.data.prompt import with_prompt_format
 from wagle.data.refusals import refusal_records
 from wagle.errors import WagleError
 from wagle.sharding import gather_on_main
@@ -111,7 +111,7 @@ def attribute(
     ``forget`` / ``retain`` are QA records (loss on answer tokens) or raw texts (all tokens).
     """
     method = config.score_method
-    use_prompt_format(tokenizer, config.prompt_format)
+    tokenizer = with_prompt_format(tokenizer, config.prompt_format)
     forget_examples = encode_forget(tokenizer, forget, config)
     needs_retain = method.uses_gamma
     n_forget = len(forget_examples)

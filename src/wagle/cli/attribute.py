@@ -54,9 +54,11 @@ def run(args: argparse.Namespace) -> int:
     config = cfg.build(AttributionConfig, cfg.load_yaml(args.config), args)
     forget, retain = check_inputs(args, config)
     fsdp = fsdp_requested(config.fsdp)  # FSDP1 and DeepSpeed stop here
+    import torch
+
     from wagle.attribution.masks import save_mask  # torch: only once the inputs are checked
     from wagle.attribution.pipeline import attribute
-    from wagle.sharding import is_main_process
+    from wagle.sharding import all_reduce_sum_, is_main_process
 
     model, tokenizer = load_pretrained(
         args.model, dtype=config.dtype, trust_remote_code=args.trust_remote_code, fsdp=fsdp
@@ -67,8 +69,16 @@ def run(args: argparse.Namespace) -> int:
     main_process = is_main_process()  # several processes: the first one writes
     for gamma in result.gammas:
         scores = result.scores(gamma)
-        for ratio in config.ratio:
+        for ratio in sorted(config.ratio):  # the smallest first: it is checked before any write
             mask = result.select(scores, ratio)
+            # under FSDP2 each process holds chunks: the count is summed over all of them
+            selected = torch.tensor(sum(int(m.sum()) for m in mask.values()))
+            if not int(all_reduce_sum_(selected)):
+                eligible = result.metadata(ratio, gamma, scores)["n_eligible"]
+                raise WagleError(
+                    f"ratio {ratio:g} selects no weight of the {eligible:,} eligible ones "
+                    "(nothing could be unlearned): raise --ratio"
+                )
             path = out_path(Path(args.out), ratio, gamma, config)
             if not main_process:
                 continue

@@ -49,6 +49,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True, help="model directory (with its tokenizer)")
     parser.add_argument("--out", required=True, help="output directory for eval.json")
     parser.add_argument("--config", help="YAML file of EvalConfig options")
+    parser.add_argument(
+        "--fsdp",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="under torchrun / accelerate launch: shard the model over the processes with FSDP2 "
+        "and evaluate with every process (sharded forward passes, the same questions); the "
+        "first process writes eval.json (on by itself under an accelerate FSDP2 config)",
+    )
     add_loading_flags(parser, "an existing eval.json")
     cfg.add_arguments(parser, EvalConfig)
     parser.set_defaults(func=_evaluate)
@@ -66,17 +74,22 @@ def _evaluate(args: argparse.Namespace) -> int:
         refuse_several_processes,
         write_eval,
     )
+    from wagle.unlearning.devices import fsdp_requested
 
-    refuse_several_processes()
+    fsdp = fsdp_requested(args.fsdp)  # FSDP1 and DeepSpeed stop here
+    if not fsdp:
+        refuse_several_processes()
     from wagle.evaluation.table import print_eval
     from wagle.models import load_pretrained
+    from wagle.sharding import is_main_process
 
     config, reference = check_inputs(config)  # data and reference, before the model is loaded
     model, tokenizer = load_pretrained(
-        args.model, dtype=config.dtype, trust_remote_code=args.trust_remote_code
+        args.model, dtype=config.dtype, trust_remote_code=args.trust_remote_code, fsdp=fsdp
     )
     result = evaluate(model.eval(), tokenizer, config, reference=reference, model_path=args.model)
-    path = write_eval(result, args.out)
-    print_eval(result)
-    print(f"wrote {path}")
+    if is_main_process():
+        path = write_eval(result, args.out)
+        print_eval(result)
+        print(f"wrote {path}")
     return 0

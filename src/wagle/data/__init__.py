@@ -16,7 +16,7 @@ _EXPORTS = {
     "load_qa": "wagle.data.load",
     "load_text": "wagle.data.load",
     "PROMPT_FORMATS": "wagle.data.prompt",
-    "use_prompt_format": "wagle.data.prompt",
+    "with_prompt_format": "wagle.data.prompt",
     "encode_qa": "wagle.data.prompt",
     "encode_text": "wagle.data.prompt",
     "format_prompt": "wagle.data.prompt",

@@ -9,7 +9,8 @@ from transformers import PreTrainedTokenizerBase
 
 from wagle.data.collate import collate
 from wagle.data.load import Record
-from wagle.data.prompt import encode_qa, encode_text
+from wagle.data.prompt import IGNORE_INDEX, encode_qa, encode_text
+from wagle.errors import WagleError
 from wagle.validate import warn
 
 
@@ -39,8 +40,27 @@ def encode_records(
         for r, e in zip(records, examples, strict=True)
         if len(e["input_ids"]) >= max_length
     )
+    check_not_cut_away(examples, max_length, text)
     warn_truncated(cut, len(examples), max_length)
     return examples
+
+
+def check_not_cut_away(examples: list[dict[str, list[int]]], max_length: int, text: bool) -> None:
+    """A user error when ``max_length`` leaves a sample no token to train on or score (its
+    prompt alone is that long, or a text is cut to one token): such a sample contributes a
+    constant to every loss (NPO: 2/β·ln 2 per sample) and nothing to a metric."""
+    bare = [e for e in examples if all(y == IGNORE_INDEX for y in e["labels"][1:])]
+    if not bare:
+        return
+    if text:
+        detail = "a text needs two tokens, one to predict"
+    else:
+        longest = max(e["labels"].count(IGNORE_INDEX) for e in bare)
+        detail = f"their prompts alone take up to {longest} tokens"
+    raise WagleError(
+        f"max_length={max_length} leaves {len(bare)} of {len(examples)} samples without a "
+        f"token to train on or score ({detail}): raise --max-length"
+    )
 
 
 def warn_truncated(cut: int, total: int, max_length: int) -> None:

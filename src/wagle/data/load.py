@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from wagle.errors import WagleError
-from wagle.validate import looks_like_hub_id
+from wagle.validate import emptiness, looks_like_hub_id
 
 Record = dict[str, Any]
 
@@ -30,21 +30,21 @@ def load_qa(
     schema: dict[str, type] = {"question": str, "answer": str}
     if for_eval:
         schema |= {"paraphrased_answer": str, "perturbed_answer": list}
-    _check_schema(records, schema, source)
+    _check_schema(records, schema, _named(source, split))
     return records
 
 
 def load_text(source: str | Path, split: str | None = None) -> list[str]:
     """The ``text`` field of every record of a raw-text corpus."""
     records = read_records(source, split)
-    _check_schema(records, {"text": str}, source)
+    _check_schema(records, {"text": str}, _named(source, split))
     return [r["text"] for r in records]
 
 
 def load_mcq(source: str | Path, split: str | None = None) -> list[Record]:
     """Multiple-choice records; ``answer`` must index into ``choices``."""
     records = read_records(source, split)
-    _check_schema(records, {"question": str, "choices": list, "answer": int}, source)
+    _check_schema(records, {"question": str, "choices": list, "answer": int}, _named(source, split))
     for i, r in enumerate(records):
         if not 0 <= r["answer"] < len(r["choices"]):
             raise WagleError(f"{source}: record {i} has answer {r['answer']} outside its choices")
@@ -108,6 +108,10 @@ def _read_hub(repo_id: str, name: str | None) -> list[Record]:
     return read_hub(repo_id, name)
 
 
+def _named(source: str | Path, split: str | None) -> str:
+    return f"{source} ({split})" if split and Path(source).is_dir() else str(source)
+
+
 def _check_schema(records: list[Record], schema: dict[str, type], source: Any) -> None:
     for i, record in enumerate(records):
         for key, kind in schema.items():
@@ -116,3 +120,5 @@ def _check_schema(records: list[Record], schema: dict[str, type], source: Any) -
                     f"{source}: record {i + 1} needs field {key!r} of type {kind.__name__}; "
                     f"it has fields {sorted(record)}"
                 )
+            if problem := emptiness(record[key]):  # nothing to train on or to score
+                raise WagleError(f"{source}: record {i + 1}: field {key!r} {problem}")

@@ -121,6 +121,11 @@ def qa_benchmark(
 
     def check(config: EvalConfig) -> list[str]:
         _check_split(config.split)  # before looking for data: a typo is the message
+        if config.data and Path(config.data).is_file():  # every section would read that file
+            raise WagleError(
+                f"the {config.benchmark} benchmark reads a directory of split files "
+                f"(forget, retain, holdout, real world); {config.data} is one file"
+            )
         load_qa(config.data or default_source(), layout_of(config.split).holdout)
         return [r["question"] for r in sets(config.split, config.data)["forget"][2]]
 

@@ -7,7 +7,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from wagle.data.collate import collate
-from wagle.data.prompt import prompt_token_ids
+from wagle.data.prompt import answer_end_id, prompt_token_ids
 
 
 def generate_answers(
@@ -19,7 +19,8 @@ def generate_answers(
     max_new_tokens: int = 64,
     progress: bool = True,
 ) -> list[str]:
-    """Greedy answers, left-padded batches, stopping at EOS; the prompt is not included."""
+    """Greedy answers, left-padded batches, stopping at the end of an answer (``stop_ids``);
+    the prompt is not included."""
     prompts = [prompt_token_ids(tokenizer, q) for q in questions]
     return generate_continuations(
         model,
@@ -41,8 +42,10 @@ def generate_continuations(
     max_new_tokens: int = 64,
     progress: bool = True,
 ) -> list[str]:
-    """Greedy continuations of token-id prompts (left-padded batches, stop at EOS), stripped."""
+    """Greedy continuations of token-id prompts (left-padded batches, stopping at any of
+    ``stop_ids``), stripped."""
     model.eval()
+    stops = stop_ids(model, tokenizer)
     texts: list[str] = []
     batches = range(0, len(prompts), batch_size)
     for start in tqdm(batches, desc="generating", disable=not progress, leave=False):
@@ -54,8 +57,19 @@ def generate_continuations(
             max_new_tokens=max_new_tokens,
             do_sample=False,
             pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
+            eos_token_id=stops,
         )
         new_tokens = output[:, batch["input_ids"].shape[1] :]
         texts += [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
     return texts
+
+
+def stop_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Every id that ends a generation: the EOS ids of the model's ``generation_config``
+    (Llama-3-Instruct lists ``<|end_of_text|>``, ``<|eom_id|>`` and ``<|eot_id|>``), the
+    tokenizer's EOS and the end of an answer in the tokenizer's format (``answer_end_id``)."""
+    config = getattr(model, "generation_config", None)
+    listed = getattr(config, "eos_token_id", None)
+    listed = [] if listed is None else [listed] if isinstance(listed, int) else list(listed)
+    ids = [*listed, tokenizer.eos_token_id, answer_end_id(tokenizer)]
+    return [int(i) for i in dict.fromkeys(ids) if i is not None]

@@ -20,9 +20,8 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from wagle.data.load import Record
-from wagle.data.prompt import encode_qa
 from wagle.errors import WagleError
-from wagle.evaluation.likelihood import summed_nll
+from wagle.evaluation.answer_sets import AnswerSets
 from wagle.evaluation.metrics import MetricResult
 from wagle.registry import lookup, register
 
@@ -58,12 +57,10 @@ def mcq_accuracy(
     make = lookup(CHOICE_STYLES, style, "multiple-choice style")
     if style == "letters" and any(len(r["choices"]) > 26 for r in records):
         raise WagleError("the 'letters' style allows at most 26 choices")
-    examples, counts = [], []
-    for record in records:
-        question, continuations = make(record)
-        examples += [encode_qa(tokenizer, question, c, eos=False) for c in continuations]
-        counts.append(len(continuations))
-    nll_sum, _ = summed_nll(model, examples, tokenizer.pad_token_id, batch_size)
-    predictions = [int(torch.argmin(nll)) for nll in torch.split(nll_sum, counts)]
+    questions, continuations = zip(*(make(record) for record in records), strict=True)
+    choices = AnswerSets(
+        tokenizer, list(questions), list(continuations), batch_size=batch_size, eos=False
+    )  # the prompt (with a listing of the choices) is computed once per question
+    predictions = [int(torch.argmin(nll)) for nll in choices.summed_nll(model)]
     correct = [float(p == r["answer"]) for p, r in zip(predictions, records, strict=True)]
     return MetricResult(sum(correct) / len(correct), correct), predictions

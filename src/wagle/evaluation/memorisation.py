@@ -23,6 +23,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from wagle.data.batching import encode_records
 from wagle.data.load import Record
+from wagle.data.prompt import answer_end_id
 from wagle.evaluation.metrics import MetricResult
 from wagle.evaluation.token_stats import token_statistics
 from wagle.registry import register
@@ -70,8 +71,9 @@ def memorisation(
 
 
 def appended_eos(record: Record | str, example: dict[str, list[int]], tokenizer) -> bool:
-    """Whether the QA prompt format appended an EOS to this example (raw text has none)."""
-    return isinstance(record, dict) and example["input_ids"][-1] == tokenizer.eos_token_id
+    """Whether the QA prompt format appended its answer end (EOS, or the chat template's
+    end-of-turn token) to this example (raw text has none)."""
+    return isinstance(record, dict) and example["input_ids"][-1] == answer_end_id(tokenizer)
 
 
 def _mean(values: list[float]) -> MetricResult:

@@ -21,8 +21,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from wagle.data.load import Record
 from wagle.errors import WagleError
 from wagle.evaluation import stats
+from wagle.evaluation.answer_sets import AnswerSets
 from wagle.evaluation.generation import generate_answers
-from wagle.evaluation.likelihood import answer_nll, perturbed_nll
 from wagle.evaluation.metrics import MetricResult
 from wagle.evaluation.rouge import rouge_l
 from wagle.registry import register
@@ -89,19 +89,12 @@ def score_qa(
     batch_size: int = 32,
     max_new_tokens: int = 64,
     progress: bool = False,
+    candidates: Candidates | None = None,
 ) -> QAScores:
-    """Forward passes (answer, base answer, perturbed answers) and greedy generations."""
-    if role not in ROLES:
-        raise ValueError(f"unknown role {role!r}; one of {ROLES}")
-    for i, r in enumerate(records):
-        if not isinstance(r.get("perturbed_answer"), list) or not r["perturbed_answer"]:
-            raise WagleError(f"record {i} has no 'perturbed_answer' list: cannot evaluate it")
-    answer = answer_nll(model, tokenizer, records, "answer", batch_size)
-    base = (
-        answer
-        if role == "real_world"
-        else answer_nll(model, tokenizer, records, "paraphrased_answer", batch_size)
-    )
+    """Likelihoods of every candidate answer and greedy generations; ``candidates``: the
+    records' ``Candidates`` if already prepared."""
+    candidates = candidates or Candidates(tokenizer, records, role, batch_size)
+    answer, base, perturbed = candidates.likelihoods(model)
     generations = generate_answers(
         model,
         tokenizer,
@@ -115,9 +108,44 @@ def score_qa(
         answers=[r["answer"] for r in records],
         answer_nll=answer,
         base_nll=base,
-        perturbed_nll=perturbed_nll(model, tokenizer, records, batch_size),
+        perturbed_nll=perturbed,
         generations=generations,
     )
+
+
+class Candidates:
+    """The candidate answers of a split's records, prepared once (``AnswerSets``): the answer,
+    the paraphrase (not on real-world sets, whose base answer is the answer) and the perturbed
+    answers. ``likelihoods`` then costs forward passes only (a trajectory scores the same
+    records at every point)."""
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        records: list[Record],
+        role: str,
+        batch_size: int = 32,
+    ) -> None:
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; one of {ROLES}")
+        for i, r in enumerate(records):
+            if not isinstance(r.get("perturbed_answer"), list) or not r["perturbed_answer"]:
+                raise WagleError(f"record {i} has no 'perturbed_answer' list: cannot evaluate it")
+        self.paraphrase = role != "real_world"
+        base = ["paraphrased_answer"] if self.paraphrase else []
+        sets = [[r[k] for k in ["answer", *base]] + r["perturbed_answer"] for r in records]
+        questions = [r["question"] for r in records]
+        self.sets = AnswerSets(tokenizer, questions, sets, batch_size=batch_size)
+
+    def likelihoods(
+        self, model: PreTrainedModel
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """(answer NLL [N], base-answer NLL [N], perturbed NLLs: N tensors [P_i]), mean NLLs
+        over answer tokens (nats)."""
+        nll = self.sets.mean_nll(model)
+        answer = torch.stack([n[0] for n in nll])
+        base = torch.stack([n[int(self.paraphrase)] for n in nll])
+        return answer, base, [n[1 + self.paraphrase :] for n in nll]
 
 
 def evaluate_qa(scores: QAScores, questions: list[str]) -> dict[str, Any]:

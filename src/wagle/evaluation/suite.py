@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from wagle import __version__
 from wagle import config as cfg
-from wagle.data.prompt import use_prompt_format
+from wagle.data.prompt import with_prompt_format
 from wagle.errors import WagleError
 from wagle.evaluation.benchmarks import resolve
 from wagle.evaluation.config import EvalConfig
@@ -43,7 +43,7 @@ def evaluate(
     (and checked by ``check_inputs``).
     """
     benchmark, config = resolve(config)
-    use_prompt_format(tokenizer, config.prompt_format)
+    tokenizer = with_prompt_format(tokenizer, config.prompt_format)
     if reference is None and config.reference:
         config, reference = check_inputs(config)
     start = time.perf_counter()

@@ -27,6 +27,7 @@ from wagle.attribution.gradients import RETAIN_GRAD
 from wagle.attribution.masks import Mask, density, layer_of
 from wagle.attribution.masks.packing import pack, unpack
 from wagle.attribution.pipeline import encode_forget, encode_retain
+from wagle.data.prompt import with_prompt_format
 from wagle.experiment.recipe import WHOLE_MODEL_MASKS
 
 
@@ -103,9 +104,10 @@ class MaskBank:
         needs = frozenset().union(*(SCORES[m].needs for m in methods))
         config = self.attribution_config(methods[0], seed)
         tick = time.perf_counter()
-        forget = encode_forget(s.tokenizer, _attribution_records(s.forget), config)
+        tokenizer = with_prompt_format(s.tokenizer, config.prompt_format)  # this stage's format
+        forget = encode_forget(tokenizer, _attribution_records(s.forget), config)
         retain = (
-            encode_retain(s.tokenizer, _attribution_records(s.retain), len(forget), config)
+            encode_retain(tokenizer, _attribution_records(s.retain), len(forget), config)
             if RETAIN_GRAD in needs
             else []
         )

@@ -27,6 +27,7 @@ from typing import Any
 
 from wagle import config as cfg
 from wagle.attribution import AttributionConfig
+from wagle.data.prompt import with_prompt_format
 from wagle.errors import WagleError
 from wagle.evaluation import EvalConfig, evaluate, write_eval
 from wagle.evaluation.halves import half_forget_qualities
@@ -137,7 +138,7 @@ class Runner:
         if s.recipe.save_model:
             with atomic_dir(directory / "model") as tmp:
                 model.save_pretrained(tmp)
-                s.tokenizer.save_pretrained(tmp)
+                with_prompt_format(s.tokenizer, config.prompt_format).save_pretrained(tmp)
                 write_cell_card(tmp, config, options, mask, mask_info, model, evaluation)
         forget = evaluation["sections"].get("forget", {}).get("per_sample", {})
         halves = half_forget_qualities(

@@ -30,14 +30,13 @@ from transformers import TrainerCallback
 
 from wagle.data.load import load_qa
 from wagle.evaluation.benchmarks import qa_sets
-from wagle.evaluation.generation import generate_answers
 from wagle.evaluation.qa import evaluate_qa, score_qa
-from wagle.evaluation.rouge import rouge_l
 from wagle.evaluation.stats import harmonic_mean, ks_pvalue
 from wagle.evaluation.summary import UTILITY_FIGURES, forget_quality
 from wagle.io import write_json
 from wagle.models import load_pretrained
 from wagle.playground.config import PlaygroundConfig
+from wagle.playground.train import mean_recall
 
 SPLIT = "forget10"
 REAL_WORLD = [f for f in UTILITY_FIGURES if not f.startswith("retain.")]
@@ -228,10 +227,8 @@ class _StopBelowRouge(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step % GA_EVERY:
             return
-        questions = [r["question"] for r in self.records]
-        answers = generate_answers(self.model, self.tokenizer, questions, progress=False)
+        rouge = mean_recall(self.model, self.tokenizer, self.records)
         self.model.train()
-        rouge = _mean(rouge_l(answers, [r["answer"] for r in self.records]))
         self.points.append((state.global_step, rouge))
         self.crossed = rouge < self.bar
         control.should_training_stop |= self.crossed

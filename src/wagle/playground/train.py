@@ -186,13 +186,19 @@ def probe_recall(
     model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerBase, probe: dict[str, list[Record]]
 ) -> dict[str, float]:
     """Mean greedy ROUGE-L recall of ``model`` on each probed split."""
-    figures = {}
-    for split, records in probe.items():
-        questions = [r["question"] for r in records]
-        answers = generate_answers(model, tokenizer, questions, progress=False)
-        scores = rouge_l(answers, [r["answer"] for r in records])
-        figures[split] = round(sum(scores) / len(scores), 4)
-    return figures
+    return {
+        split: round(mean_recall(model, tokenizer, records), 4) for split, records in probe.items()
+    }
+
+
+def mean_recall(
+    model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerBase, records: list[Record]
+) -> float:
+    """Mean ROUGE-L recall of ``model``'s greedy answers to ``records``' questions."""
+    questions = [r["question"] for r in records]
+    answers = generate_answers(model, tokenizer, questions, progress=False)
+    scores = rouge_l(answers, [r["answer"] for r in records])
+    return sum(scores) / len(scores)
 
 
 class _ReportSteps(TrainerCallback):

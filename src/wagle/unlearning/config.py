@@ -95,6 +95,12 @@ class UnlearnConfig:
     gradient_checkpointing: bool = cfg.field(
         False, "recompute activations in the backward pass (less memory, ~30% more time)"
     )
+    fsdp: bool = cfg.field(
+        False,
+        "shard weights, gradients, mask and optimizer state over the processes with FSDP2 "
+        "(torchrun / accelerate launch; exact like one process); on by itself under an "
+        "accelerate FSDP2 config",
+    )
     prompt_format: str = cfg.field("auto", PROMPT_FORMAT_HELP)
     max_length: int = cfg.field(512, "maximum tokens per sample")
     seed: int = cfg.field(0, "seed of shuffling and of the forget/retain pairing")
@@ -269,6 +275,8 @@ def check_records(records: list[dict], what: str) -> None:
                 f"{what} record {i + 1} needs field {bad[0]!r} (a string); "
                 f"it has fields {sorted(record)}"
             )
+        if empty := [f for f in fields if validate.emptiness(record[f])]:
+            raise WagleError(f"{what} record {i + 1}: field {empty[0]!r} is empty")
 
 
 def method_options_class(method: str) -> type:

@@ -4,14 +4,13 @@
   multiply it by 8. A run that states ``global_batch_size`` (forget samples per optimizer step,
   all processes together) gets ``accumulation = global / (batch_size × world size)``: the same
   optimizer steps on 1 GPU or 8.
-- **Supported:** one process (CPU or one GPU) and DDP (``torchrun`` / ``accelerate launch
-  --multi_gpu``): every process holds the whole model, gradients are all-reduced before the mask
-  zeroes the unselected entries, and the mask is exact. FSDP and DeepSpeed shard gradients and
-  optimizer state, where that zeroing does not hold: they are refused before anything loads.
-- **FSDP2** (``fsdp_requested``): asked for with ``fsdp: true`` (``--fsdp``) or by launching
-  with an accelerate config of ``fsdp_version: 2`` (``configs/accelerate_fsdp2.yaml``), the
-  model is sharded at load (``wagle.sharding``). FSDP1 (flat parameters) and DeepSpeed are
-  refused with the reason, before anything loads.
+- **Supported:** one process (CPU or one GPU); DDP (``torchrun`` / ``accelerate launch
+  --multi_gpu``): every process holds the whole model, gradients are all-reduced before the
+  mask zeroes the unselected entries; and FSDP2 (``fsdp_requested``: ``fsdp: true`` /
+  ``--fsdp``, or an accelerate config of ``fsdp_version: 2``, ``configs/accelerate_fsdp2.yaml``):
+  the model is sharded as it loads and the mask works on each process's chunks
+  (``wagle.unlearning.fsdp``). The mask is exact in all three. FSDP1 (flat parameters) and
+  DeepSpeed are refused with the reason, before anything loads.
 """
 
 from __future__ import annotations
@@ -53,7 +52,8 @@ DEEPSPEED_REFUSAL = (
 def fsdp_requested(flag: bool = False) -> bool:
     """Whether this run shards the model with FSDP2: ``flag`` (``--fsdp``), or ``accelerate
     launch`` with an FSDP2 config (it sets ``ACCELERATE_USE_FSDP`` and ``FSDP_VERSION=2``).
-    FSDP1 and DeepSpeed are one-line user errors (checked before the model loads)."""
+    FSDP1 and DeepSpeed are one-line user errors (checked before the model loads). A single
+    process has nothing to shard over: False."""
     if _on("ACCELERATE_USE_DEEPSPEED"):
         raise WagleError(DEEPSPEED_REFUSAL)
     if _on("ACCELERATE_USE_FSDP"):
@@ -62,20 +62,9 @@ def fsdp_requested(flag: bool = False) -> bool:
                 "FSDP1 is not supported (its flat parameters hide which entry is which weight): "
                 "set fsdp_version: 2 in the accelerate config (configs/accelerate_fsdp2.yaml)"
             )
-        return True
-    return flag
+        flag = True
+    return flag and world_size() > 1
 
 
 def _on(variable: str) -> bool:
     return os.environ.get(variable, "").lower() in ("1", "true", "yes")
-
-
-def refuse_sharded_training() -> None:
-    """A one-line user error under FSDP or DeepSpeed (checked before the model loads)."""
-    for variable, name in _SHARDED.items():
-        if os.environ.get(variable, "").lower() in ("1", "true", "yes"):
-            raise WagleError(
-                f"{name} is not supported: the mask is exact with one process or DDP "
-                "(torchrun, accelerate launch --multi_gpu); for less memory per device use "
-                "--gradient-checkpointing or --optimizer-state selected (see wagle plan)"
-            )

@@ -21,6 +21,9 @@ itself would convert it to a float copy of the parameter's size first).
 ``verify`` re-checks the invariant after training from integer checksums of the unselected
 entries taken before it, and raises if any moved (e.g. with an optimizer outside
 ``EXACT_OPTIMIZERS``, whose update of a zero-gradient entry may not be zero).
+
+A model sharded by FSDP2 (``wagle.unlearning.fsdp``): the same on each process's chunks; the
+checksums cover every chunk (summed over the processes).
 """
 
 from __future__ import annotations
@@ -29,10 +32,10 @@ import torch
 
 from wagle.attribution.masks import Mask, check_mask
 from wagle.errors import WagleError
+from wagle.sharding import local
 from wagle.unlearning.config import EXACT_OPTIMIZERS
+from wagle.unlearning.fsdp import INT_VIEW, checksum, mask_chunk
 
-_INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
-_CHUNK = 1 << 22  # entries per checksum pass
 CHUNK = 1 << 24  # entries per decay pass: the scratch buffer is ≤ 64 MB (fp32)
 
 
@@ -64,9 +67,9 @@ class MaskEnforcer:
                 param.requires_grad_(False)
                 self.frozen.append(param)
                 continue
-            self.partial[name] = (param, selected.to(param.device))
-        self._checksums = {n: _checksum(p, s) for n, (p, s) in self.partial.items()}
-        self._frozen_sums = [_checksum(p, None) for p in self.frozen]
+            self.partial[name] = (param, mask_chunk(selected, param))  # sharded: its chunk
+        self._checksums = {n: checksum(p, s) for n, (p, s) in self.partial.items()}
+        self._frozen_sums = [checksum(p, None) for p in self.frozen]
         self._scratch: dict[tuple, torch.Tensor] = {}  # zeroing's buffers, made once
 
     @torch.no_grad()
@@ -79,7 +82,7 @@ class MaskEnforcer:
         """
         for param, selected in self.partial.values():
             if param.grad is not None:
-                zero_unselected(param.grad, selected, self._scratch)
+                zero_unselected(local(param.grad), selected, self._scratch)
 
     def make_weight_decay_mask_aware(self, optimizer: torch.optim.Optimizer) -> None:
         """Move partly selected parameters' decay out of ``optimizer`` into a masked pre-step."""
@@ -100,11 +103,11 @@ class MaskEnforcer:
 
     def verify(self) -> None:
         """Raise unless every unselected weight is bit-for-bit what it was at construction."""
-        moved = [n for n, (p, s) in self.partial.items() if _checksum(p, s) != self._checksums[n]]
+        moved = [n for n, (p, s) in self.partial.items() if checksum(p, s) != self._checksums[n]]
         moved += [
             "a frozen parameter"
             for p, before in zip(self.frozen, self._frozen_sums, strict=True)
-            if _checksum(p, None) != before
+            if checksum(p, None) != before
         ]
         if moved:
             raise WagleError(
@@ -134,7 +137,7 @@ def zero_unselected(grad: torch.Tensor, selected: torch.Tensor, scratch: dict) -
             scratch[key] = torch.zeros((), dtype=grad.dtype, device=grad.device)
         torch.where(selected, grad, scratch[key], out=grad)
         return
-    bits, keep = grad.view(-1).view(_INT_VIEW[grad.element_size()]), selected.view(-1)
+    bits, keep = grad.view(-1).view(INT_VIEW[grad.element_size()]), selected.view(-1)
     if key not in scratch or scratch[key].numel() < min(CHUNK, bits.numel()):
         scratch[key] = torch.empty(min(CHUNK, bits.numel()), dtype=bits.dtype)
     step = scratch[key].numel()
@@ -147,16 +150,17 @@ def zero_unselected(grad: torch.Tensor, selected: torch.Tensor, scratch: dict) -
 def _masked_decay(moved: list[tuple[torch.nn.Parameter, torch.Tensor, float]]):
     """A step pre-hook applying AdamW's decoupled decay p ← p·(1 − lr·wd) to selected entries."""
     scratch: dict[torch.device, torch.Tensor] = {}  # fp32 [2, ≤ CHUNK] per device, made once
-    size = min(CHUNK, max(p.numel() for p, _, _ in moved))
+    size = min(CHUNK, max(local(p).numel() for p, _, _ in moved))
 
     @torch.no_grad()
     def hook(optimizer: torch.optim.Optimizer, args, kwargs) -> None:
         group = next(g for g in optimizer.param_groups if g.get("masked_decay"))
         lr = float(group["lr"])
         for param, selected, decay in moved:
-            if param.device not in scratch:
-                scratch[param.device] = torch.empty(2, size, device=param.device)
-            decay_selected(param, selected, lr * decay, scratch[param.device])
+            chunk = local(param)  # sharded: this process's chunk, as ``selected``
+            if chunk.device not in scratch:
+                scratch[chunk.device] = torch.empty(2, size, device=chunk.device)
+            decay_selected(chunk, selected, lr * decay, scratch[chunk.device])
 
     return hook
 
@@ -178,21 +182,3 @@ def decay_selected(
         else:  # the product in fp32, rounded once (a bf16 f would round 1 − lr·wd to 1)
             part.copy_(scratch[1, : part.numel()].copy_(part).mul_(factor))
 
-
-@torch.no_grad()
-def _checksum(param: torch.Tensor, selected: torch.Tensor | None) -> int:
-    """An integer fingerprint of the bit patterns of the unselected entries (all, if None).
-
-    Σ_j bits_j·(j mod 65521 + 1) in wrapping int64: any single changed entry changes it.
-    """
-    bits = param.detach().reshape(-1).view(_INT_VIEW[param.element_size()])
-    keep = None if selected is None else ~selected.reshape(-1)
-    total = torch.zeros((), dtype=torch.int64, device=param.device)
-    for start in range(0, bits.numel(), _CHUNK):
-        chunk = bits[start : start + _CHUNK].to(torch.int64)
-        weight = torch.arange(start, start + chunk.numel(), device=param.device) % 65521 + 1
-        term = chunk * weight
-        if keep is not None:
-            term = term * keep[start : start + _CHUNK]
-        total += term.sum()
-    return int(total)

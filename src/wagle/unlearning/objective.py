@@ -25,6 +25,8 @@ import torch
 
 from wagle.data.load import Record
 from wagle.sequence import labelled, mean_nll_of_logits, sequence_nll, token_mean
+from wagle.sharding import model_is_sharded
+from wagle.unlearning import fsdp
 from wagle.unlearning.batch import ForgetRetainBatch, PairedDataset
 from wagle.unlearning.options import NoOptions, RetainOptions
 
@@ -73,7 +75,10 @@ def mean_nll(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Te
 
 
 def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """An eval-mode copy without gradients: the original model, where a method needs it live."""
+    """An eval-mode copy without gradients: the original model, where a method needs it live
+    (a model sharded by FSDP2, which cannot be deep-copied, is copied chunk by chunk)."""
+    if model_is_sharded(model):
+        return fsdp.frozen_copy(model)
     reference = copy.deepcopy(model).eval()
     reference.requires_grad_(False)
     return reference

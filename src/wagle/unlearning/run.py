@@ -37,7 +37,7 @@ from wagle import config as cfg
 from wagle.attribution.masks import Mask, load_mask, mask_metadata
 from wagle.data.batching import encode_records
 from wagle.data.load import Record, read_records
-from wagle.data.prompt import use_prompt_format
+from wagle.data.prompt import with_prompt_format
 from wagle.errors import WagleError
 from wagle.evaluation.benchmarks import BENCHMARKS, qa_sets
 from wagle.evaluation.summary import load_reference
@@ -46,10 +46,12 @@ from wagle.modelcard import write_run_card
 from wagle.models import load_pretrained
 from wagle.patches.runs import save_run_patch
 from wagle.registry import lookup
+from wagle.sharding import barrier
 from wagle.unlearning import checkpoints, tracking
+from wagle.unlearning import fsdp as sharded
 from wagle.unlearning.batch import PairCollator, PairedDataset
 from wagle.unlearning.config import UnlearnConfig
-from wagle.unlearning.devices import accumulation_steps, refuse_sharded_training, world_size
+from wagle.unlearning.devices import accumulation_steps, fsdp_requested, world_size
 from wagle.unlearning.lora import add_lora, merge_lora
 from wagle.unlearning.objective import METHODS
 from wagle.unlearning.trainer import MaskedUnlearningTrainer
@@ -102,8 +104,10 @@ def unlearn_model(
     objective = lookup(METHODS, config.method, "unlearning method")(options)
     record = {"run": cfg.to_dict(config), "method_options": dataclasses.asdict(objective.options)}
     checkpoint = _checkpoint(config, out, resume, record)
-    refuse_sharded_training()
-    use_prompt_format(tokenizer, config.prompt_format)
+    fsdp_requested()  # FSDP1 and DeepSpeed stop here
+    if sharded.is_sharded_model(model):
+        sharded.prepare(model, config)
+    tokenizer = with_prompt_format(tokenizer, config.prompt_format)
     if reference is None and config.eval_reference:
         reference = _load_reference(config)
     forget = objective.forget_records(forget)
@@ -163,11 +167,16 @@ def unlearn(config: UnlearnConfig, options: Any = None, resume: bool = False) ->
         raise WagleError(
             f"eval_benchmark must be a QA benchmark (playground, tofu), got {config.eval_benchmark!r}"
         )
-    refuse_sharded_training()  # before anything loads
+    fsdp = fsdp_requested(config.fsdp)  # before anything loads; FSDP1, DeepSpeed stop here
+    if fsdp:
+        sharded.refuse_unsupported(lora=config.lora, save_every=config.save_every)
     model, tokenizer = load_pretrained(
-        config.model, dtype=config.dtype, device=None, trust_remote_code=config.trust_remote_code
-    )
-    mask = load_mask(config.mask, model) if config.mask else None
+        config.model, dtype=config.dtype, device=None, trust_remote_code=config.trust_remote_code,
+        fsdp=fsdp,
+    )  # fmt: skip
+    mask = None
+    if config.mask:  # sharded: read one tensor at a time when its chunk is cut
+        mask = sharded.open_mask_for(config.mask, model) if fsdp else load_mask(config.mask, model)
     forget = read_records(config.forget, config.forget_split)
     retain = read_records(config.retain, config.retain_split)
     options = options or objective.options
@@ -175,8 +184,11 @@ def unlearn(config: UnlearnConfig, options: Any = None, resume: bool = False) ->
         model, tokenizer, forget, retain, config, options, mask, reference, Path(config.out),
         resume=resume, keep_checkpoints=True,
     )  # fmt: skip
+    if sharded.is_sharded_model(result.model):  # saved: the whole model, on the main process
+        result.model = sharded.gather_plain(result.model) or result.model
     if _is_main_process():
-        _save(result, tokenizer, config, options)
+        _save(result, with_prompt_format(tokenizer, config.prompt_format), config, options)
+    barrier()  # several processes: the output exists when any of them returns
     return result
 
 

@@ -38,7 +38,9 @@ Clipping: the Trainer clips ``p.grad`` before ``step``; the unselected entries o
 are already exactly 0 then (``MaskEnforcer.zero_unselected_grads``), so the clipped norm is
 the norm over the selected entries only — the same norm as dense-state masked AdamW.
 Under DDP each process holds the same state and applies the same update to the same
-all-reduced gradient, so every rank ends with identical weights.
+all-reduced gradient, so every rank ends with identical weights. Under FSDP2 each process
+keeps the state of the selected entries of its own chunks and updates those (every tensor
+below is the local chunk, ``wagle.sharding.local``; the masks are chunks too).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ import torch
 
 from wagle.attribution.masks import Mask
 from wagle.errors import WagleError
+from wagle.sharding import local
 from wagle.unlearning.config import AUTO_MAX_DENSITY, OPTIMIZER_STATES
 
 SELECTIVE_OPTIMIZERS = ("adamw_torch", "adamw_torch_fused")
@@ -100,8 +103,8 @@ class SelectiveAdamW(torch.optim.Optimizer):
             if p.grad is None:
                 continue
             if not self.state[p]:
-                _init_state(p, self.selected.get(id(p)), self.state[p])
-            key, size = (p.dtype, p.device), _size(self.state[p])
+                _init_state(local(p), self.selected.get(id(p)), self.state[p])
+            key, size = (p.dtype, local(p).device), _size(self.state[p])
             members, total = open_.get(key, ([], 0))
             if members and total + size > BUCKET:
                 full.append(_Bucket(members, self.state))
@@ -172,7 +175,7 @@ class _Bucket:
             self.segments.append(_Segment(p, start, start + k, states[p].get("index")))
             start += k
         self.size, first = start, params[0]
-        self.dtype, self.device = first.dtype, first.device
+        self.dtype, self.device = first.dtype, local(first).device
         steps = {states[p]["step"] for p in params}
         if len(steps) != 1:
             raise WagleError(f"SelectiveAdamW: parameters of one bucket at steps {sorted(steps)}")
@@ -198,7 +201,7 @@ class _Bucket:
         if w is None:  # fp32 weights are their own masters
             w = torch.empty(self.size, dtype=torch.float32, device=self.device)
             for s in self.segments:
-                _gather(s.param.detach(), s.index, w[s.start : s.end])
+                _gather(local(s.param).detach(), s.index, w[s.start : s.end])
         if decay:
             w.mul_(1 - lr * decay)
         m, v = self.flat["exp_avg"], self.flat["exp_avg_sq"]
@@ -214,13 +217,13 @@ class _Bucket:
         for s in self.segments:
             if s.param.grad is None:
                 raise WagleError("SelectiveAdamW: a parameter lost its gradient after step 1")
-            _gather(s.param.grad, s.index, raw[s.start : s.end])
+            _gather(local(s.param.grad), s.index, raw[s.start : s.end])
         return raw if self.dtype == torch.float32 else raw.float()
 
     def _scatter(self, w: torch.Tensor) -> None:
         """p[index] ← w's segment for every parameter; nothing else is written."""
         for s in self.segments:
-            flat, values = s.param.detach().view(-1), w[s.start : s.end]
+            flat, values = local(s.param).detach().view(-1), w[s.start : s.end]
             if s.index is None:
                 flat.copy_(values)
             else:

@@ -32,6 +32,7 @@ from transformers import PrinterCallback, Trainer, TrainerCallback
 
 from wagle.attribution.masks import Mask
 from wagle.io import write_json
+from wagle.sharding import reshard
 from wagle.unlearning import checkpoints, ranks, scaling
 from wagle.unlearning.batch import ForgetRetainBatch
 from wagle.unlearning.masking import MaskEnforcer
@@ -94,6 +95,7 @@ class MaskedUnlearningTrainer(Trainer):
             self.remove_callback(PrinterCallback)
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
+        reshard(self.model)  # sharded: the DTensors, not a unit left whole by a no_grad pass
         optimizer = super().create_optimizer(model)
         if not self.selective_state:  # SelectiveAdamW decays the selected entries alone
             self.enforcer.make_weight_decay_mask_aware(optimizer)

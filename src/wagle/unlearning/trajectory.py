@@ -29,7 +29,9 @@ point, the selection and the early-stopping decision to the others (``wagle.unle
 so that all of them stop at the same step and select the same point, whatever numbers another
 process would have computed; at the end the selected weights go from it to every process.
 Evaluating once means the others wait for it: a point must take less than the process group's
-timeout (``ddp_timeout``, 30 min by default).
+timeout (``ddp_timeout``, 30 min by default). Sharded by FSDP2, every process takes part in
+the forward passes of each point (the main process's decision still rules) and keeps its own
+chunks of the selected weights.
 
 An evaluated epoch's point is measured at its last optimizer step (``on_step_end``), before
 the Trainer saves a checkpoint at that step, so that the checkpoint holds it and a run resumed
@@ -51,11 +53,11 @@ from wagle.evaluation import qa
 from wagle.evaluation.benchmarks import evenly_spaced
 from wagle.evaluation.generation import generate_answers
 from wagle.evaluation.halves import HALF_KEYS, forget_halves, half_forget_qualities
-from wagle.evaluation.likelihood import answer_nll, perturbed_nll
 from wagle.evaluation.rouge import rouge_l
 from wagle.evaluation.summary import summarise
 from wagle.io import write_json
-from wagle.unlearning import ranks
+from wagle.sharding import local, reshard
+from wagle.unlearning import fsdp, ranks
 
 POINT_KEYS = (
     "step",
@@ -101,6 +103,10 @@ class TrajectoryEvaluator:
             n: (sets[n][0], evenly_spaced(sets[n][2], retain_size)) for n in UTILITY_SETS
         }
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
+        # Encoded and packed once: each point then costs forward passes and generations only.
+        self.candidates = {"forget": qa.Candidates(tokenizer, self.forget, "forget", batch_size)}
+        for name, (role, records) in self.utility.items():
+            self.candidates[name] = qa.Candidates(tokenizer, records, role, batch_size)
 
     @torch.no_grad()
     def __call__(self, model: torch.nn.Module) -> dict[str, Any]:
@@ -109,7 +115,14 @@ class TrajectoryEvaluator:
         try:
             sections = {"forget": self._forget_section(model)}
             for name, (role, records) in self.utility.items():
-                scores = qa.score_qa(model, self.tokenizer, records, role, **self._batching())
+                scores = qa.score_qa(
+                    model,
+                    self.tokenizer,
+                    records,
+                    role,
+                    candidates=self.candidates[name],
+                    **self._batching(),
+                )
                 sections[name] = qa.evaluate_qa(scores, [r["question"] for r in records])
         finally:
             model.train(was_training)
@@ -132,13 +145,14 @@ class TrajectoryEvaluator:
 
     def _forget_section(self, model: torch.nn.Module) -> dict[str, Any]:
         """Truth ratios and probability on the whole split; answers to the sample only."""
-        tok, bs = self.tokenizer, self.batch_size
+        tok = self.tokenizer
+        answer, base, perturbed = self.candidates["forget"].likelihoods(model)
         scores = qa.QAScores(
             role="forget",
             answers=[r["answer"] for r in self.forget],
-            answer_nll=answer_nll(model, tok, self.forget, "answer", bs),
-            base_nll=answer_nll(model, tok, self.forget, "paraphrased_answer", bs),
-            perturbed_nll=perturbed_nll(model, tok, self.forget, bs),
+            answer_nll=answer,
+            base_nll=base,
+            perturbed_nll=perturbed,
             generations=[],
         )
         truth, probability = qa.truth_ratio(scores), qa.probability(scores)
@@ -190,18 +204,21 @@ def select(points: list[dict[str, Any]], utility_floor: float) -> tuple[dict, di
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A CPU copy of every trainable tensor (what unlearning may change)."""
+    """A CPU copy of every trainable tensor (what unlearning may change); of a sharded one,
+    this process's chunk."""
     return {
-        n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad
+        n: local(p).detach().to("cpu", copy=True)
+        for n, p in reshard(model).named_parameters()
+        if p.requires_grad
     }
 
 
 @torch.no_grad()
 def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Copy ``state`` (from ``trainable_state``) back into ``model``'s parameters."""
-    params = dict(model.named_parameters())
+    params = dict(reshard(model).named_parameters())
     for name, value in state.items():
-        params[name].copy_(value)
+        local(params[name]).copy_(value)
 
 
 class TrajectoryCallback(TrainerCallback):
@@ -261,15 +278,19 @@ class TrajectoryCallback(TrainerCallback):
             self._measure(state, control, model)
 
     def finish(self, model: torch.nn.Module) -> None:
-        """After training: keep the last weights if asked, then load the selected ones (on
-        the main process, which kept them, then into every process)."""
-        if self.keep_last and ranks.is_main():
-            self.last_state = trainable_state(model)
+        """After training: keep the last weights if asked, then load the selected ones (kept
+        by the main process and handed to the others; sharded, each process its chunks)."""
+        sharded = fsdp.is_sharded_model(model)
+        if self.keep_last:  # sharded: whole tensors, gathered on the main process (a collective)
+            whole = fsdp.whole_state(model)
+            if whole is not None or ranks.is_main():
+                self.last_state = trainable_state(model) if whole is None else whole
         if self.selected is not None and self.selected is not self.points[-1]:
-            if ranks.is_main():  # an earlier point: it met the floor, was copied
+            if sharded or ranks.is_main():  # an earlier point: it met the floor, was copied
                 load_state(model, self.best_state)
-            params = dict(model.named_parameters())
-            ranks.weights_from_main([params[n] for n in _trainable_names(model)])
+            if not sharded:
+                params = dict(model.named_parameters())
+                ranks.weights_from_main([params[n] for n in _trainable_names(model)])
         self.best_state = None
 
     def record(self) -> dict[str, Any]:
@@ -286,11 +307,14 @@ class TrajectoryCallback(TrainerCallback):
     def _add(self, state, control, model: torch.nn.Module, given: dict | None = None) -> None:
         """Add a point, measured or ``given``, with the main process's decision."""
         self.before_point()
-        outcome = self._evaluate(state, model, given) if ranks.is_main() else None
+        # Sharded (FSDP2), every process takes part in the forward passes and keeps its chunks.
+        every_process = fsdp.is_sharded_model(model)
+        outcome = self._evaluate(state, model, given) if every_process or ranks.is_main() else None
         point, chosen, self.criterion, stop = ranks.from_main(outcome)
         self.points.append(point)
         self.selected = self.points[chosen]
-        if self.selected is point and self.criterion["met_floor"] and ranks.is_main():
+        keeps = every_process or ranks.is_main()
+        if self.selected is point and self.criterion["met_floor"] and keeps:
             self.best_state = trainable_state(model)
         control.should_training_stop |= stop
         if ranks.is_main():

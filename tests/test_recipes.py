@@ -55,7 +55,7 @@ def test_tofu_recipes_share_the_prompt_format_with_attribution():
 
 
 MEMORY = re.compile(
-    r"Memory \(wagle plan --model (?P<model>\S+) --config (?P<config>\S+) --ratio (?P<ratio>\S+)\):"
+    r"Memory \(wagle plan --model (?P<model>\S+) --config (?P<config>\S+) --ratio (?P<ratio>\S+)(?: --fsdp (?P<fsdp>\d+))?\):"
     r" (?P<step>[\d.]+) GiB a step(?:, (?P<point>[\d.]+) GiB a trajectory point)?:"
     r" fits one (?P<gpu>\d+) GB GPU"
 )
@@ -64,8 +64,8 @@ MEMORY = re.compile(
 @pytest.mark.parametrize("path", REAL, ids=lambda p: p.stem)
 def test_every_7b_recipe_fits_the_gpu_its_comment_names(path):
     """The recipe's comment states ``wagle plan``'s figures for it (a step, and a trajectory
-    point for the QA recipes) and a GPU: the figures are the plan's, and the larger fits the
-    GPU with 5% to spare (CUDA context, fragmentation)."""
+    point for the QA recipes; per GPU under ``--fsdp N``) and a GPU: the figures are the plan's,
+    and the larger fits the GPU with 5% to spare (CUDA context, fragmentation)."""
     from wagle.plan import GiB, load_shape, recipe_memory
 
     comment = " ".join(
@@ -78,7 +78,7 @@ def test_every_7b_recipe_fits_the_gpu_its_comment_names(path):
     config = cfg.build(UnlearnConfig, run)
     plan = recipe_memory(
         load_shape(stated["model"]), config, method_options(config.method, options),
-        float(stated["ratio"]),
+        float(stated["ratio"]), fsdp=int(stated["fsdp"] or 0),
     )  # fmt: skip
     peak = sum(plan["step"].values())
     assert f"{peak / GiB:.1f}" == stated["step"]

@@ -234,12 +234,12 @@ def autocast_cache_bytes(
     return 2 * round(shape.linear_entries() * trainable)
 
 
-def evaluation_logits_bytes(shape: Shape, autocast: bool, batch_size: int, max_length: int) -> int:
-    """The peak of a trajectory point's likelihood pass beyond the model: per token of a batch,
-    V logits in fp32 (after a bf16 copy under autocast) and cross-entropy's fp32
-    log-softmax of them."""
+def evaluation_logits_bytes(shape: Shape, autocast: bool, tokens: int) -> int:
+    """The peak of a trajectory point's likelihood pass beyond the model: per labelled (answer)
+    token of a batch, the only positions that get logits, V logits in fp32 (after a bf16 copy
+    under autocast) and cross-entropy's fp32 log-softmax of them."""
     per_entry = 2 * 4 + (2 if autocast else 0)
-    return batch_size * max_length * shape.vocab * per_entry
+    return tokens * shape.vocab * per_entry
 
 
 def evaluation_memory(
@@ -249,7 +249,8 @@ def evaluation_memory(
     gradients, DDP buckets and activations are gone, the evaluation's logits are there."""
     kept = ("weights", "mask", "optimizer_state", "autocast_cache", "reference_copies")
     parts = {k: step[k] for k in kept}
-    return parts | {"logits": evaluation_logits_bytes(shape, autocast, batch_size, max_length)}
+    # An answer may fill the whole length: the bound on the labelled tokens of a batch.
+    return parts | {"logits": evaluation_logits_bytes(shape, autocast, batch_size * max_length)}
 
 
 def plan_table(
@@ -300,10 +301,13 @@ def trainable_parameters(shape: Shape, layers: int | None) -> int:
     return sizes[0] + sum(sizes[1 : 1 + per_layer]) * layers + norm
 
 
-def recipe_memory(shape: Shape, config: Any, options: Any, ratio: float, devices: int = 1) -> dict:
+def recipe_memory(
+    shape: Shape, config: Any, options: Any, ratio: float, devices: int = 1, fsdp: int = 0
+) -> dict:
     """Bytes per device of an unlearning recipe (an ``UnlearnConfig`` and its method's options)
     under a mask of ratio ρ (1: dense): ``{"step": parts, "evaluation": parts, "peak": bytes}``,
-    the evaluation being a trajectory point at ``config.eval_batch_size``."""
+    the evaluation being a trajectory point at ``config.eval_batch_size``; ``fsdp`` > 0:
+    sharded by FSDP2 over that many devices (``fsdp_parts`` of each)."""
     from wagle.unlearning.config import AUTO_MAX_DENSITY
 
     autocast = bool(config.bf16)
@@ -322,6 +326,8 @@ def recipe_memory(shape: Shape, config: Any, options: Any, ratio: float, devices
         step, shape, autocast=autocast, batch_size=config.eval_batch_size,
         max_length=config.max_length,
     )  # fmt: skip
+    if fsdp:
+        step, evaluation = (fsdp_parts(p, shape, fsdp, config.dtype) for p in (step, evaluation))
     return {
         "step": step,
         "evaluation": evaluation,

@@ -11,7 +11,6 @@ from wagle.errors import WagleError
 from wagle.plan import (
     PRESETS,
     GiB,
-    fsdp_parts,
     fsdp_plan_table,
     load_shape,
     plan_table,
@@ -82,20 +81,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_recipe(args: argparse.Namespace, shape) -> int:
-    """The recipe's own settings: one step and one trajectory point per ratio (under FSDP2,
-    ``fsdp_parts`` of each)."""
+    """The recipe's own settings: one step and one trajectory point per ratio."""
     from wagle.config import load_yaml
     from wagle.unlearning.config import UnlearnConfig, method_options, split_recipe
 
     run_options, options = split_recipe(load_yaml(args.config))
     config = UnlearnConfig(**run_options)
     options = method_options(config.method, options)
-    plans = {r: recipe_memory(shape, config, options, r, args.devices) for r in args.ratio}
-    if args.fsdp:
-        for plan in plans.values():
-            for phase in ("step", "evaluation"):
-                plan[phase] = fsdp_parts(plan[phase], shape, args.fsdp, config.dtype)
-            plan["peak"] = max(sum(plan["step"].values()), sum(plan["evaluation"].values()))
+    plans = {
+        r: recipe_memory(shape, config, options, r, args.devices, args.fsdp) for r in args.ratio
+    }
     if args.json:
         print(json.dumps({"parameters": shape.parameters, "ratios": plans}, indent=2))
         return 0

@@ -181,4 +181,3 @@ def decay_selected(
             part.mul_(factor)
         else:  # the product in fp32, rounded once (a bf16 f would round 1 − lr·wd to 1)
             part.copy_(scratch[1, : part.numel()].copy_(part).mul_(factor))
-

@@ -14,10 +14,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-# One torch thread per process: the playground's models are small, and on a busy 2-core machine
-# two threads ran a full evaluation 3x slower than one (23-29 s vs 8.7 s, measured side by side).
+# torch's default threads (one per core): on a quiet 2-core machine two threads train the
+# playground model 1.78x faster than one (71 vs 126 ms a step) and evaluate it 1.35x faster
+# (12.8 vs 17.3 s, `wagle evaluate` on forget10); the build's parallel fine-tunes take one
+# thread each. On a machine busy with other work, OMP_NUM_THREADS=1 make demo is faster.
 demo: $(STAMP)
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(VENV)/bin/wagle demo
+	$(VENV)/bin/wagle demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

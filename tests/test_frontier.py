@@ -131,6 +131,23 @@ def test_points_are_relative_to_their_cells_step_0():
     assert frontier_points([r], {"c": trajectory[1:]}) == []  # no step 0: nothing to compare
 
 
+def test_by_ratio_each_ratio_of_a_mask_is_a_mask_of_its_own():
+    """Two WAGLE ratios and dense: one 'wagle' group, or 'wagle ρ0.5' and 'wagle ρ0.95' by
+    ratio; dense has no ratio and keeps its name."""
+    from dataclasses import replace
+
+    from test_experiment_result import evaluation, record
+
+    base = record(evaluation())
+    records = [replace(base, cell="a", ratio=0.5), replace(base, cell="b", ratio=0.95),
+               replace(base, cell="d", mask="dense", ratio=1.0)]  # fmt: skip
+    start = [{"step": 0, "model_utility": 0.5, "forget_quality": 0.1}]
+    trajectories = {r.cell: start for r in records}
+    assert [p.mask for p in frontier_points(records, trajectories)] == ["wagle", "wagle", "dense"]
+    by_ratio = frontier_points(records, trajectories, by_ratio=True)
+    assert [p.mask for p in by_ratio] == ["wagle ρ0.5", "wagle ρ0.95", "dense"]
+
+
 # ---- end to end: a frontier study of the tiny model --------------------------------------
 
 

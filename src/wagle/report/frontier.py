@@ -24,11 +24,13 @@ import math
 import statistics
 from dataclasses import dataclass
 
+from wagle.experiment.recipe import DENSE, LORA
 from wagle.experiment.result import CellResult
 
 LEVELS = (0.90, 0.95, 0.99)
 MODES = ("split", "whole")
 TINY = 1e-300  # log10 of a p-value that underflowed to 0
+RATIO_FREE = (DENSE, LORA)  # mask methods without a ratio
 
 
 @dataclass(frozen=True)
@@ -64,10 +66,15 @@ class Best:
     chosen: dict[int, Point]
 
 
-def frontier_points(records: list[CellResult], trajectories: dict[str, list[dict]]) -> list[Point]:
-    """Every trajectory point of every finished cell, utility relative to its step 0."""
+def frontier_points(
+    records: list[CellResult], trajectories: dict[str, list[dict]], by_ratio: bool = False
+) -> list[Point]:
+    """Every trajectory point of every finished cell, utility relative to its step 0.
+    ``by_ratio``: each ratio of a mask method is a mask of its own (``wagle ρ0.5``), to see
+    where along the ratio a mask's frontier comes from."""
     points = []
     for r in records:
+        mask = f"{r.mask} ρ{r.ratio:g}" if by_ratio and r.mask not in RATIO_FREE else r.mask
         saved = trajectories.get(r.cell) or []
         start = saved[0] if saved and saved[0]["step"] == 0 else None
         if start is None or not start.get("model_utility"):
@@ -76,7 +83,7 @@ def frontier_points(records: list[CellResult], trajectories: dict[str, list[dict
             if p.get("model_utility") is None:
                 continue
             points.append(Point(
-                r.method, r.mask, r.seed, r.cell, p["step"],
+                r.method, mask, r.seed, r.cell, p["step"],
                 p["model_utility"] / start["model_utility"], p.get("forget_quality"),
                 p.get("forget_quality_half_a"), p.get("forget_quality_half_b"),
                 bool(p.get("degenerate")),

@@ -149,6 +149,17 @@ def _frontier_lines(root: Path, records: list[CellResult]) -> list[str]:
     if missing:
         lines += [f"{missing} points lack the half-split forget qualities (cells run by an "
                   "older wagle): they count in-sample only.", ""]  # fmt: skip
+    ratios = {(r.method, r.mask): set() for r in records}
+    for r in records:
+        ratios[(r.method, r.mask)].add(r.ratio)
+    if any(len(found) > 1 for found in ratios.values()):
+        by_ratio = fr.frontier_points(records, res.trajectories(root), by_ratio=True)
+        lines += [
+            "By ratio (split-half, as above, each ratio of a mask method on its own):",
+            "",
+            *fr.markdown(fr.frontier(by_ratio, "split")),
+            "",
+        ]
     return lines
 
 

@@ -46,7 +46,7 @@ def _train(tiny_model, tokenizer, splits, method, tmp_path, batch_size, accumula
         model=model,
         args=training_arguments(config, str(tmp_path)),
         train_dataset=data,
-        data_collator=PairCollator(tokenizer.pad_token_id),
+        data_collator=PairCollator(tokenizer.pad_token_id, objective.companions()),
         objective=objective,
         callbacks=[gradients],
     )
@@ -91,12 +91,13 @@ def test_every_method_names_the_parts_of_its_loss_and_their_units(tokenizer, mic
     forget = encode_records(tokenizer, micro_splits["forget10"][:4], max_length=128)
     retain = encode_records(tokenizer, micro_splits["retain90"][:4], max_length=128)
     data = PairedDataset(forget, retain)
-    batch = ForgetRetainBatch.from_inputs(PairCollator(0)([data[i] for i in range(4)]))
     for name, method in METHODS.items():
         options = method.Options(rmu_layer=1) if name == "rmu" else None
         objective = method(options)
         objective.encode(tokenizer, micro_splits["forget10"][:4], 128)
         objective.prepare(model, data, 0)
+        collate = PairCollator(0, objective.companions())
+        batch = ForgetRetainBatch.from_inputs(collate([data[i] for i in range(4)]))
         terms = objective(model, batch)
         assert set(objective.normalised_by.values()) <= set(units_of(objective)), name
         parts = sum(terms[part] for part in objective.normalised_by)

@@ -40,7 +40,7 @@ def _train(model, tokenizer, data, objective, mask, tmp_path, steps=3, **overrid
         model=model,
         args=training_arguments(UnlearnConfig(**options), str(tmp_path)),
         train_dataset=data,
-        data_collator=PairCollator(tokenizer.pad_token_id),
+        data_collator=PairCollator(tokenizer.pad_token_id, objective.companions()),
         objective=objective,
         mask=mask,
     )

@@ -35,6 +35,17 @@ def test_collator_pads_halves_separately_and_keeps_indices():
     assert batch.forget_index.tolist() == [0]
 
 
+def test_collator_pads_a_methods_companions_at_the_forget_indices():
+    """IdkDPO's refusals ride with the batch: row r holds the companion of forget sample
+    index[r], padded like the forget half (0 ids, -100 labels)."""
+    data = PairedDataset(_examples(3, 0), _examples(3, 9))
+    refusals = [{"input_ids": [7] * (i + 1), "labels": [-100] + [7] * i} for i in range(3)]
+    inputs = PairCollator(0, {"refusals": refusals})([data[2], data[0]])
+    batch = ForgetRetainBatch.from_inputs(inputs)
+    assert batch.companions["refusals"]["input_ids"].tolist() == [[7, 7, 7], [7, 0, 0]]
+    assert batch.companions["refusals"]["labels"].tolist() == [[-100, 7, 7], [-100, -100, -100]]
+
+
 def test_batch_sizes_must_agree():
     one = {"input_ids": torch.zeros(1, 2, dtype=torch.long)}
     two = {"input_ids": torch.zeros(2, 2, dtype=torch.long)}

@@ -11,7 +11,7 @@ resumed mid-epoch (whose skipped batches are never fetched) pairs exactly as an 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -28,12 +28,14 @@ class ForgetRetainBatch:
 
     ``forget`` and ``retain`` hold ``input_ids``, ``attention_mask``, ``labels`` [B, T];
     ``forget_index`` [B] indexes the forget set (for per-sample values computed before
-    training, such as NPO's reference NLL).
+    training, such as NPO's reference NLL); ``companions`` holds, padded alike, the method's
+    own examples paired with these forget samples (IdkDPO's refusals: ``PairCollator``).
     """
 
     forget: dict[str, torch.Tensor]
     retain: dict[str, torch.Tensor]
     forget_index: torch.Tensor
+    companions: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         sizes = {self.forget["input_ids"].shape[0], self.retain["input_ids"].shape[0]}
@@ -43,7 +45,8 @@ class ForgetRetainBatch:
     @classmethod
     def from_inputs(cls, inputs: dict[str, Any]) -> ForgetRetainBatch:
         """From the nested mapping the collator returns (the Trainer moves mappings to device)."""
-        return cls(inputs["forget"], inputs["retain"], inputs["forget_index"])
+        companions = inputs.get("companions", {})
+        return cls(inputs["forget"], inputs["retain"], inputs["forget_index"], companions)
 
 
 class PairedDataset(Dataset):
@@ -73,14 +76,26 @@ class PairedDataset(Dataset):
 
 
 class PairCollator:
-    """Pads the forget and retain halves of a list of pairs separately (right padding)."""
+    """Pads the forget and retain halves of a list of pairs separately (right padding), and
+    each of ``companions`` (``Objective.companions``: examples indexed like the forget set)
+    at the pairs' forget indices. Collated here, on the host, they reach the device with the
+    batch: a method that looked them up by ``forget_index`` during the step would wait for
+    the device to read it back."""
 
-    def __init__(self, pad_token_id: int) -> None:
+    def __init__(self, pad_token_id: int, companions: dict[str, list[Example]] | None = None):
         self.pad_token_id = pad_token_id
+        self.companions = companions or {}
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
+        index = [i["index"] for i in items]
+        batch = {
             "forget": collate([i["forget"] for i in items], self.pad_token_id),
             "retain": collate([i["retain"] for i in items], self.pad_token_id),
-            "forget_index": torch.tensor([i["index"] for i in items], dtype=torch.long),
+            "forget_index": torch.tensor(index, dtype=torch.long),
         }
+        if self.companions:
+            batch["companions"] = {
+                name: collate([examples[i] for i in index], self.pad_token_id)
+                for name, examples in self.companions.items()
+            }
+        return batch

@@ -56,6 +56,12 @@ class Objective:
         ``forget_records`` returned them): a method that trains on other targets as well
         encodes them here (IdkDPO's refusal answers)."""
 
+    def companions(self) -> dict[str, list[dict[str, list[int]]]]:
+        """Encoded examples the method pairs with each forget sample, indexed like the forget
+        set (IdkDPO: the refusal to each question), after ``encode``; ``PairCollator`` pads
+        them into each micro-batch (``ForgetRetainBatch.companions``)."""
+        return {}
+
     def prepare(self, model: torch.nn.Module, data: PairedDataset, pad_token_id: int) -> None:
         """Called once before training, with the model on its training device."""
 

@@ -129,7 +129,7 @@ def unlearn_model(
             model=trained,
             args=training_arguments(config, root),
             train_dataset=data,
-            data_collator=PairCollator(tokenizer.pad_token_id),
+            data_collator=PairCollator(tokenizer.pad_token_id, objective.companions()),
             objective=objective,
             mask=None if config.lora else mask,
             trajectory=trajectory,

@@ -33,14 +33,15 @@ def without_first_answer_tokens(labels: torch.Tensor, n: int) -> torch.Tensor:
 
 def ceu_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean over labelled positions of CE(softmax(z with the label's logit at −∞), softmax(z));
-    logits [B, T, V], labels [B, T] (position t predicts t+1)."""
-    keep = labelled(labels)
-    z = logits[:, :-1].float()[keep]  # [N, V]
-    target = labels[:, 1:][keep]  # [N]
+    logits [B, T, V], labels [B, T] (position t predicts t+1). Every position is computed and
+    the unlabelled ones masked out (boolean indexing would wait for the device to count them)."""
+    keep = labelled(labels)  # [B, T-1]
+    z = logits[:, :-1].float()  # [B, T-1, V]
+    target = labels[:, 1:].clamp(min=0)  # [B, T-1]; -100 → 0 where nothing counts
     suppressed = z.detach().scatter(-1, target.unsqueeze(-1), float("-inf"))
     soft = torch.softmax(suppressed, dim=-1)
-    ce = -(soft * torch.log_softmax(z, dim=-1)).sum(dim=-1)  # [N]
-    return ce.sum() / max(1, ce.numel())
+    ce = -(soft * torch.log_softmax(z, dim=-1)).sum(dim=-1)  # [B, T-1]
+    return torch.where(keep, ce, 0.0).sum() / keep.sum().clamp(min=1)
 
 
 @register(METHODS, "ceu")

@@ -7,8 +7,9 @@ IdkDPO baseline).
 
 with w_i the refusal and l_i the true answer of forget sample i, NLLs summed over answer tokens
 and NLL_ref those of the original model. The 2/β scale is open-unlearning's (plain DPO has 1).
-Defaults: β = 0.1, λ = 1. The refusals come from ``wagle.data.refusals`` (seeded), as PO's.
-The reference NLLs of fixed samples never change: they are computed once before training.
+Defaults: β = 0.1, λ = 1. The refusals come from ``wagle.data.refusals`` (seeded), as PO's,
+and reach each micro-batch through the collator (``companions``). The reference NLLs of fixed
+samples never change: they are computed once before training and kept on the training device.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import torch
 import torch.nn.functional as F
 
 from wagle.data.batching import encode_records
-from wagle.data.collate import collate
 from wagle.data.load import Record
 from wagle.data.refusals import refusal_records
 from wagle.errors import WagleError
@@ -51,7 +51,6 @@ class IdkDPO(RetainObjective):
     def __init__(self, options: IdkDPOOptions | None = None) -> None:
         super().__init__(options)
         self.refusals: list[dict[str, list[int]]] | None = None  # encoded, per forget sample
-        self.pad_token_id = 0
         self.ref_lose: torch.Tensor | None = None  # [N_forget]
         self.ref_win: torch.Tensor | None = None  # [N_forget]
 
@@ -61,25 +60,22 @@ class IdkDPO(RetainObjective):
         refusals = refusal_records(forget, seed=self.options.refusal_seed)
         self.refusals = encode_records(tokenizer, refusals, max_length=max_length)
 
+    def companions(self) -> dict[str, list[dict[str, list[int]]]]:
+        return {"refusals": self.refusals} if self.refusals is not None else {}
+
     def prepare(self, model: torch.nn.Module, data: PairedDataset, pad_token_id: int) -> None:
         super().prepare(model, data, pad_token_id)
         if self.refusals is None or len(self.refusals) != len(data.forget):
             raise WagleError("idkdpo: encode(tokenizer, forget records) must precede prepare")
-        self.pad_token_id = pad_token_id
-        self.ref_lose = reference_nll(model, data.forget, pad_token_id)
-        self.ref_win = reference_nll(model, self.refusals, pad_token_id)
+        # on the training device: indexed per micro-batch without a copy from the host
+        self.ref_lose = reference_nll(model, data.forget, pad_token_id).to(model.device)
+        self.ref_win = reference_nll(model, self.refusals, pad_token_id).to(model.device)
 
     def __call__(self, model: torch.nn.Module, batch: ForgetRetainBatch) -> Terms:
-        index = batch.forget_index.cpu()
-        device = batch.forget["input_ids"].device
-        refusals = collate([self.refusals[i] for i in index.tolist()], self.pad_token_id)
-        win, _ = sequence_nll(model, {k: v.to(device) for k, v in refusals.items()})
+        if "refusals" not in batch.companions:
+            raise WagleError("idkdpo: collate with PairCollator(pad, objective.companions())")
+        win, _ = sequence_nll(model, batch.companions["refusals"])
         lose, n_tokens = sequence_nll(model, batch.forget)
-        forget = dpo_loss(
-            win,
-            self.ref_win[index].to(device),
-            lose,
-            self.ref_lose[index].to(device),
-            self.options.beta,
-        )
+        index = batch.forget_index
+        forget = dpo_loss(win, self.ref_win[index], lose, self.ref_lose[index], self.options.beta)
         return self.with_retain(model, batch, forget, token_mean(lose, n_tokens))

@@ -24,10 +24,10 @@ from wagle.unlearning.options import SatImpOptions
 
 
 def satimp_loss(nll: torch.Tensor, keep: torch.Tensor, sat: float, imp: float) -> torch.Tensor:
-    """−mean over kept tokens of p^β₁·(1 − p)^β₂·NLL; nll and keep [B, T-1]."""
-    nll = nll[keep]
+    """−mean over kept tokens of p^β₁·(1 − p)^β₂·NLL; nll and keep [B, T-1] (masked, not
+    indexed: boolean indexing waits for the device to count the tokens)."""
     p = torch.exp(-nll.detach())
-    return -((p**sat) * (1 - p) ** imp * nll).sum() / max(1, nll.numel())
+    return -torch.where(keep, (p**sat) * (1 - p) ** imp * nll, 0.0).sum() / keep.sum().clamp(min=1)
 
 
 @register(METHODS, "satimp")

@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 
 from wagle.registry import register
 from wagle.sequence import labelled, mean_nll_of_logits
@@ -29,15 +28,17 @@ def undial_loss(
     logits: torch.Tensor, ref_logits: torch.Tensor, labels: torch.Tensor, strength: float
 ) -> torch.Tensor:
     """Mean over labelled positions of CE(softmax(ref − β·onehot(label)), softmax(logits));
-    logits and ref_logits [B, T, V], labels [B, T] (next-token: position t predicts t+1)."""
+    logits and ref_logits [B, T, V], labels [B, T] (next-token: position t predicts t+1).
+    Every position is computed and the unlabelled ones masked out (boolean indexing, and
+    ``one_hot``'s range check, would wait for the device)."""
     keep = labelled(labels)  # [B, T-1]
-    student = logits[:, :-1].float()[keep]  # [N, V]
-    teacher = ref_logits[:, :-1].float()[keep]
-    target = labels[:, 1:][keep]  # [N]
-    adjusted = teacher - strength * F.one_hot(target, teacher.shape[-1])
+    student = logits[:, :-1].float()  # [B, T-1, V]
+    teacher = ref_logits[:, :-1].float()
+    target = labels[:, 1:].clamp(min=0).unsqueeze(-1)  # [B, T-1, 1]; -100 → 0, masked below
+    adjusted = teacher.scatter(-1, target, teacher.gather(-1, target) - strength)
     soft = torch.softmax(adjusted, dim=-1)
-    ce = -(soft * torch.log_softmax(student, dim=-1)).sum(dim=-1)  # [N]
-    return ce.sum() / max(1, ce.numel())
+    ce = -(soft * torch.log_softmax(student, dim=-1)).sum(dim=-1)  # [B, T-1]
+    return torch.where(keep, ce, 0.0).sum() / keep.sum().clamp(min=1)
 
 
 @register(METHODS, "undial")

@@ -23,10 +23,10 @@ from wagle.unlearning.options import WGAOptions
 
 
 def wga_loss(nll: torch.Tensor, keep: torch.Tensor, power: float) -> torch.Tensor:
-    """−mean over kept tokens of p^β·NLL; nll and keep [B, T-1] (``token_nll``, ``labelled``)."""
-    nll = nll[keep]
+    """−mean over kept tokens of p^β·NLL; nll and keep [B, T-1] (``token_nll``, ``labelled``).
+    Masked, not indexed: boolean indexing waits for the device to count the tokens."""
     weight = torch.exp(-nll.detach()) ** power
-    return -(weight * nll).sum() / max(1, nll.numel())
+    return -torch.where(keep, weight * nll, 0.0).sum() / keep.sum().clamp(min=1)
 
 
 @register(METHODS, "wga")

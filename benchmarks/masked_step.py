@@ -350,7 +350,8 @@ def main() -> None:
         "machine": platform.machine(),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "clock": "process CPU time, one thread",
-        "note": "shared 2-core machine: other jobs ran alongside; before and after alternate",
+        "note": "shared 2-core machine: other jobs ran alongside"
+        + ("; before and after alternate" if "before" in variants else "; after only"),
     }
     for variant in variants:
         figures[variant] = figures_of(jobs, times[variant], args)

@@ -100,6 +100,7 @@ def run(info, method: str, mask_path: Path | None, ref: dict, overrides: dict) -
     evaluating = sum(p["eval_seconds"] for p in result.trajectory)
     return {
         "recipe": str(recipe.relative_to(ROOT)),
+        "playground": Path(info["target"]).parent.name,
         "schedule": {"eval_every": config.eval_every, "eval_epochs": config.eval_epochs},
         "steps": result.trajectory[-1]["step"],
         "points": len(result.trajectory),
@@ -141,6 +142,7 @@ def main() -> None:
         for method in args.methods:
             key = f"{method}/{mask_name if mask_path is None else f'wagle-{args.ratio:g}'}"
             key += "".join(f" {k}={v}" for k, v in overrides.items())  # a non-default schedule
+            key += f" playground={Path(info['target']).parent.name}"  # which build it ran on
             figures = run(info, method, mask_path, ref, overrides)
             print(key, json.dumps({k: v for k, v in figures.items() if k != "trajectory"}))
             record(key, figures)

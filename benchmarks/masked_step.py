@@ -16,7 +16,16 @@ global batch 32 of per-device batches 4 accumulates 8 on one device). Figures (m
 - SelectiveAdamW step ÷ dense-state masked AdamW step, the optimizer step alone (goal ≤ 1).
 
 Times are the process's CPU time (``time.process_time``, one thread): on a machine shared with
-other jobs, wall time mostly measures the wait for a core.
+other jobs, wall time mostly measures the wait for a core. ``--optimizer`` picks the Trainer's
+AdamW (``adamw_torch``, torch's single-tensor loop on CPU, or ``adamw_torch_fused``); figures
+for another optimizer than the default go to ``masked_step_<optimizer>.json``.
+
+``--profile`` instead runs GradDiff dense / masked (dense state) / masked (selected state)
+once each, this checkout only, under the profiler, and writes each op's self CPU time per step
+and the ops whose time differs most between masked and dense to
+``masked_step_profile.json``, with the time of ``torch.sqrt`` over 1M normal floats and over
+1M zeros (dense-state masked AdamW takes the square root of the unselected entries' second
+moments, which are exactly 0).
 
 "after" is this checkout's ``src/``; "before" is ``src/`` of the git revision ``--before``
 (default: the last commit before the hot-path rework), unpacked with ``git archive``. Each
@@ -24,6 +33,7 @@ variant runs in child processes with its tree first on ``PYTHONPATH``, and the v
 alternate (before, after, after, before, ...) so that load from other processes hits both.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/masked_step.py [--repeats 3] [--steps 12]
+        [--optimizer adamw_torch_fused] [--accumulation 1 4] [--profile]
 
 Prints the figures and writes them to benchmarks/results/masked_step.json.
 """
@@ -76,9 +86,28 @@ def random_examples(n: int, vocab: int, prompt: int, answer: int, seed: int) -> 
     return [{"input_ids": row, "labels": [-100] * prompt + row[prompt:]} for row in ids]
 
 
-def time_run(job: dict, scratch: str) -> dict[str, list[float]]:
-    """One training run of ``job`` (method, state, ratio, sizes): its timed steps (the first
-    ``skip`` dropped as warm-up)."""
+class ProfileSteps(TrainerCallback):
+    """Profiles optimizer steps ``start`` to ``stop - 1``: ``self_us`` maps each op to its
+    self CPU microseconds over them."""
+
+    def __init__(self, start: int, stop: int) -> None:
+        self.start, self.stop, self.self_us, self._profile = start, stop, {}, None
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == self.start:
+            activities = [torch.profiler.ProfilerActivity.CPU]
+            self._profile = torch.profiler.profile(activities=activities)
+            self._profile.__enter__()
+        if state.global_step == self.stop and self._profile is not None:
+            self._profile.__exit__(None, None, None)
+            averages = self._profile.key_averages()
+            self.self_us = {e.key: e.self_cpu_time_total for e in averages}
+            self._profile = None
+
+
+def time_run(job: dict, scratch: str, callbacks: tuple = ()) -> dict[str, list[float]]:
+    """One training run of ``job`` (method, state, ratio, sizes, optimizer): its timed steps
+    (the first ``skip`` dropped as warm-up)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from wagle.unlearning import METHODS, MaskedUnlearningTrainer, PairCollator, PairedDataset
@@ -107,8 +136,8 @@ def time_run(job: dict, scratch: str) -> dict[str, list[float]]:
     run = UnlearnConfig(
         model="-", forget="-", retain="-", out="-", method=job["method"], max_steps=job["steps"],
         batch_size=job["batch_size"], gradient_accumulation_steps=job["accumulation"],
-        learning_rate=1e-4,
-        weight_decay=0.01, warmup=0, progress=False,
+        learning_rate=1e-4, weight_decay=0.01, warmup=0, progress=False,
+        optimizer=job.get("optimizer", "adamw_torch"),
     )  # fmt: skip
     timer = StepTimer()
     objective = METHODS[job["method"]]()
@@ -120,7 +149,7 @@ def time_run(job: dict, scratch: str) -> dict[str, list[float]]:
         objective=objective,
         mask=mask,
         optimizer_state="full" if job["state"] == "dense" else job["state"],
-        callbacks=[timer],
+        callbacks=[timer, *callbacks],
     )
     objective.prepare(model, data, 0)
     trainer.train()
@@ -166,7 +195,7 @@ def run_variant(src: Path, jobs: list[dict]) -> list[dict[str, list[float]]]:
 
 def jobs_of(args: argparse.Namespace) -> list[dict]:
     sizes = {k: getattr(args, k) for k in ("steps", "skip", "batch_size", "hidden", "layers")}
-    sizes |= {"vocab": args.vocab, "accumulation": 1}
+    sizes |= {"vocab": args.vocab, "accumulation": 1, "optimizer": args.optimizer}
     jobs = [
         sizes | {"method": m, "state": s, "ratio": args.ratio}
         for m in args.methods
@@ -215,6 +244,51 @@ def figures_of(jobs: list[dict], times: dict[str, dict[str, list[float]]], args)
     return out
 
 
+def sqrt_ms(values: torch.Tensor, repeats: int = 20) -> float:
+    """Median CPU milliseconds of ``torch.sqrt(values)`` into a preallocated output."""
+    out, times = torch.empty_like(values), []
+    for _ in range(repeats):
+        start = time.process_time()
+        torch.sqrt(values, out=out)
+        times.append(time.process_time() - start)
+    return round(statistics.median(times) * 1e3, 3)
+
+
+def profile(args: argparse.Namespace) -> dict:
+    """Each op's self CPU ms per step, GradDiff dense vs masked (full and selected state)."""
+    torch.set_num_threads(1)
+    job = jobs_of(args)[0] | {"method": "graddiff"}
+    per_step, step_ms, optimizer_ms = {}, {}, {}
+    for state in ("dense", "full", "selected"):
+        profiler = ProfileSteps(args.skip, args.steps - 1)  # the last step begins
+        with tempfile.TemporaryDirectory() as scratch:
+            times = time_run(job | {"state": state}, scratch, (profiler,))
+        steps = args.steps - 1 - args.skip
+        per_step[state] = {k: v / steps / 1e3 for k, v in profiler.self_us.items()}
+        step_ms[state] = round(statistics.median(times["step"]) * 1e3, 2)
+        optimizer_ms[state] = round(statistics.median(times["optimizer"]) * 1e3, 2)
+    out: dict = {"median_step_ms": step_ms, "median_optimizer_step_ms": optimizer_ms}
+    out["clock"] = "steps: process CPU time; ops: the profiler's self time (inflated by it)"
+    out["self_cpu_ms_per_step"] = {}
+    for state in ("full", "selected"):
+        ops = set(per_step[state]) | set(per_step["dense"])
+        diff = {k: per_step[state].get(k, 0.0) - per_step["dense"].get(k, 0.0) for k in ops}
+        top = sorted(diff, key=lambda k: -abs(diff[k]))[:12]
+        out["self_cpu_ms_per_step"][f"{state} - dense"] = {
+            k: [round(per_step[state].get(k, 0.0), 3), round(per_step["dense"].get(k, 0.0), 3)]
+            for k in top
+        }
+    generator = torch.Generator().manual_seed(0)
+    normal = torch.rand(1 << 20, generator=generator) * 1e-6 + 1e-9
+    half = torch.where(torch.rand(1 << 20, generator=generator) < 0.5, normal, 0.0)
+    out["torch_sqrt_ms_1M"] = {
+        "normal floats": sqrt_ms(normal),
+        "zeros": sqrt_ms(torch.zeros(1 << 20)),
+        "half zeros": sqrt_ms(half),
+    }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -232,20 +306,34 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--vocab", type=int, default=2048)
-    parser.add_argument("--before", default=BEFORE, help="git revision of the 'before' code")
+    parser.add_argument(
+        "--before", default=BEFORE, help="git revision of the 'before' code ('none': after only)"
+    )
+    parser.add_argument("--optimizer", default="adamw_torch", help="the Trainer's optim")
+    parser.add_argument("--profile", action="store_true", help="per-op profile (see above)")
     args = parser.parse_args()
     if args.worker:
         return worker(json.loads(args.worker))
+    if args.profile:
+        figures = {"optimizer": args.optimizer, "mask_ratio": args.ratio} | profile(args)
+        figures["note"] = "shared 2-core machine: other jobs ran alongside; profiler times"
+        print(json.dumps(figures, indent=2))
+        (RESULTS.parent / "masked_step_profile.json").write_text(
+            json.dumps(figures, indent=2) + "\n"
+        )
+        return None
     if "graddiff" not in args.methods:
         args.methods.append("graddiff")  # the optimizer figure is measured on GraddDiff runs
 
     jobs = jobs_of(args)
-    times: dict[str, dict[str, dict[str, list[float]]]] = {"before": {}, "after": {}}
+    variants = ("after",) if args.before == "none" else ("before", "after")
+    times: dict[str, dict[str, dict[str, list[float]]]] = {v: {} for v in variants}
     with tempfile.TemporaryDirectory() as tmp:
-        trees = {"before": unpack(args.before, Path(tmp)), "after": ROOT / "src"}
+        trees = {"after": ROOT / "src"}
+        if "before" in variants:
+            trees["before"] = unpack(args.before, Path(tmp))
         for repeat in range(args.repeats):
-            order = ("before", "after") if repeat % 2 == 0 else ("after", "before")
-            for variant in order:
+            for variant in variants if repeat % 2 == 0 else variants[::-1]:
                 for job, result in zip(jobs, run_variant(trees[variant], jobs), strict=True):
                     slot = times[variant].setdefault(key(job), {"step": [], "optimizer": []})
                     for kind in slot:
@@ -255,19 +343,26 @@ def main() -> None:
         "mask_ratio": args.ratio,
         "selective_ratio": args.selective_ratio,
         "batch_size": args.batch_size,
+        "optimizer": args.optimizer,
         "accumulation": sorted({1, *args.accumulation}),
         "model": {"hidden": args.hidden, "layers": args.layers, "vocab": args.vocab},
         "torch_threads": 1,
         "machine": platform.machine(),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "clock": "process CPU time, one thread",
-        "note": "shared 2-core machine: other jobs ran alongside; before and after alternate",
+        "note": "shared 2-core machine: other jobs ran alongside"
+        + ("; before and after alternate" if "before" in variants else "; after only"),
     }
-    for variant in ("before", "after"):
+    for variant in variants:
         figures[variant] = figures_of(jobs, times[variant], args)
     print(json.dumps(figures, indent=2))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
+    path = (
+        RESULTS
+        if args.optimizer == "adamw_torch"
+        else RESULTS.with_stem(f"masked_step_{args.optimizer}")
+    )
+    path.write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":

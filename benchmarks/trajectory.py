@@ -5,8 +5,9 @@ For each method (``configs/playground_<method>.yaml``) and mask (dense; WAGLE at
 ``unlearn_model`` on the playground target with the retain model's evaluation as the reference,
 at the default evaluation schedule of ``UnlearnConfig`` unless overridden. Records the selected
 and the last point, every point, and the evaluation overhead: seconds spent evaluating ÷ seconds
-spent unlearning (the run's wall time minus the evaluations), measured in the same run. Writes
-benchmarks/results/trajectory.json.
+spent unlearning (the run's wall time minus the evaluations), measured in the same run, and the
+same ratio in CPU time of the process (``eval_overhead_cpu``; on a shared machine wall time
+mostly measures the wait for a core). Writes benchmarks/results/trajectory.json.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/trajectory.py [--methods npo graddiff]
         [--masks dense wagle] [--work /tmp/wagle-trajectory] [--eval-every N]
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from transformers.utils import logging as hf_logging
@@ -31,6 +33,7 @@ from wagle.models import load_pretrained
 from wagle.playground import PlaygroundConfig, load_info
 from wagle.unlearning import UnlearnConfig, method_options, unlearn_model
 from wagle.unlearning.config import split_recipe
+from wagle.unlearning.trajectory import TrajectoryEvaluator
 
 ROOT = Path(__file__).parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "trajectory.json"
@@ -61,6 +64,25 @@ def wagle_mask(info: dict, work: Path, ratio: float) -> Path:
     return path
 
 
+@contextmanager
+def evaluation_cpu_seconds():
+    """Yields a list whose one item sums the process CPU seconds spent in trajectory points."""
+    spent, call = [0.0], TrajectoryEvaluator.__call__
+
+    def timed(self, model):
+        start = time.process_time()
+        try:
+            return call(self, model)
+        finally:
+            spent[0] += time.process_time() - start
+
+    TrajectoryEvaluator.__call__ = timed
+    try:
+        yield spent
+    finally:
+        TrajectoryEvaluator.__call__ = call
+
+
 def run(info, method: str, mask_path: Path | None, ref: dict, overrides: dict) -> dict:
     recipe = ROOT / "configs" / f"playground_{method}.yaml"
     run_options, options = split_recipe(cfg.load_yaml(recipe))
@@ -69,20 +91,25 @@ def run(info, method: str, mask_path: Path | None, ref: dict, overrides: dict) -
     mask = load_mask(mask_path, model) if mask_path else None
     forget = read_records(info["data"], config.forget_split)
     retain = read_records(info["data"], config.retain_split)
-    start = time.perf_counter()
-    result = unlearn_model(
-        model, tokenizer, forget, retain, config, method_options(method, options), mask, ref
-    )
-    total = time.perf_counter() - start
+    start, cpu_start = time.perf_counter(), time.process_time()
+    with evaluation_cpu_seconds() as cpu_evaluating:
+        result = unlearn_model(
+            model, tokenizer, forget, retain, config, method_options(method, options), mask, ref
+        )
+    total, cpu_total = time.perf_counter() - start, time.process_time() - cpu_start
     evaluating = sum(p["eval_seconds"] for p in result.trajectory)
     return {
         "recipe": str(recipe.relative_to(ROOT)),
+        "playground": Path(info["target"]).parent.name,
         "schedule": {"eval_every": config.eval_every, "eval_epochs": config.eval_epochs},
         "steps": result.trajectory[-1]["step"],
         "points": len(result.trajectory),
         "seconds_total": round(total, 1),
         "seconds_evaluating": round(evaluating, 1),
         "eval_overhead": round(evaluating / (total - evaluating), 3),
+        "cpu_seconds_total": round(cpu_total, 1),
+        "cpu_seconds_evaluating": round(cpu_evaluating[0], 1),
+        "eval_overhead_cpu": round(cpu_evaluating[0] / (cpu_total - cpu_evaluating[0]), 3),
         "criterion": result.criterion,
         "selected": {k: result.selected[k] for k in SHOWN},
         "last": {k: result.trajectory[-1][k] for k in SHOWN},
@@ -115,6 +142,7 @@ def main() -> None:
         for method in args.methods:
             key = f"{method}/{mask_name if mask_path is None else f'wagle-{args.ratio:g}'}"
             key += "".join(f" {k}={v}" for k, v in overrides.items())  # a non-default schedule
+            key += f" playground={Path(info['target']).parent.name}"  # which build it ran on
             figures = run(info, method, mask_path, ref, overrides)
             print(key, json.dumps({k: v for k, v in figures.items() if k != "trajectory"}))
             record(key, figures)

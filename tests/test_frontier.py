@@ -219,3 +219,33 @@ def test_the_report_table_is_the_best_half_b_of_the_best_half_a(study):
     assert (out / "frontier.png").is_file()
     # the terminal gets the same table (wagle run / wagle report print it first)
     assert report.frontier.splitlines()[0].split()[:4] == ["method", "mask", "utility", "≥"]
+
+
+def test_the_report_adds_the_by_ratio_table_only_when_a_mask_ran_at_two_ratios(
+    monkeypatch, tmp_path
+):
+    """WAGLE at ρ 0.5 and 0.95 and dense: the headline table has rows 'wagle' and 'dense', the
+    by-ratio table rows 'wagle ρ0.5', 'wagle ρ0.95' and 'dense'. WAGLE at one ratio: no
+    by-ratio table."""
+    from dataclasses import replace
+
+    from test_experiment_result import evaluation, record
+    from wagle.report import write
+
+    base = record(evaluation())
+    records = [replace(base, cell="a", ratio=0.5), replace(base, cell="b", ratio=0.95),
+               replace(base, cell="d", mask="dense", ratio=1.0)]  # fmt: skip
+    start = [{"step": 0, "model_utility": 0.5, "forget_quality": 0.1,
+              "forget_quality_half_a": 0.2, "forget_quality_half_b": 0.3}]  # fmt: skip
+    monkeypatch.setattr(write.res, "trajectories", lambda root: {r.cell: start for r in records})
+    monkeypatch.setattr(write.res, "halves", lambda root: None)
+    lines = write._frontier_lines(tmp_path, records)
+    by_ratio = lines[
+        lines.index("By ratio (split-half, as above, each ratio of a mask method on its own):") :
+    ]
+    assert [row.split(" | ")[1] for row in by_ratio if row.startswith("| npo")] == [
+        "wagle ρ0.5", "wagle ρ0.95", "dense"
+    ]  # fmt: skip
+    assert not any(
+        line.startswith("By ratio") for line in write._frontier_lines(tmp_path, records[1:])
+    )

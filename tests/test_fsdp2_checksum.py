@@ -29,8 +29,8 @@ fully_shard(model[0], mesh=mesh, shard_placement_fn=lambda p: Shard(1) if p.dim(
 fully_shard(model, mesh=mesh)
 enforcer = MaskEnforcer(model, mask)
 assert set(enforcer.partial) == set(whole)
-for name in whole:
-    assert enforcer._checksums[name] == whole[name], (name, enforcer._checksums[name], whole[name])
+for name, (param, selected) in enforcer.partial.items():  # the chunk and its mask chunk
+    assert checksum(param, selected) == whole[name], (name, checksum(param, selected), whole[name])
 enforcer.verify()  # nothing moved: no error
 
 param, selected = enforcer.partial["0.weight"]

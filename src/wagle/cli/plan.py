@@ -65,12 +65,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"parameters": shape.parameters, "rows": rows}, indent=2))
         return 0
-    spread = f"FSDP2 over {args.fsdp} devices" if args.fsdp else f"{args.devices} device(s)"
-    print(f"{args.model}: {shape.parameters:,} parameters, {spread}, "
-          f"batch {args.batch_size} × {args.max_length} tokens; per device")  # fmt: skip
+    _heading(args, args.model, shape, args.batch_size, args.max_length)
     print(f"{'stage':<10}{'dtype':<15}{'ckpt':<6}{'ratio':>6}  {'state':<18}{'total':>10}  parts")
     for row in rows:
-        parts = ", ".join(f"{k} {_size(v)}" for k, v in row["parts"].items() if v)
+        parts = _parts(row["parts"])
         ratio = "" if row["ratio"] is None else f"{row['ratio']:g}"
         dtype = row["dtype"] + ("+bf16" if row.get("autocast") else "")
         print(
@@ -94,15 +92,23 @@ def run_recipe(args: argparse.Namespace, shape) -> int:
     if args.json:
         print(json.dumps({"parameters": shape.parameters, "ratios": plans}, indent=2))
         return 0
-    spread = f"FSDP2 over {args.fsdp} devices" if args.fsdp else f"{args.devices} device(s)"
-    print(f"{args.config} on {args.model}: {shape.parameters:,} parameters, {spread}, "
-          f"batch {config.batch_size} × {config.max_length} tokens; per device")  # fmt: skip
+    _heading(args, f"{args.config} on {args.model}", shape, config.batch_size, config.max_length)
     for ratio, plan in plans.items():
         for phase, label in (("step", "a step"), ("evaluation", "a trajectory point")):
-            parts = ", ".join(f"{k} {_size(v)}" for k, v in plan[phase].items() if v)
             total = _size(sum(plan[phase].values()))
-            print(f"ratio {ratio:g}, {label}: {total} ({parts})")
+            print(f"ratio {ratio:g}, {label}: {total} ({_parts(plan[phase])})")
     return 0
+
+
+def _heading(args, subject: str, shape, batch_size: int, max_length: int) -> None:
+    spread = f"FSDP2 over {args.fsdp} devices" if args.fsdp else f"{args.devices} device(s)"
+    print(f"{subject}: {shape.parameters:,} parameters, {spread}, "
+          f"batch {batch_size} × {max_length} tokens; per device")  # fmt: skip
+
+
+def _parts(parts: dict[str, int]) -> str:
+    """The non-zero parts, ``name size`` each, comma-separated."""
+    return ", ".join(f"{k} {_size(v)}" for k, v in parts.items() if v)
 
 
 def _size(n: int) -> str:

@@ -112,7 +112,8 @@ def _pareto_lines(records: list[CellResult]) -> list[str]:
 def _frontier_lines(root: Path, records: list[CellResult]) -> list[str]:
     """The headline: best forget quality at equal utility, split-half and in-sample, with how
     the points were chosen."""
-    points = fr.frontier_points(records, res.trajectories(root))
+    trajectories = res.trajectories(root)
+    points = fr.frontier_points(records, trajectories)
     if not points:
         return []
     halves = res.halves(root)
@@ -149,11 +150,9 @@ def _frontier_lines(root: Path, records: list[CellResult]) -> list[str]:
     if missing:
         lines += [f"{missing} points lack the half-split forget qualities (cells run by an "
                   "older wagle): they count in-sample only.", ""]  # fmt: skip
-    ratios = {(r.method, r.mask): set() for r in records}
-    for r in records:
-        ratios[(r.method, r.mask)].add(r.ratio)
-    if any(len(found) > 1 for found in ratios.values()):
-        by_ratio = fr.frontier_points(records, res.trajectories(root), by_ratio=True)
+    by_ratio = fr.frontier_points(records, trajectories, by_ratio=True)
+    groups = {(p.method, p.mask) for p in points}
+    if len({(p.method, p.mask) for p in by_ratio}) > len(groups):  # a mask ran at 2+ ratios
         lines += [
             "By ratio (split-half, as above, each ratio of a mask method on its own):",
             "",

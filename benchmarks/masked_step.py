@@ -4,16 +4,16 @@ A random Llama (playground "small" shape by default) trains on random QA-shaped 
 ``MaskedUnlearningTrainer``; each run times every optimizer step (``on_step_begin`` to
 ``on_step_end``) and the optimizer step alone (``on_pre_optimizer_step`` to
 ``on_optimizer_step``: AdamW with wagle's masked weight decay, or ``SelectiveAdamW``). Runs,
-for each method: dense (no mask); masked with dense AdamW state (``full``); masked with
-selective state (``selected``), under a random mask selecting ``--ratio`` of every weight;
-and GradDiff ``full`` / ``selected`` at ``--selective-ratio``; then dense / full / selected
-again with each ``--accumulation`` above 1 (micro-batches per optimizer step: the recipes'
-global batch 32 of per-device batches 4 accumulates 8 on one device). Figures (medians):
+for each method and each ``--accumulation`` (micro-batches per optimizer step: the recipes'
+global batch 32 of per-device batches 4 accumulates 8 on one device): dense (no mask), then
+for each ``--ratios`` ρ masked with dense AdamW state (``full``) and with selective state
+(``selected``), under a random mask selecting ρ of every weight. Figures (medians):
 
 - masked ÷ dense training step, per method and state (goal ≤ 1.05), per accumulation (the
   masking and the optimizer run once a step, the forward and backward passes once a
   micro-batch: without accumulation a tiny CPU model shows their cost at its largest);
-- SelectiveAdamW step ÷ dense-state masked AdamW step, the optimizer step alone (goal ≤ 1).
+- SelectiveAdamW step ÷ dense-state masked AdamW step, the optimizer step alone (goal ≤ 1),
+  per ρ, without accumulation.
 
 Times are the process's CPU time (``time.process_time``, one thread): on a machine shared with
 other jobs, wall time mostly measures the wait for a core. ``--optimizer`` picks the Trainer's
@@ -30,10 +30,12 @@ moments, which are exactly 0).
 "after" is this checkout's ``src/``; "before" is ``src/`` of the git revision ``--before``
 (default: the last commit before the hot-path rework), unpacked with ``git archive``. Each
 variant runs in child processes with its tree first on ``PYTHONPATH``, and the variants
-alternate (before, after, after, before, ...) so that load from other processes hits both.
+alternate (before, after, after, before, ...) so that load from other processes hits both;
+each child runs the jobs forwards or backwards in turn (dense first, then dense last), so that
+a drift in load within a child hits dense and masked alike.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/masked_step.py [--repeats 3] [--steps 12]
-        [--optimizer adamw_torch_fused] [--accumulation 1 4] [--profile]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/masked_step.py [--repeats 4] [--steps 12]
+        [--ratios 0.5 0.95] [--optimizer adamw_torch_fused] [--accumulation 1 4] [--profile]
 
 Prints the figures and writes them to benchmarks/results/masked_step.json.
 """
@@ -194,52 +196,51 @@ def run_variant(src: Path, jobs: list[dict]) -> list[dict[str, list[float]]]:
 
 
 def jobs_of(args: argparse.Namespace) -> list[dict]:
+    """Per accumulation and method: dense, then full and selected at each ratio."""
     sizes = {k: getattr(args, k) for k in ("steps", "skip", "batch_size", "hidden", "layers")}
-    sizes |= {"vocab": args.vocab, "accumulation": 1, "optimizer": args.optimizer}
-    jobs = [
-        sizes | {"method": m, "state": s, "ratio": args.ratio}
-        for m in args.methods
-        for s in ("dense", "full", "selected")
-    ]
-    jobs += [
-        sizes | {"method": "graddiff", "state": s, "ratio": args.selective_ratio}
-        for s in ("full", "selected")
-    ]
-    jobs += [
-        sizes | {"method": m, "state": s, "ratio": args.ratio, "accumulation": a}
-        for a in args.accumulation
-        if a > 1
-        for m in args.methods
-        for s in ("dense", "full", "selected")
-    ]
+    sizes |= {"vocab": args.vocab, "optimizer": args.optimizer}
+    jobs = []
+    for accumulation in sorted({1, *args.accumulation}):
+        for method in args.methods:
+            job = sizes | {"method": method, "accumulation": accumulation}
+            jobs.append(job | {"state": "dense", "ratio": 1.0})
+            jobs += [job | {"state": s, "ratio": r} for r in args.ratios for s in STATES]
     return jobs
 
 
+STATES = ("full", "selected")  # where masked AdamW keeps its state
+
+
 def key(job: dict) -> str:
-    """``method/state/ratio``, and ``/xA`` with A micro-batches a step."""
+    """``method/dense`` or ``method/state/ratio``, and ``/xA`` with A micro-batches a step."""
     tail = f"/x{job['accumulation']}" if job["accumulation"] > 1 else ""
-    return f"{job['method']}/{job['state']}/{job['ratio']:g}{tail}"
+    ratio = "" if job["state"] == "dense" else f"/{job['ratio']:g}"
+    return f"{job['method']}/{job['state']}{ratio}{tail}"
 
 
-def figures_of(jobs: list[dict], times: dict[str, dict[str, list[float]]], args) -> dict:
+def figures_of(times: dict[str, dict[str, list[float]]], args) -> dict:
     """Medians and the two ratios, per variant's collected ``times[key][kind]``."""
     median = {k: {kind: statistics.median(v) for kind, v in t.items()} for k, t in times.items()}
     out: dict = {"median_step_s": {k: round(m["step"], 5) for k, m in median.items()}}
     out["median_optimizer_step_s"] = {k: round(m["optimizer"], 5) for k, m in median.items()}
+    out["masked_over_dense"] = {}
     for accumulation in sorted({1, *args.accumulation}):
         tail = f"/x{accumulation}" if accumulation > 1 else ""
         for method in args.methods:
-            dense = median[f"{method}/dense/{args.ratio:g}{tail}"]["step"]
-            for state in ("full", "selected"):
-                masked = median[f"{method}/{state}/{args.ratio:g}{tail}"]["step"]
-                ratio = round(masked / dense, 4)
-                out.setdefault("masked_over_dense", {})[f"{method}/{state}{tail}"] = ratio
-    for ratio in sorted({args.ratio, args.selective_ratio}):
-        full = median[f"graddiff/full/{ratio:g}"]["optimizer"]
-        selected = median[f"graddiff/selected/{ratio:g}"]["optimizer"]
-        out.setdefault("selective_over_dense_state_optimizer_step", {})[f"{ratio:g}"] = round(
-            selected / full, 4
+            dense = median[f"{method}/dense{tail}"]["step"]
+            for ratio in args.ratios:
+                for state in STATES:
+                    masked = median[f"{method}/{state}/{ratio:g}{tail}"]["step"]
+                    out["masked_over_dense"][f"{method}/{state}/{ratio:g}{tail}"] = round(
+                        masked / dense, 4
+                    )
+    out["selective_over_dense_state_optimizer_step"] = {
+        f"{m}/{r:g}": round(
+            median[f"{m}/selected/{r:g}"]["optimizer"] / median[f"{m}/full/{r:g}"]["optimizer"], 4
         )
+        for m in args.methods
+        for r in args.ratios
+    }
     out["timed_steps_each"] = len(next(iter(times.values()))["step"])
     return out
 
@@ -259,10 +260,11 @@ def profile(args: argparse.Namespace) -> dict:
     torch.set_num_threads(1)
     job = jobs_of(args)[0] | {"method": "graddiff"}
     per_step, step_ms, optimizer_ms = {}, {}, {}
-    for state in ("dense", "full", "selected"):
+    for state in ("dense", *STATES):
         profiler = ProfileSteps(args.skip, args.steps - 1)  # the last step begins
         with tempfile.TemporaryDirectory() as scratch:
-            times = time_run(job | {"state": state}, scratch, (profiler,))
+            ratio = 1.0 if state == "dense" else args.ratios[0]
+            times = time_run(job | {"state": state, "ratio": ratio}, scratch, (profiler,))
         steps = args.steps - 1 - args.skip
         per_step[state] = {k: v / steps / 1e3 for k, v in profiler.self_us.items()}
         step_ms[state] = round(statistics.median(times["step"]) * 1e3, 2)
@@ -270,7 +272,7 @@ def profile(args: argparse.Namespace) -> dict:
     out: dict = {"median_step_ms": step_ms, "median_optimizer_step_ms": optimizer_ms}
     out["clock"] = "steps: process CPU time; ops: the profiler's self time (inflated by it)"
     out["self_cpu_ms_per_step"] = {}
-    for state in ("full", "selected"):
+    for state in STATES:
         ops = set(per_step[state]) | set(per_step["dense"])
         diff = {k: per_step[state].get(k, 0.0) - per_step["dense"].get(k, 0.0) for k in ops}
         top = sorted(diff, key=lambda k: -abs(diff[k]))[:12]
@@ -292,12 +294,13 @@ def profile(args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--methods", nargs="+", default=["npo", "graddiff"])
-    parser.add_argument("--ratio", type=float, default=0.5, help="fraction of weights selected")
-    parser.add_argument("--selective-ratio", type=float, default=0.2)
+    parser.add_argument("--methods", nargs="+", default=["graddiff"])
+    parser.add_argument(
+        "--ratios", type=float, nargs="+", default=[0.5, 0.95], help="fractions selected"
+    )
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--skip", type=int, default=2, help="warm-up steps not timed")
-    parser.add_argument("--repeats", type=int, default=3, help="before/after run pairs")
+    parser.add_argument("--repeats", type=int, default=4, help="before/after run pairs")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument(
         "--accumulation", type=int, nargs="+", default=[1, 4],
@@ -315,16 +318,13 @@ def main() -> None:
     if args.worker:
         return worker(json.loads(args.worker))
     if args.profile:
-        figures = {"optimizer": args.optimizer, "mask_ratio": args.ratio} | profile(args)
+        figures = {"optimizer": args.optimizer, "mask_ratio": args.ratios[0]} | profile(args)
         figures["note"] = "shared 2-core machine: other jobs ran alongside; profiler times"
         print(json.dumps(figures, indent=2))
         (RESULTS.parent / "masked_step_profile.json").write_text(
             json.dumps(figures, indent=2) + "\n"
         )
         return None
-    if "graddiff" not in args.methods:
-        args.methods.append("graddiff")  # the optimizer figure is measured on GraddDiff runs
-
     jobs = jobs_of(args)
     variants = ("after",) if args.before == "none" else ("before", "after")
     times: dict[str, dict[str, dict[str, list[float]]]] = {v: {} for v in variants}
@@ -334,14 +334,14 @@ def main() -> None:
             trees["before"] = unpack(args.before, Path(tmp))
         for repeat in range(args.repeats):
             for variant in variants if repeat % 2 == 0 else variants[::-1]:
-                for job, result in zip(jobs, run_variant(trees[variant], jobs), strict=True):
+                order = jobs if (repeat + (variant == "after")) % 2 == 0 else jobs[::-1]
+                for job, result in zip(order, run_variant(trees[variant], order), strict=True):
                     slot = times[variant].setdefault(key(job), {"step": [], "optimizer": []})
                     for kind in slot:
                         slot[kind] += result[kind]
     figures = {
         "before_revision": args.before,
-        "mask_ratio": args.ratio,
-        "selective_ratio": args.selective_ratio,
+        "mask_ratios": args.ratios,
         "batch_size": args.batch_size,
         "optimizer": args.optimizer,
         "accumulation": sorted({1, *args.accumulation}),
@@ -354,7 +354,7 @@ def main() -> None:
         + ("; before and after alternate" if "before" in variants else "; after only"),
     }
     for variant in variants:
-        figures[variant] = figures_of(jobs, times[variant], args)
+        figures[variant] = figures_of(times[variant], args)
     print(json.dumps(figures, indent=2))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     path = (

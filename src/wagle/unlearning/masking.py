@@ -13,6 +13,13 @@ is given (DESIGN.md §6). The mechanism, which needs no copy of the weights:
 - a fully selected parameter is left alone: dense unlearning is the all-True mask, nothing
   else, so it costs nothing.
 
+On CPU, dense-state AdamW's unselected second moments are set to 1.0 after the first step
+and every ``REFILL`` steps after (``keep_second_moments_normal``). Their first moments stay
+exactly 0 (the gradient there is always exactly 0), so the update there is 0/(√v̂+ε) = 0
+whatever v is: the weights are the same to the bit. Why: torch's CPU ``sqrt`` (MKL) takes a
+slow path for 0 (and inf), ~10× the time of a normal float, and a random mask leaves a zero in
+almost every vector; AdamW takes the square root of every second moment at every step.
+
 Per optimizer step nothing of a parameter's size is allocated: the gradient is zeroed in place
 (``zero_unselected``), and f is built ``CHUNK`` entries at a time in an fp32 scratch buffer
 made once per device and reused by every parameter and step (multiplying by the bool mask
@@ -37,6 +44,9 @@ from wagle.unlearning.config import EXACT_OPTIMIZERS
 from wagle.unlearning.fsdp import INT_VIEW, checksum, mask_chunk
 
 CHUNK = 1 << 24  # entries per decay pass: the scratch buffer is ≤ 64 MB (fp32)
+# steps between fills of the unselected second moments: with no gradient there v ← β2·v, and
+# 1.0·β2^REFILL must stay a normal float (denormals are slower still): β2 ≥ 0.92 (wagle: 0.999)
+REFILL = 1000
 
 
 def full_mask(model: torch.nn.Module) -> Mask:
@@ -101,6 +111,13 @@ class MaskEnforcer:
             )
             optimizer.register_step_pre_hook(_masked_decay(moved))
 
+    def keep_second_moments_normal(self, optimizer: torch.optim.Optimizer) -> None:
+        """After ``optimizer``'s first step and every ``REFILL`` steps, set the second moments
+        of unselected entries to 1.0 (CPU only: see above; the weights do not change)."""
+        partial = [(p, s) for p, s in self.partial.values() if local(p).device.type == "cpu"]
+        if partial:
+            optimizer.register_step_post_hook(_fill_second_moments(partial))
+
     def verify(self) -> None:
         """Raise unless every unselected weight is bit-for-bit what it was at construction."""
         moved = [n for n, (p, s) in self.partial.items() if checksum(p, s) != self._checksums[n]]
@@ -145,6 +162,23 @@ def zero_unselected(grad: torch.Tensor, selected: torch.Tensor, scratch: dict) -
         part = bits[start : start + step]
         words = scratch[key][: part.numel()].copy_(keep[start : start + step]).neg_()
         part.bitwise_and_(words)
+
+
+def _fill_second_moments(partial: list[tuple[torch.nn.Parameter, torch.Tensor]]):
+    """A step post-hook: v ← 1.0 where not selected, after steps 1, 1 + REFILL, ... (counted
+    from this process's first step: a resumed run fills again, which changes no weight)."""
+    steps = 0
+
+    @torch.no_grad()
+    def hook(optimizer: torch.optim.Optimizer, args, kwargs) -> None:
+        nonlocal steps
+        if steps % REFILL == 0:
+            for param, selected in partial:
+                if "exp_avg_sq" in optimizer.state.get(param, {}):
+                    local(optimizer.state[param]["exp_avg_sq"]).masked_fill_(~selected, 1.0)
+        steps += 1
+
+    return hook
 
 
 def _masked_decay(moved: list[tuple[torch.nn.Parameter, torch.Tensor, float]]):

@@ -99,6 +99,7 @@ class MaskedUnlearningTrainer(Trainer):
         optimizer = super().create_optimizer(model)
         if not self.selective_state:  # SelectiveAdamW decays the selected entries alone
             self.enforcer.make_weight_decay_mask_aware(optimizer)
+            self.enforcer.keep_second_moments_normal(optimizer)  # CPU: no sqrt of zeros
         return optimizer
 
     @property

@@ -9,9 +9,16 @@ global batch 32 of per-device batches 4 accumulates 8 on one device): dense (no 
 for each ``--ratios`` ρ masked with dense AdamW state (``full``) and with selective state
 (``selected``), under a random mask selecting ρ of every weight. Figures (medians):
 
-- masked ÷ dense training step, per method and state (goal ≤ 1.05), per accumulation (the
+- masked ÷ dense training step, per method, state, ρ and accumulation (goal ≤ 1.05; the
   masking and the optimizer run once a step, the forward and backward passes once a
-  micro-batch: without accumulation a tiny CPU model shows their cost at its largest);
+  micro-batch: without accumulation a tiny CPU model shows their cost at its largest). Each
+  masked run is *sandwiched* between two dense runs in the same child process (dense, masked,
+  dense, masked, ..., dense), its ratio taken to the mean of its two neighbours' medians (a
+  drift in load within the child cancels to first order); the figure is the median of those
+  ratios over the repeats, with their range;
+- the parts of a step that differ, timed inside it: the gradient zeroing and the optimizer
+  step (masked decay, fills and AdamW), masked minus dense in ms, and the ratio they imply,
+  (dense step + that) ÷ dense step: the forward and backward passes are the same work;
 - SelectiveAdamW step ÷ dense-state masked AdamW step, the optimizer step alone (goal ≤ 1),
   per ρ, without accumulation.
 
@@ -153,10 +160,19 @@ def time_run(job: dict, scratch: str, callbacks: tuple = ()) -> dict[str, list[f
         optimizer_state="full" if job["state"] == "dense" else job["state"],
         callbacks=[timer, *callbacks],
     )
+    zeroing, zero = [], trainer.enforcer.zero_unselected_grads
+
+    def timed_zero() -> None:
+        start = time.process_time()
+        zero()
+        zeroing.append(time.process_time() - start)
+
+    trainer.enforcer.zero_unselected_grads = timed_zero
     objective.prepare(model, data, 0)
     trainer.train()
     skip = job["skip"]
-    return {"step": timer.times[skip:], "optimizer": timer.optimizer_times[skip:]}
+    times = {"step": timer.times, "optimizer": timer.optimizer_times, "zeroing": zeroing}
+    return {kind: t[skip:] for kind, t in times.items()}
 
 
 def worker(jobs: list[dict]) -> None:
@@ -196,16 +212,29 @@ def run_variant(src: Path, jobs: list[dict]) -> list[dict[str, list[float]]]:
 
 
 def jobs_of(args: argparse.Namespace) -> list[dict]:
-    """Per accumulation and method: dense, then full and selected at each ratio."""
+    """Per accumulation and method: full and selected at each ratio, each between two dense
+    runs (dense, masked, dense, masked, ..., dense)."""
     sizes = {k: getattr(args, k) for k in ("steps", "skip", "batch_size", "hidden", "layers")}
     sizes |= {"vocab": args.vocab, "optimizer": args.optimizer}
     jobs = []
     for accumulation in sorted({1, *args.accumulation}):
         for method in args.methods:
             job = sizes | {"method": method, "accumulation": accumulation}
-            jobs.append(job | {"state": "dense", "ratio": 1.0})
-            jobs += [job | {"state": s, "ratio": r} for r in args.ratios for s in STATES]
+            dense = job | {"state": "dense", "ratio": 1.0}
+            for masked in [job | {"state": s, "ratio": r} for r in args.ratios for s in STATES]:
+                jobs += [dense, masked]
+            jobs.append(dense)
     return jobs
+
+
+def sandwich_ratios(jobs: list[dict], results: list[dict]) -> dict[str, float]:
+    """Each masked job's median step ÷ the mean of its two dense neighbours' medians."""
+    medians = [statistics.median(r["step"]) for r in results]
+    return {
+        key(job): medians[i] / ((medians[i - 1] + medians[i + 1]) / 2)
+        for i, job in enumerate(jobs)
+        if job["state"] != "dense"
+    }
 
 
 STATES = ("full", "selected")  # where masked AdamW keeps its state
@@ -218,22 +247,24 @@ def key(job: dict) -> str:
     return f"{job['method']}/{job['state']}{ratio}{tail}"
 
 
-def figures_of(times: dict[str, dict[str, list[float]]], args) -> dict:
-    """Medians and the two ratios, per variant's collected ``times[key][kind]``."""
+def figures_of(times: dict[str, dict[str, list[float]]], ratios: dict, args) -> dict:
+    """Medians and ratios, from one variant's ``times[key][kind]`` (every timed step) and
+    ``ratios[key]`` (the sandwich ratio of each repeat)."""
     median = {k: {kind: statistics.median(v) for kind, v in t.items()} for k, t in times.items()}
     out: dict = {"median_step_s": {k: round(m["step"], 5) for k, m in median.items()}}
     out["median_optimizer_step_s"] = {k: round(m["optimizer"], 5) for k, m in median.items()}
-    out["masked_over_dense"] = {}
-    for accumulation in sorted({1, *args.accumulation}):
-        tail = f"/x{accumulation}" if accumulation > 1 else ""
-        for method in args.methods:
-            dense = median[f"{method}/dense{tail}"]["step"]
-            for ratio in args.ratios:
-                for state in STATES:
-                    masked = median[f"{method}/{state}/{ratio:g}{tail}"]["step"]
-                    out["masked_over_dense"][f"{method}/{state}/{ratio:g}{tail}"] = round(
-                        masked / dense, 4
-                    )
+    out["median_zeroing_s"] = {k: round(m["zeroing"], 5) for k, m in median.items()}
+    out["masked_over_dense"] = {k: round(statistics.median(r), 4) for k, r in ratios.items()}
+    out["masked_over_dense_range"] = {
+        k: [round(min(r), 4), round(max(r), 4)] for k, r in ratios.items()
+    }
+    out["differing_parts_ms"], out["ratio_from_differing_parts"] = {}, {}
+    for k in ratios:
+        method, _, _, *tail = k.split("/")  # method/state/ratio[/xA]
+        dense = median["/".join([method, "dense", *tail])]
+        extra = sum(median[k][kind] - dense[kind] for kind in ("optimizer", "zeroing"))
+        out["differing_parts_ms"][k] = round(extra * 1e3, 2)
+        out["ratio_from_differing_parts"][k] = round((dense["step"] + extra) / dense["step"], 4)
     out["selective_over_dense_state_optimizer_step"] = {
         f"{m}/{r:g}": round(
             median[f"{m}/selected/{r:g}"]["optimizer"] / median[f"{m}/full/{r:g}"]["optimizer"], 4
@@ -241,7 +272,7 @@ def figures_of(times: dict[str, dict[str, list[float]]], args) -> dict:
         for m in args.methods
         for r in args.ratios
     }
-    out["timed_steps_each"] = len(next(iter(times.values()))["step"])
+    out["timed_steps"] = {k: len(t["step"]) for k, t in times.items()}
     return out
 
 
@@ -328,6 +359,7 @@ def main() -> None:
     jobs = jobs_of(args)
     variants = ("after",) if args.before == "none" else ("before", "after")
     times: dict[str, dict[str, dict[str, list[float]]]] = {v: {} for v in variants}
+    ratios: dict[str, dict[str, list[float]]] = {v: {} for v in variants}
     with tempfile.TemporaryDirectory() as tmp:
         trees = {"after": ROOT / "src"}
         if "before" in variants:
@@ -335,10 +367,13 @@ def main() -> None:
         for repeat in range(args.repeats):
             for variant in variants if repeat % 2 == 0 else variants[::-1]:
                 order = jobs if (repeat + (variant == "after")) % 2 == 0 else jobs[::-1]
-                for job, result in zip(order, run_variant(trees[variant], order), strict=True):
-                    slot = times[variant].setdefault(key(job), {"step": [], "optimizer": []})
+                results = run_variant(trees[variant], order)
+                for job, result in zip(order, results, strict=True):
+                    slot = times[variant].setdefault(key(job), {k: [] for k in result})
                     for kind in slot:
                         slot[kind] += result[kind]
+                for k, ratio in sandwich_ratios(order, results).items():
+                    ratios[variant].setdefault(k, []).append(ratio)
     figures = {
         "before_revision": args.before,
         "mask_ratios": args.ratios,
@@ -354,7 +389,7 @@ def main() -> None:
         + ("; before and after alternate" if "before" in variants else "; after only"),
     }
     for variant in variants:
-        figures[variant] = figures_of(times[variant], args)
+        figures[variant] = figures_of(times[variant], ratios[variant], args)
     print(json.dumps(figures, indent=2))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     path = (

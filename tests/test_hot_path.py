@@ -211,3 +211,27 @@ def test_zeroing_on_cpu_gives_where_s_result_bit_for_bit(dtype):
     int_type = torch.int32 if dtype == torch.float32 else torch.int16
     assert torch.equal(zeroed.view(int_type), expected.view(int_type))
     assert zeroed[:4].view(int_type).eq(0).all()  # +0.0, not −0.0 nor NaN
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_masked_decay_from_bit_patterns_equals_the_fp32_factor_bit_for_bit(dtype):
+    """The decay factor built in int32 from the bit patterns of 1.0 and 1 − rate gives the
+    weights that the factor built in fp32 (s → 1.0/0.0, ·(−rate), +1) gives, bit for bit, for
+    rates from 0 to 0.5 (warm-up starts at lr 0), in several chunks; unselected entries
+    (f = 1.0 exactly) keep their bits, −0.0 included."""
+    import wagle.unlearning.masking as masking
+
+    generator = torch.Generator().manual_seed(0)
+    weights = torch.randn(1000, generator=generator).to(dtype)
+    weights[:2] = torch.tensor([-0.0, 0.0])
+    selected = torch.rand(1000, generator=generator) < 0.5
+    selected[:2] = False
+    int_type = torch.int32 if dtype == torch.float32 else torch.int16
+    for rate in (0.0, 1e-12, 3e-9, 1e-7, 1e-5 * 0.01, 1e-3, 0.1, 0.5):
+        factor = selected.float().mul_(-rate).add_(1.0)
+        expected = (weights.float() * factor).to(dtype)
+        decayed = weights.clone()
+        scratch = torch.empty(2, 64)  # 16 chunks
+        masking.decay_selected(decayed, selected, masking.factor_bits(rate, "cpu"), scratch)
+        assert torch.equal(decayed.view(int_type), expected.view(int_type)), rate
+        assert torch.equal(decayed[~selected].view(int_type), weights[~selected].view(int_type))

@@ -28,7 +28,7 @@ AdamW (``adamw_torch``, torch's single-tensor loop on CPU, or ``adamw_torch_fuse
 for another optimizer than the default go to ``masked_step_<optimizer>.json``.
 
 ``--profile`` instead runs GradDiff dense / masked (dense state) / masked (selected state)
-once each, this checkout only, under the profiler, and writes each op's self CPU time per step
+``--repeats`` times in turn, this checkout only, under the profiler, and writes each op's self CPU time per step
 and the ops whose time differs most between masked and dense to
 ``masked_step_profile.json``, with the time of ``torch.sqrt`` over 1M normal floats and over
 1M zeros (dense-state masked AdamW takes the square root of the unselected entries' second
@@ -287,19 +287,32 @@ def sqrt_ms(values: torch.Tensor, repeats: int = 20) -> float:
 
 
 def profile(args: argparse.Namespace) -> dict:
-    """Each op's self CPU ms per step, GradDiff dense vs masked (full and selected state)."""
+    """Each op's self CPU ms per step, GradDiff dense vs masked (full and selected state):
+    ``--repeats`` rounds of dense, full, selected, each op's median over the rounds."""
     torch.set_num_threads(1)
     job = jobs_of(args)[0] | {"method": "graddiff"}
-    per_step, step_ms, optimizer_ms = {}, {}, {}
-    for state in ("dense", *STATES):
-        profiler = ProfileSteps(args.skip, args.steps - 1)  # the last step begins
-        with tempfile.TemporaryDirectory() as scratch:
-            ratio = 1.0 if state == "dense" else args.ratios[0]
-            times = time_run(job | {"state": state, "ratio": ratio}, scratch, (profiler,))
-        steps = args.steps - 1 - args.skip
-        per_step[state] = {k: v / steps / 1e3 for k, v in profiler.self_us.items()}
-        step_ms[state] = round(statistics.median(times["step"]) * 1e3, 2)
-        optimizer_ms[state] = round(statistics.median(times["optimizer"]) * 1e3, 2)
+    rounds: dict[str, list[dict[str, float]]] = {"dense": [], **{s: [] for s in STATES}}
+    steps: dict[str, list[float]] = {s: [] for s in rounds}
+    optimizer: dict[str, list[float]] = {s: [] for s in rounds}
+    for _ in range(args.repeats):
+        for state in rounds:
+            profiler = ProfileSteps(args.skip, args.steps - 1)  # the last step begins
+            with tempfile.TemporaryDirectory() as scratch:
+                ratio = 1.0 if state == "dense" else args.ratios[0]
+                times = time_run(job | {"state": state, "ratio": ratio}, scratch, (profiler,))
+            count = args.steps - 1 - args.skip
+            rounds[state].append({k: v / count / 1e3 for k, v in profiler.self_us.items()})
+            steps[state] += times["step"]
+            optimizer[state] += times["optimizer"]
+    per_step = {
+        state: {
+            op: statistics.median(r.get(op, 0.0) for r in runs)
+            for op in set().union(*(r.keys() for r in runs))
+        }
+        for state, runs in rounds.items()
+    }
+    step_ms = {k: round(statistics.median(v) * 1e3, 2) for k, v in steps.items()}
+    optimizer_ms = {k: round(statistics.median(v) * 1e3, 2) for k, v in optimizer.items()}
     out: dict = {"median_step_ms": step_ms, "median_optimizer_step_ms": optimizer_ms}
     out["clock"] = "steps: process CPU time; ops: the profiler's self time (inflated by it)"
     out["self_cpu_ms_per_step"] = {}

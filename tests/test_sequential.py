@@ -237,3 +237,5 @@ def test_the_report_summarises_seeds_and_says_which_kept_points_were_ineligible(
     assert "| npo-dense |" not in report
     assert "| 6 (6) | none eligible: the last (degenerate, repetition 0.31) |" in report
     assert report.count("| 6 (6) | eligible |") == 5
+    assert "![each set's forget quality after each request](sequential.png)" in report
+    assert (tmp_path / "sequential.png").read_bytes()[:4] == b"\x89PNG"

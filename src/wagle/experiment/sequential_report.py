@@ -14,6 +14,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from wagle.experiment.sequential_figure import write_sequential_figure
 from wagle.io import atomic_file, write_json
 
 
@@ -39,6 +40,11 @@ def write_sequential_report(root: str | Path) -> Path:
     )
     lines = [f"# Sequential forget requests: {' → '.join(requests)}", "", _intro(requests, target)]
     lines += seeds_summary(sequences, requests)
+    figure = write_sequential_figure(
+        root / "sequential.png", settings(sequences), set_labels(requests)
+    )
+    if figure is not None:
+        lines += ["", f"![each set's forget quality after each request]({figure.name})"]
     for cell, sequence in sequences.items():
         lines += sequence_section(cell, sequence, requests, target)
     with atomic_file(root / "report.md") as handle:
@@ -59,15 +65,21 @@ def _request(directory: Path) -> dict[str, Any] | None:
     return record
 
 
+def settings(sequences: dict[str, dict], finished: int = 1) -> dict[str, list[list[dict]]]:
+    """Setting (the cell id without its seed) → each seed's records, for the sequences with
+    at least ``finished`` requests done."""
+    groups: dict[str, list[list[dict]]] = {}
+    for cell, sequence in sequences.items():
+        if len(sequence["requests"]) >= finished:
+            groups.setdefault(re.sub(r"-s\d+$", "", cell), []).append(sequence["requests"])
+    return groups
+
+
 def seeds_summary(sequences: dict[str, dict], requests: list[str]) -> list[str]:
     """Settings run with ≥ 2 seeds whose every request finished: after the last request, each
     set's log10 forget quality and the utility; the first set's change from right after its
     own request; the requests that kept an ineligible point. Mean ± sd over the seeds."""
-    groups: dict[str, list[list[dict]]] = {}
-    for cell, sequence in sequences.items():
-        if len(sequence["requests"]) == len(requests):
-            groups.setdefault(re.sub(r"-s\d+$", "", cell), []).append(sequence["requests"])
-    groups = {g: runs for g, runs in groups.items() if len(runs) >= 2}
+    groups = {g: runs for g, runs in settings(sequences, len(requests)).items() if len(runs) >= 2}
     if not groups:
         return []
     labels, first = set_labels(requests), requests[0]

@@ -1,0 +1,62 @@
+"""``sequential.png``: does an earlier forget request stay forgotten as later ones arrive?
+
+One panel per setting (a sequence's cell id without its seed; its seeds pooled): for each
+request's set, its log10 forget quality after every request from its own on (mean over the
+seeds, ±1 sd bars), and the model utility on the right axis. A set's line that falls back
+towards the target's level after later requests is a request coming back.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from wagle.report.figures import save_figure
+
+
+def write_sequential_figure(
+    path: Path, settings: dict[str, list[list[dict]]], labels: dict[str, str]
+) -> Path | None:
+    """``settings``: setting → one list of request records per seed (finished requests)."""
+    settings = {s: runs for s, runs in settings.items() if runs and runs[0]}
+    if not settings:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(
+        1, len(settings), figsize=(4.2 * len(settings), 4), squeeze=False, sharey=True
+    )
+    for ax, (setting, runs) in zip(axes[0], settings.items(), strict=True):
+        n = min(map(len, runs))  # requests every seed finished
+        steps = list(range(1, n + 1))
+        for k, split in enumerate(labels):
+            if k >= n:
+                break
+            values = [[_log10(run[j]["sets"][split]["forget_quality"]) for run in runs]
+                      for j in range(k, n)]  # fmt: skip
+            ax.errorbar(steps[k:], [statistics.mean(v) for v in values],
+                        yerr=[_sd(v) for v in values], marker="o", capsize=3,
+                        label=labels[split])  # fmt: skip
+        utility = ax.twinx()
+        utility.plot(steps, [statistics.mean(run[j]["utility"] for run in runs) for j in range(n)],
+                     "k--", lw=1, label="utility")  # fmt: skip
+        utility.set_ylabel("model utility (dashed)")
+        ax.set_xticks(steps, [f"after {j}" for j in steps])
+        ax.set_ylabel("log10 forget quality (0 = as the retain model)")
+        ax.set_title(f"{setting} ({len(runs)} seed{'s' if len(runs) > 1 else ''})", fontsize=9)
+        ax.legend(fontsize=7, loc="lower left")
+    fig.suptitle("Each request's set after each request: does it stay forgotten?")
+    return save_figure(fig, path)
+
+
+def _log10(p: float) -> float:
+    import math
+
+    return math.log10(max(p, 1e-300))
+
+
+def _sd(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0

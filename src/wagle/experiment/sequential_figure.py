@@ -12,6 +12,7 @@ import statistics
 from pathlib import Path
 
 from wagle.report.figures import save_figure
+from wagle.report.frontier import log10
 
 
 def write_sequential_figure(
@@ -35,7 +36,7 @@ def write_sequential_figure(
         for k, split in enumerate(labels):
             if k >= n:
                 break
-            values = [[_log10(run[j]["sets"][split]["forget_quality"]) for run in runs]
+            values = [[log10(run[j]["sets"][split]["forget_quality"]) for run in runs]
                       for j in range(k, n)]  # fmt: skip
             ax.errorbar(steps[k:], [statistics.mean(v) for v in values],
                         yerr=[_sd(v) for v in values], marker="o", capsize=3,
@@ -50,12 +51,6 @@ def write_sequential_figure(
         ax.legend(fontsize=7, loc="lower left")
     fig.suptitle("Each request's set after each request: does it stay forgotten?")
     return save_figure(fig, path)
-
-
-def _log10(p: float) -> float:
-    import math
-
-    return math.log10(max(p, 1e-300))
 
 
 def _sd(values: list[float]) -> float:

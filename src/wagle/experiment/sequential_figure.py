@@ -27,15 +27,16 @@ def write_sequential_figure(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(
-        1, len(settings), figsize=(4.2 * len(settings), 4), squeeze=False, sharey=True
-    )
-    for ax, (setting, runs) in zip(axes[0], settings.items(), strict=True):
+    columns = min(3, len(settings))
+    rows = -(-len(settings) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.8 * rows), squeeze=False,
+                             sharey=True)  # fmt: skip
+    utilities = [r["utility"] for runs in settings.values() for run in runs for r in run]
+    span = (min(utilities) - 0.01, max(utilities) + 0.01)  # one utility scale for every panel
+    for ax, (setting, runs) in zip(axes.flat, settings.items(), strict=False):  # spare axes
         n = min(map(len, runs))  # requests every seed finished
         steps = list(range(1, n + 1))
-        for k, split in enumerate(labels):
-            if k >= n:
-                break
+        for k, split in enumerate(list(labels)[:n]):
             values = [[log10(run[j]["sets"][split]["forget_quality"]) for run in runs]
                       for j in range(k, n)]  # fmt: skip
             ax.errorbar(steps[k:], [statistics.mean(v) for v in values],
@@ -43,12 +44,15 @@ def write_sequential_figure(
                         label=labels[split])  # fmt: skip
         utility = ax.twinx()
         utility.plot(steps, [statistics.mean(run[j]["utility"] for run in runs) for j in range(n)],
-                     "k--", lw=1, label="utility")  # fmt: skip
-        utility.set_ylabel("model utility (dashed)")
+                     "k--", lw=1)  # fmt: skip
+        utility.set_ylim(*span)
+        utility.set_ylabel("model utility (dashed)", fontsize=8)
         ax.set_xticks(steps, [f"after {j}" for j in steps])
-        ax.set_ylabel("log10 forget quality (0 = as the retain model)")
+        ax.set_ylabel("log10 forget quality", fontsize=8)
         ax.set_title(f"{setting} ({len(runs)} seed{'s' if len(runs) > 1 else ''})", fontsize=9)
         ax.legend(fontsize=7, loc="lower left")
+    for ax in list(axes.flat)[len(settings) :]:
+        ax.set_visible(False)
     fig.suptitle("Each request's set after each request: does it stay forgotten?")
     return save_figure(fig, path)
 

@@ -44,7 +44,7 @@ def write_sequential_report(root: str | Path) -> Path:
         root / "sequential.png", settings(sequences), set_labels(requests)
     )
     if figure is not None:
-        lines += ["", f"![each set's forget quality after each request]({figure.name})"]
+        lines += ["", f"![each set's forget quality after each request]({figure.name})", ""]
     for cell, sequence in sequences.items():
         lines += sequence_section(cell, sequence, requests, target)
     with atomic_file(root / "report.md") as handle:
@@ -78,7 +78,8 @@ def settings(sequences: dict[str, dict], finished: int = 1) -> dict[str, list[li
 def seeds_summary(sequences: dict[str, dict], requests: list[str]) -> list[str]:
     """Settings run with ≥ 2 seeds whose every request finished: after the last request, each
     set's log10 forget quality and the utility; the first set's change from right after its
-    own request; the requests that kept an ineligible point. Mean ± sd over the seeds."""
+    own request, both against the last split's retain model (the change is the model's, not
+    the reference's); the requests that kept an ineligible point. Mean ± sd over the seeds."""
     groups = {g: runs for g, runs in settings(sequences, len(requests)).items() if len(runs) >= 2}
     if not groups:
         return []
@@ -88,14 +89,15 @@ def seeds_summary(sequences: dict[str, dict], requests: list[str]) -> list[str]:
     lines = ["", "## Over seeds", "",
              f"After request {len(requests)}: mean ± sd over the seeds of the utility and of each "
              f"set's log10 forget quality; the change of {first}'s since right after its own "
-             "request; the requests whose trajectory had no eligible point (every point "
+             f"request, both against the retain model of {requests[-1]}; the requests whose trajectory had no eligible point (every point "
              "degenerate or below the utility floor: the last was kept).", "",
              _row(head), _row(["---"] * len(head))]  # fmt: skip
     for group, runs in groups.items():
         last = [run[-1] for run in runs]
         quality = [[_log10_value(r["sets"][s]["forget_quality"]) for r in last] for s in requests]
-        change = [_log10_value(r[-1]["sets"][first]["forget_quality"])
-                  - _log10_value(r[0]["sets"][first]["forget_quality"]) for r in runs]  # fmt: skip
+        change = [_log10_value(r[-1]["sets_last_reference"][first]["forget_quality"])
+                  - _log10_value(r[0]["sets_last_reference"][first]["forget_quality"])
+                  for r in runs]  # fmt: skip
         ineligible = sum(not r.get("kept", {}).get("eligible", True) for run in runs for r in run)
         lines.append(_row([
             group, str(len(runs)), _spread([r["utility"] for r in last], 3),

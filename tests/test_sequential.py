@@ -185,3 +185,61 @@ def test_a_sequential_recipe_refuses_auto_ratio_and_a_single_reference(tmp_path)
     recipe.write_text(yaml.safe_dump({"reference": "x", "sequential": {"requests": ["forget01"]}}))
     with pytest.raises(WagleError, match="takes a retain model per request"):
         sequential_section(load_recipe(recipe))
+
+
+def write_request(directory, split, utility, qualities, fixed, kept_eligible=True, repetition=0.0):
+    """A finished request's result.json and trajectory.json, with only what the report reads."""
+    directory.mkdir(parents=True)
+    figures = {"forget_rouge": 0.2, "reference_rouge": 0.3, "forget_probability": 0.1,
+               "reference_probability": 0.1}  # fmt: skip
+    record = {
+        "request": int(directory.name[0]), "split": split, "n_forget": 2, "utility": utility,
+        "sets": {s: {"n": 2, "forget_quality": q} | figures for s, q in qualities.items()},
+        "sets_last_reference": {s: {"n": 2, "forget_quality": q} | figures
+                                for s, q in fixed.items()},
+        "mask": {"selected": 10}, "steps": 6, "selected_step": 6,
+        "patch": {"entries": 4, "bytes": 100, "bytes_over_model": 0.5, "outside_mask": 0},
+    }  # fmt: skip
+    point = {"step": 6, "degenerate": not kept_eligible, "repetition": repetition,
+             "model_utility": utility}  # fmt: skip
+    criterion = {"met_floor": kept_eligible, "utility_threshold": 0.5}
+    (directory / "result.json").write_text(json.dumps(record))
+    (directory / "trajectory.json").write_text(
+        json.dumps({"criterion": criterion, "selected": point, "points": [point]})
+    )
+
+
+def test_the_report_summarises_seeds_and_says_which_kept_points_were_ineligible(tmp_path):
+    """Two seeds of one setting (a third cell has one seed: left out of the summary). After
+    request 2: utility 0.8 and 0.9 → 0.850 ± 0.071 (sd of two values = |a − b|/√2); log10
+    forget quality of forget01 −2 and −4 → −3.0 ± 1.4, of forget05 −4 and −6 → −5.0 ± 1.4;
+    forget01's change since request 1, both against the last split's retain model (request 1's
+    figure against it: 1e-1 and 1e-7): −2 − (−1) and −4 − (−7) → +1.0 ± 2.8. Seed 1's second
+    request kept its last point, degenerate (repetition 0.31): 1 request of 4."""
+    from wagle.experiment.sequential_report import write_sequential_report
+
+    requests = ["forget01", "forget05"]
+    (tmp_path / "recipe.json").write_text(json.dumps({"sequential": {"requests": requests}}))
+    (tmp_path / "target").mkdir()
+    target = {"utility": 0.95, "sets": {s: {"n": 2, "forget_quality": 1e-9, "forget_rouge": 0.9,
+                                           "reference_rouge": 0.3} for s in requests}}  # fmt: skip
+    (tmp_path / "target" / "sets.json").write_text(json.dumps(target))
+    runs = {"npo-wagle-r0.5-s0": (0.8, 1e-3, 1e-1, 1e-2, 1e-4, True),
+            "npo-wagle-r0.5-s1": (0.9, 1e-5, 1e-7, 1e-4, 1e-6, False),
+            "npo-dense-s0": (0.7, 1e-1, 1e-1, 1e-1, 1e-1, True)}  # fmt: skip
+    for cell, (utility, first, fixed, again, second, eligible) in runs.items():
+        sequence = tmp_path / "sequences" / cell
+        write_request(sequence / "1-forget01", "forget01", 0.9, {"forget01": first},
+                      {"forget01": fixed})  # fmt: skip
+        final = {"forget01": again, "forget05": second}
+        write_request(sequence / "2-forget05", "forget05", utility, final, final, eligible, 0.31)
+    report = write_sequential_report(tmp_path).read_text()
+    assert (
+        "| npo-wagle-r0.5 | 2 | 0.850 ± 0.071 | -3.0 ± 1.4 | -5.0 ± 1.4 | +1.0 ± 2.8 | 1 of 4 |"
+        in report
+    )
+    assert "| npo-dense |" not in report
+    assert "| 6 (6) | none eligible: the last (degenerate, repetition 0.31) |" in report
+    assert report.count("| 6 (6) | eligible |") == 5
+    assert "![each set's forget quality after each request](sequential.png)" in report
+    assert (tmp_path / "sequential.png").read_bytes()[:4] == b"\x89PNG"

@@ -58,7 +58,17 @@ def token_mean(nll_sum: torch.Tensor, n_tokens: torch.Tensor) -> torch.Tensor:
 def labelled_token_nll(
     model: torch.nn.Module, batch: dict[str, torch.Tensor], **forward: object
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(NLL [n] fp32 of every labelled token, row by row; labelled tokens per row [B]).
+    """(NLL [n] fp32 of every labelled token, row by row; labelled tokens per row [B]), from
+    ``labelled_logits``."""
+    logits, targets, counts = labelled_logits(model, batch, **forward)
+    return F.cross_entropy(logits.float(), targets, reduction="none"), counts
+
+
+def labelled_logits(
+    model: torch.nn.Module, batch: dict[str, torch.Tensor], **forward: object
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(logits [n, V] of the positions that predict the n labelled tokens, row by row; those
+    tokens [n]; labelled tokens per row [B]).
 
     Logits are computed at the n predicting positions only: the model's forward slices its
     hidden states with ``logits_to_keep`` (a [B, T] bool mask) before the LM head, so no
@@ -73,9 +83,7 @@ def labelled_token_nll(
     logits = model(
         input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **forward
     ).logits
-    logits = logits if logits.dim() == 2 else logits[keep]  # [n, V]
-    nll = F.cross_entropy(logits.float(), targets, reduction="none")
-    return nll, keep.sum(dim=1)
+    return (logits if logits.dim() == 2 else logits[keep]), targets, keep.sum(dim=1)
 
 
 def slices_by_mask(model: torch.nn.Module) -> bool:

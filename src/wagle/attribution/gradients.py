@@ -273,8 +273,8 @@ def _checkpointing(model: torch.nn.Module, enabled: bool) -> Iterator[None]:
         return
     from transformers.modeling_layers import GradientCheckpointingLayer
 
-    was_enabled = getattr(model, "is_gradient_checkpointing", False)
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    was_enabled = model.is_activation_checkpointing
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
     for layer in layers:
         layer.training = True
@@ -284,7 +284,7 @@ def _checkpointing(model: torch.nn.Module, enabled: bool) -> Iterator[None]:
         for layer in layers:
             layer.training = model.training
         if not was_enabled:
-            model.gradient_checkpointing_disable()
+            model.activation_checkpointing_disable()
 
 
 @contextlib.contextmanager

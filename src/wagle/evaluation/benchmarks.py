@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wagle.data.batching import encode_records
 from wagle.data.load import Record, load_mcq, load_qa, load_text, read_records
 from wagle.errors import WagleError
 from wagle.evaluation import corpus
@@ -35,6 +36,7 @@ from wagle.evaluation.mcq import CHOICE_STYLES, mcq_accuracy
 from wagle.evaluation.memorisation import memorisation
 from wagle.evaluation.mia import membership_inference, reference_model
 from wagle.evaluation.qa import evaluate_qa, score_qa
+from wagle.evaluation.token_stats import token_statistics
 from wagle.registry import lookup
 from wagle.validate import looks_like_hub_id
 
@@ -147,9 +149,14 @@ def qa_benchmark(
             questions = [r["question"] for r in data[name]]
             sections[name] = {"source": split} | evaluate_qa(scores, questions)
         holdout = load_qa(source, layout.holdout)
-        sections["mia"] = _mia(model, tokenizer, data["forget"], holdout, layout.holdout, config)
+        # one pass over the forget answers for both sections
+        examples = encode_records(tokenizer, data["forget"])
+        stats = token_statistics(model, examples, tokenizer.pad_token_id, config.batch_size)
+        sections["mia"] = _mia(
+            model, tokenizer, data["forget"], holdout, layout.holdout, config, stats
+        )
         sections["memorisation"] = memorisation(
-            model, tokenizer, data["forget"], batch_size=config.batch_size
+            model, tokenizer, data["forget"], batch_size=config.batch_size, stats=stats
         )
         return sections
 
@@ -171,11 +178,13 @@ def evenly_spaced(records: list[Record], count: int) -> list[Record]:
     return records if n <= count else [records[i * n // count] for i in range(count)]
 
 
-def _mia(model, tokenizer, members, nonmembers, nonmember_source: str, config) -> dict[str, Any]:
+def _mia(
+    model, tokenizer, members, nonmembers, nonmember_source: str, config, member_tokens=None
+) -> dict[str, Any]:
     result = membership_inference(
         model, tokenizer, members, nonmembers, k=config.mink_k, batch_size=config.batch_size,
         attacks=config.mia_attacks, reference_model=reference_model(config, model.device),
-        p=config.gradnorm_p,
+        p=config.gradnorm_p, member_tokens=member_tokens,
     )  # fmt: skip
     attacks = {name: v for name, v in result.items() if name != "k"}
     return {

@@ -25,7 +25,7 @@ from wagle.data.batching import encode_records
 from wagle.data.load import Record
 from wagle.data.prompt import answer_end_id
 from wagle.evaluation.metrics import MetricResult
-from wagle.evaluation.token_stats import token_statistics
+from wagle.evaluation.token_stats import TokenStats, token_statistics
 from wagle.registry import register
 
 MEMORISATION_METRICS: dict[str, Callable[[torch.Tensor], float]] = {}
@@ -52,10 +52,14 @@ def memorisation(
     data: list[Record] | list[str],
     *,
     batch_size: int = 32,
+    stats: list[TokenStats] | None = None,
 ) -> dict[str, Any]:
-    """A section with every memorisation metric of ``data`` (QA records or raw texts)."""
+    """A section with every memorisation metric of ``data`` (QA records or raw texts);
+    ``stats``: their ``token_statistics`` if computed already (membership inference reads the
+    same)."""
     examples = encode_records(tokenizer, data)
-    stats = token_statistics(model, examples, tokenizer.pad_token_id, batch_size)
+    if stats is None:
+        stats = token_statistics(model, examples, tokenizer.pad_token_id, batch_size)
     hits = [
         s.without_last().hit if appended_eos(r, e, tokenizer) else s.hit
         for s, r, e in zip(stats, data, examples, strict=True)

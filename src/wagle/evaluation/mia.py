@@ -127,21 +127,24 @@ def membership_inference(
     attacks: list[str] | None = None,
     reference_model: PreTrainedModel | None = None,
     p: float = 2.0,
+    member_tokens: list[TokenStats] | None = None,
 ) -> dict[str, Any]:
     """AUC of every attack named (default: all that need nothing extra), with the per-sample
-    scores of members and non-members."""
+    scores of members and non-members. ``member_tokens``: the members' ``token_statistics``
+    if computed already (the memorisation metrics read the same)."""
     names = attacks or [n for n, a in MIA_ATTACKS.items() if not a.needs]
     needs = {MIA_ATTACKS[n].needs for n in names}
     if "reference" in needs and reference_model is None:
         raise WagleError("the reference attack needs a reference model (--mia-reference-model)")
     out: dict[str, Any] = {"k": k}
     samples = {}
+    given = {"members": member_tokens, "nonmembers": None}
     for group, data in (("members", members), ("nonmembers", nonmembers)):
         examples = encode_records(tokenizer, data)
         samples[group] = sample_stats(
             model, tokenizer, data, examples, batch_size,
             reference_model if "reference" in needs else None,
-            p if "gradnorm" in needs else None,
+            p if "gradnorm" in needs else None, given[group],
         )  # fmt: skip
     for name in names:
         score = MIA_ATTACKS[name].score
@@ -151,11 +154,13 @@ def membership_inference(
 
 
 def sample_stats(
-    model, tokenizer, data, examples, batch_size, reference_model=None, p=None
+    model, tokenizer, data, examples, batch_size, reference_model=None, p=None, tokens=None
 ) -> list[SampleStats]:
     """``SampleStats`` of each encoded example; the reference NLL and the gradient norm only
-    when a reference model / a norm ``p`` is given."""
-    tokens = token_statistics(model, examples, tokenizer.pad_token_id, batch_size)
+    when a reference model / a norm ``p`` is given; ``tokens``: the examples'
+    ``token_statistics`` if computed already."""
+    if tokens is None:
+        tokens = token_statistics(model, examples, tokenizer.pad_token_id, batch_size)
     reference = (
         mean_nll(reference_model, examples, tokenizer.pad_token_id, batch_size).tolist()
         if reference_model is not None

@@ -9,8 +9,8 @@ text), with log p the model's next-token log-probabilities at the position that 
   μ = Σ_z p(z)·log p(z), σ² = Σ_z p(z)·(log p(z))² − μ² (Min-K%++'s normalisation);
 - ``hit``: whether t is the most likely token (greedy under teacher forcing).
 
-Only the labelled positions' logits are turned into log-probabilities ([N, V] per batch, not
-[B, T, V]).
+Only the labelled positions' logits are computed (``labelled_logits``: the LM head runs on
+those positions alone), [N, V] per batch, not [B, T, V].
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from transformers import PreTrainedModel
 
 from wagle.data.batching import iter_batches
 from wagle.evaluation.likelihood import length_order
-from wagle.sequence import labelled
+from wagle.sequence import labelled_logits
 
 
 @dataclass(frozen=True)
@@ -54,10 +54,8 @@ def token_statistics(
     out: list[TokenStats | None] = [None] * len(examples)
     rows = iter(order)
     for batch in iter_batches([examples[i] for i in order], batch_size, pad_token_id, model.device):
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        keep = labelled(batch["labels"])  # [B, T-1]
-        log_p = torch.log_softmax(logits[:, :-1][keep].float(), dim=-1)  # [N, V]
-        target = batch["labels"][:, 1:][keep]  # [N]
+        logits, target, counts = labelled_logits(model, batch)  # [N, V], [N], [B]
+        log_p = torch.log_softmax(logits.float(), dim=-1)  # [N, V]
         p = log_p.exp()
         mu = (p * log_p).sum(dim=-1)
         variance = (p * log_p.square()).sum(dim=-1) - mu.square()
@@ -67,8 +65,7 @@ def token_statistics(
             variance.clamp(min=0).sqrt(),
             log_p.argmax(dim=-1) == target,
         )
-        counts = keep.sum(dim=1).tolist()
-        split = [torch.split(c.cpu(), counts) for c in columns]
+        split = [torch.split(c.cpu(), counts.tolist()) for c in columns]
         for parts in zip(*split, strict=True):
             out[next(rows)] = TokenStats(*parts)
     return out  # type: ignore[return-value]

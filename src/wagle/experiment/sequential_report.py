@@ -1,15 +1,20 @@
 """The report of a sequential study (``report.md`` and ``results.json``), from its saved
 records alone: per sequence, a table of request × request set (forget quality and forget
 ROUGE), whether earlier requests stay forgotten as later ones are applied, each request's
-patch, and the bit-for-bit checks of the patch chain."""
+patch and the point its trajectory kept (eligible, or the last one because every point was
+degenerate or below the utility floor), and the bit-for-bit checks of the patch chain; when a
+setting ran with several seeds, a summary over them (mean ± sample standard deviation)."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
+import statistics
 from pathlib import Path
 from typing import Any
 
+from wagle.experiment.sequential_figure import write_sequential_figure
 from wagle.io import atomic_file, write_json
 
 
@@ -27,18 +32,84 @@ def write_sequential_report(root: str | Path) -> Path:
     target = json.loads((root / "target" / "sets.json").read_text())
     sequences = {}
     for directory in sorted((root / "sequences").iterdir()):
-        records = [_read(directory / f"{k}-{s}" / "result.json") for k, s in enumerate(requests, 1)]
+        records = [_request(directory / f"{k}-{s}") for k, s in enumerate(requests, 1)]
         chain = _read(directory / "chain.json")
         sequences[directory.name] = {"requests": [r for r in records if r], "chain": chain}
     write_json(
         root / "results.json", {"requests": requests, "target": target, "sequences": sequences}
     )
     lines = [f"# Sequential forget requests: {' → '.join(requests)}", "", _intro(requests, target)]
+    lines += seeds_summary(sequences, requests)
+    figure = write_sequential_figure(
+        root / "sequential.png", settings(sequences), set_labels(requests)
+    )
+    if figure is not None:
+        lines += ["", f"![each set's forget quality after each request]({figure.name})", ""]
     for cell, sequence in sequences.items():
         lines += sequence_section(cell, sequence, requests, target)
     with atomic_file(root / "report.md") as handle:
         handle.write("\n".join(lines) + "\n")
     return root / "report.md"
+
+
+def _request(directory: Path) -> dict[str, Any] | None:
+    """A finished request's record, with the point its trajectory kept (``kept``)."""
+    record, trajectory = _read(directory / "result.json"), _read(directory / "trajectory.json")
+    if record is not None and trajectory is not None:
+        point, criterion = trajectory["selected"], trajectory["criterion"]
+        record["kept"] = {
+            "step": point["step"], "eligible": criterion["met_floor"],
+            "degenerate": point["degenerate"], "repetition": point["repetition"],
+            "utility_below_floor": point["model_utility"] < criterion["utility_threshold"],
+        }  # fmt: skip
+    return record
+
+
+def settings(sequences: dict[str, dict], finished: int = 1) -> dict[str, list[list[dict]]]:
+    """Setting (the cell id without its seed) → each seed's records, for the sequences with
+    at least ``finished`` requests done."""
+    groups: dict[str, list[list[dict]]] = {}
+    for cell, sequence in sequences.items():
+        if len(sequence["requests"]) >= finished:
+            groups.setdefault(re.sub(r"-s\d+$", "", cell), []).append(sequence["requests"])
+    return groups
+
+
+def seeds_summary(sequences: dict[str, dict], requests: list[str]) -> list[str]:
+    """Settings run with ≥ 2 seeds whose every request finished: after the last request, each
+    set's log10 forget quality and the utility; the first set's change from right after its
+    own request, both against the last split's retain model (the change is the model's, not
+    the reference's); the requests that kept an ineligible point. Mean ± sd over the seeds."""
+    groups = {g: runs for g, runs in settings(sequences, len(requests)).items() if len(runs) >= 2}
+    if not groups:
+        return []
+    labels, first = set_labels(requests), requests[0]
+    head = ["setting", "seeds", "utility", *(labels[s] for s in requests),
+            f"{first}: change", "kept ineligible"]  # fmt: skip
+    lines = ["", "## Over seeds", "",
+             f"After request {len(requests)}: mean ± sd over the seeds of the utility and of each "
+             f"set's log10 forget quality; the change of {first}'s since right after its own "
+             f"request, both against the retain model of {requests[-1]}; the requests whose trajectory had no eligible point (every point "
+             "degenerate or below the utility floor: the last was kept).", "",
+             _row(head), _row(["---"] * len(head))]  # fmt: skip
+    for group, runs in groups.items():
+        last = [run[-1] for run in runs]
+        quality = [[_log10_value(r["sets"][s]["forget_quality"]) for r in last] for s in requests]
+        change = [_log10_value(r[-1]["sets_last_reference"][first]["forget_quality"])
+                  - _log10_value(r[0]["sets_last_reference"][first]["forget_quality"])
+                  for r in runs]  # fmt: skip
+        ineligible = sum(not r.get("kept", {}).get("eligible", True) for run in runs for r in run)
+        lines.append(_row([
+            group, str(len(runs)), _spread([r["utility"] for r in last], 3),
+            *(_spread(q, 1) for q in quality), _spread(change, 1, signed=True),
+            f"{ineligible} of {sum(map(len, runs))}",
+        ]))  # fmt: skip
+    return lines
+
+
+def _spread(values: list[float], digits: int, signed: bool = False) -> str:
+    sign = "+" if signed else ""
+    return f"{statistics.mean(values):{sign}.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def set_labels(requests: list[str]) -> dict[str, str]:
@@ -124,7 +195,8 @@ def _change(a: dict, b: dict) -> str:
 
 def patch_table(records: list[dict]) -> list[str]:
     head = ["request", "forget records", "mask selected", "changed weights", "changed / mask",
-            "outside mask", "patch bytes", "patch / model bytes", "steps (kept)"]  # fmt: skip
+            "outside mask", "patch bytes", "patch / model bytes", "steps (kept)",
+            "kept point"]  # fmt: skip
     lines = [
         "Patches (one per request, against the model the previous request left):",
         "",
@@ -137,9 +209,20 @@ def patch_table(records: list[dict]) -> list[str]:
             f"{r['request']} ({r['split']})", f"{r['n_forget']:,}", "all" if selected is None else f"{selected:,}",
             f"{p['entries']:,}", "—" if not selected else f"{p['entries'] / selected:.3f}",
             f"{p['outside_mask']:,}", f"{p['bytes']:,}", f"{p['bytes_over_model']:.3f}",
-            f"{r['steps']} ({r['selected_step']})",
+            f"{r['steps']} ({r['selected_step']})", _kept(r.get("kept")),
         ]))  # fmt: skip
     return lines
+
+
+def _kept(kept: dict | None) -> str:
+    """Why the kept point is what it is: eligible, or the last one and what ruled every out."""
+    if kept is None:
+        return "—"
+    if kept["eligible"]:
+        return "eligible"
+    why = [f"degenerate, repetition {kept['repetition']:.2f}"] if kept["degenerate"] else []
+    why += ["utility below the floor"] if kept["utility_below_floor"] else []
+    return f"none eligible: the last ({'; '.join(why) or 'no point after step 0'})"
 
 
 def chain_line(chain: dict[str, Any] | None, n: int) -> str:

@@ -57,8 +57,8 @@ class Study:
                 tensors[name].copy_(value)
         for name, param in self.model.named_parameters():
             param.requires_grad_(self.trainable[name])
-        if getattr(self.model, "is_gradient_checkpointing", False):
-            self.model.gradient_checkpointing_disable()
+        if self.model.is_activation_checkpointing:
+            self.model.activation_checkpointing_disable()
         return self.model
 
 

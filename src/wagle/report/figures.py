@@ -99,7 +99,7 @@ def _frontier(path: Path, points: list[Point]) -> Path:
         "solid: chosen on half A, reported on half B; dotted: in-sample; dots: every point",
         fontsize=10,
     )
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _by_mask(table: list[Best]) -> list[list[Best]]:
@@ -139,7 +139,7 @@ def _pareto(path: Path, records: list[CellResult], references: dict[str, dict]) 
     ax.set_ylabel("forget quality, KS p-value (log; higher is better)")
     ax.set_title("Forgetting against utility, every cell")
     ax.legend(fontsize=7, loc="best")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _ratio(path: Path, rows: list[Row]) -> Path:
@@ -176,7 +176,7 @@ def _ratio(path: Path, rows: list[Row]) -> Path:
     fig.suptitle(
         "Forget quality (geometric mean) and utility (mean) against the ratio, ±1 std over seeds"
     )
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _spread(row: Row, key: str) -> tuple[float, float, float, float]:
@@ -210,7 +210,7 @@ def _trajectories(path: Path, trajectories: dict[str, list[dict]]) -> Path:
     if len(trajectories) <= 20:
         axes[1].legend(fontsize=6)
     fig.suptitle("Unlearning trajectories, one line per cell")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _density(path: Path, records: list[CellResult]) -> Path:
@@ -233,10 +233,10 @@ def _density(path: Path, records: list[CellResult]) -> Path:
     ax.set_ylim(0, 1.05)
     ax.legend(fontsize=6, ncol=2)
     ax.set_title("Per-layer density of the masks")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()

@@ -32,7 +32,9 @@ for another optimizer than the default go to ``masked_step_<optimizer>.json``.
 and the ops whose time differs most between masked and dense to
 ``masked_step_profile.json``, with the time of ``torch.sqrt`` over 1M normal floats and over
 1M zeros (dense-state masked AdamW takes the square root of the unselected entries' second
-moments, which are exactly 0).
+moments, which are exactly 0 unless filled). ``--zeros`` times AdamW's step (torch's single-tensor
+loop and the fused kernel) on 1.57M entries whose second moments are 0 on a random half vs set
+to 1.0 there, ``--repeats`` rounds in turn, to ``masked_step_zeros.json``.
 
 "after" is this checkout's ``src/``; "before" is ``src/`` of the git revision ``--before``
 (default: the last commit before the hot-path rework), unpacked with ``git archive``. Each
@@ -335,6 +337,53 @@ def profile(args: argparse.Namespace) -> dict:
     return out
 
 
+def adamw_step_ms(fused: bool, fill: bool, n: int, steps: int = 30) -> float:
+    """Median CPU ms of an AdamW step (no decay) on one tensor of ``n`` entries whose
+    gradient is 0 on a random half (as a masked one's), its second moments there 0, or set to
+    1.0 after the first step (``MaskEnforcer.keep_second_moments_normal``)."""
+    generator = torch.Generator().manual_seed(0)
+    keep = torch.rand(n, generator=generator) < 0.5
+    param = torch.nn.Parameter(torch.randn(n, generator=generator))
+    kind = {"fused": True} if fused else {"foreach": False}  # the Trainer's two AdamWs
+    optimizer = torch.optim.AdamW([param], lr=1e-4, weight_decay=0.0, **kind)
+    times = []
+    for step in range(steps):
+        param.grad = torch.randn(n, generator=generator) * keep
+        start = time.process_time()
+        optimizer.step()
+        times.append(time.process_time() - start)
+        if step == 0 and fill:
+            optimizer.state[param]["exp_avg_sq"].masked_fill_(~keep, 1.0)
+    return statistics.median(times[2:]) * 1e3
+
+
+def zeros(args: argparse.Namespace) -> dict:
+    """AdamW's step with the unselected second moments 0 vs filled, ``--repeats`` rounds in
+    turn, and ``torch.sqrt`` of zeros vs normal floats."""
+    torch.set_num_threads(1)
+    n = 1_572_864  # the default model's trainable weights
+    runs: dict[str, list[float]] = {}
+    for _ in range(args.repeats):
+        for optimizer in ("adamw_torch", "adamw_torch_fused"):
+            for fill in (False, True):
+                name = f"{optimizer}, v {'1.0' if fill else '0'} where not selected"
+                ms = adamw_step_ms(optimizer == "adamw_torch_fused", fill, n)
+                runs.setdefault(name, []).append(ms)
+    generator = torch.Generator().manual_seed(0)
+    normal = torch.rand(1 << 20, generator=generator) * 1e-6 + 1e-9
+    return {
+        "adamw_step_ms_median_of_rounds": {
+            k: round(statistics.median(v), 3) for k, v in runs.items()
+        },
+        "adamw_step_ms_rounds": {k: [round(x, 3) for x in v] for k, v in runs.items()},
+        "entries": n,
+        "torch_sqrt_ms_1M": {
+            "normal floats": sqrt_ms(normal),
+            "zeros": sqrt_ms(torch.zeros(1 << 20)),
+        },
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -358,6 +407,7 @@ def main() -> None:
     )
     parser.add_argument("--optimizer", default="adamw_torch", help="the Trainer's optim")
     parser.add_argument("--profile", action="store_true", help="per-op profile (see above)")
+    parser.add_argument("--zeros", action="store_true", help="AdamW on zero moments (see above)")
     args = parser.parse_args()
     if args.worker:
         return worker(json.loads(args.worker))
@@ -368,6 +418,12 @@ def main() -> None:
         (RESULTS.parent / "masked_step_profile.json").write_text(
             json.dumps(figures, indent=2) + "\n"
         )
+        return None
+    if args.zeros:
+        figures = zeros(args) | {"clock": "process CPU time, one thread"}
+        figures["note"] = "shared 2-core machine: other jobs ran alongside; rounds alternate"
+        print(json.dumps(figures, indent=2))
+        (RESULTS.parent / "masked_step_zeros.json").write_text(json.dumps(figures, indent=2) + "\n")
         return None
     jobs = jobs_of(args)
     variants = ("after",) if args.before == "none" else ("before", "after")

@@ -46,7 +46,7 @@ def local(t: torch.Tensor) -> torch.Tensor:
 
 def is_main_process() -> bool:
     """The first process of the run (or the only one)."""
-    return not dist.is_initialized() or dist.get_rank() == 0
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def barrier() -> None:
@@ -148,7 +148,7 @@ def counted_here(layout: Layout | None) -> bool:
     sharded one always; a whole (replicated) one only on the first process."""
     if layout is not None and isinstance(layout.placements[0], Shard):
         return True
-    return not dist.is_initialized() or dist.get_rank() == 0
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def all_reduce_sum_(t: torch.Tensor, group: dist.ProcessGroup | None = None) -> torch.Tensor:

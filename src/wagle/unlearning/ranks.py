@@ -15,21 +15,18 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from wagle.sharding import is_main_process
+
 
 def distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def is_main() -> bool:
-    """Whether this is the process that evaluates, keeps the best weights and writes files."""
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def from_main(value: Any) -> Any:
     """The main process's ``value`` (any picklable object) on every process."""
     if not distributed():
         return value
-    holder = [value if is_main() else None]
+    holder = [value if is_main_process() else None]
     dist.broadcast_object_list(holder, src=0)
     return holder[0]
 

@@ -46,7 +46,7 @@ from wagle.modelcard import write_run_card
 from wagle.models import load_pretrained
 from wagle.patches.runs import save_run_patch
 from wagle.registry import lookup
-from wagle.sharding import barrier
+from wagle.sharding import barrier, is_main_process
 from wagle.unlearning import checkpoints, tracking
 from wagle.unlearning import fsdp as sharded
 from wagle.unlearning.batch import PairCollator, PairedDataset
@@ -141,7 +141,7 @@ def unlearn_model(
         with trainer.accelerator.autocast():  # reference values in the training precision
             objective.prepare(model, data, tokenizer.pad_token_id)  # the original weights'
         trainer.train(resume_from_checkpoint=None if checkpoint is None else str(checkpoint))
-    if saving and not keep_checkpoints and _is_main_process():
+    if saving and not keep_checkpoints and is_main_process():
         shutil.rmtree(checkpoints.checkpoint_root(out), ignore_errors=True)
     final = merge_lora(trained, mask) if config.lora else model
     result = UnlearnResult(final, trainer.step_log, out=out)
@@ -186,7 +186,7 @@ def unlearn(config: UnlearnConfig, options: Any = None, resume: bool = False) ->
     )  # fmt: skip
     if sharded.is_sharded_model(result.model):  # saved: the whole model, on the main process
         result.model = sharded.gather_plain(result.model) or result.model
-    if _is_main_process():
+    if is_main_process():
         _save(result, with_prompt_format(tokenizer, config.prompt_format), config, options)
     barrier()  # several processes: the output exists when any of them returns
     return result
@@ -198,7 +198,7 @@ def _checkpoint(
     """The checkpoint to resume from (checked against this run's options), or None; a fresh
     run first removes an earlier run's checkpoints."""
     if not resume:
-        if config.save_every and out is not None and _is_main_process():
+        if config.save_every and out is not None and is_main_process():
             shutil.rmtree(checkpoints.checkpoint_root(out), ignore_errors=True)
         return None
     if not config.save_every or out is None:
@@ -236,7 +236,7 @@ def _trajectory(
         # answers as long as the reference's, so that their ROUGE compares like with like
         max_new_tokens=(reference or {}).get("config", {}).get("max_new_tokens", 64),
     )
-    if out is not None and _is_main_process():
+    if out is not None and is_main_process():
         ensure_writable_dir(out)
     return TrajectoryCallback(
         evaluator,
@@ -260,11 +260,6 @@ def _load_reference(config: UnlearnConfig) -> dict[str, Any]:
     except (OSError, ValueError, AttributeError):
         benchmark = split = None  # load_reference reports what is wrong
     return load_reference(path, config.eval_benchmark or benchmark, split)
-
-
-def _is_main_process() -> bool:
-    dist = torch.distributed
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def training_arguments(config: UnlearnConfig, output_dir: str) -> TrainingArguments:

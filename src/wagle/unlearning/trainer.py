@@ -32,8 +32,8 @@ from transformers import PrinterCallback, Trainer, TrainerCallback
 
 from wagle.attribution.masks import Mask
 from wagle.io import write_json
-from wagle.sharding import reshard
-from wagle.unlearning import checkpoints, ranks, scaling
+from wagle.sharding import is_main_process, reshard
+from wagle.unlearning import checkpoints, scaling
 from wagle.unlearning.batch import ForgetRetainBatch
 from wagle.unlearning.masking import MaskEnforcer
 from wagle.unlearning.objective import Objective
@@ -162,7 +162,7 @@ class MaskedUnlearningTrainer(Trainer):
             trajectory.points, trajectory.utility_floor
         )
         best = checkpoint / checkpoints.BEST_FILE
-        if best.is_file() and ranks.is_main():  # the main process alone keeps them
+        if best.is_file() and is_main_process():  # the main process alone keeps them
             from safetensors.torch import load_file
 
             trajectory.best_state = load_file(best)

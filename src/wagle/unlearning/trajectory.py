@@ -56,7 +56,7 @@ from wagle.evaluation.halves import HALF_KEYS, forget_halves, half_forget_qualit
 from wagle.evaluation.rouge import rouge_l
 from wagle.evaluation.summary import summarise
 from wagle.io import write_json
-from wagle.sharding import local, reshard
+from wagle.sharding import is_main_process, local, reshard
 from wagle.unlearning import fsdp, ranks
 
 POINT_KEYS = (
@@ -283,10 +283,10 @@ class TrajectoryCallback(TrainerCallback):
         sharded = fsdp.is_sharded_model(model)
         if self.keep_last:  # sharded: whole tensors, gathered on the main process (a collective)
             whole = fsdp.whole_state(model)
-            if whole is not None or ranks.is_main():
+            if whole is not None or is_main_process():
                 self.last_state = trainable_state(model) if whole is None else whole
         if self.selected is not None and self.selected is not self.points[-1]:
-            if sharded or ranks.is_main():  # an earlier point: it met the floor, was copied
+            if sharded or is_main_process():  # an earlier point: it met the floor, was copied
                 load_state(model, self.best_state)
             if not sharded:
                 params = dict(model.named_parameters())
@@ -309,15 +309,17 @@ class TrajectoryCallback(TrainerCallback):
         self.before_point()
         # Sharded (FSDP2), every process takes part in the forward passes and keeps its chunks.
         every_process = fsdp.is_sharded_model(model)
-        outcome = self._evaluate(state, model, given) if every_process or ranks.is_main() else None
+        outcome = (
+            self._evaluate(state, model, given) if every_process or is_main_process() else None
+        )
         point, chosen, self.criterion, stop = ranks.from_main(outcome)
         self.points.append(point)
         self.selected = self.points[chosen]
-        keeps = every_process or ranks.is_main()
+        keeps = every_process or is_main_process()
         if self.selected is point and self.criterion["met_floor"] and keeps:
             self.best_state = trainable_state(model)
         control.should_training_stop |= stop
-        if ranks.is_main():
+        if is_main_process():
             if self.path is not None:
                 write_json(self.path, self.record())
             self.log(progress_line(point, self.selected, stop))

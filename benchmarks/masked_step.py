@@ -406,6 +406,7 @@ def main() -> None:
         "--before", default=BEFORE, help="git revision of the 'before' code ('none': after only)"
     )
     parser.add_argument("--optimizer", default="adamw_torch", help="the Trainer's optim")
+    parser.add_argument("--tag", default="", help="results in masked_step[_optim]_<tag>.json")
     parser.add_argument("--profile", action="store_true", help="per-op profile (see above)")
     parser.add_argument("--zeros", action="store_true", help="AdamW on zero moments (see above)")
     args = parser.parse_args()
@@ -461,11 +462,8 @@ def main() -> None:
         figures[variant] = figures_of(times[variant], ratios[variant], args)
     print(json.dumps(figures, indent=2))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    path = (
-        RESULTS
-        if args.optimizer == "adamw_torch"
-        else RESULTS.with_stem(f"masked_step_{args.optimizer}")
-    )
+    stem = "masked_step" + ("" if args.optimizer == "adamw_torch" else f"_{args.optimizer}")
+    path = RESULTS.with_stem(stem + (f"_{args.tag}" if args.tag else ""))
     path.write_text(json.dumps(figures, indent=2) + "\n")
 
 

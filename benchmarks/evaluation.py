@@ -27,35 +27,23 @@ Prints the figures and writes them to benchmarks/results/evaluation.json.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import resource
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
+
+from revisions import extract_src  # benchmarks/revisions.py (this script's folder)
 
 ROOT = Path(__file__).parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "evaluation.json"
 BEFORE = "a555208"  # main before issue 19 item 9 (evaluation throughput)
 # timings, and the settings of the run (EvalConfig has gained fields since ``before``)
 IGNORED = {"seconds", "wall_seconds", "cpu_seconds", "config", "wagle_version"}
-
-
-def extract(revision: str, into: Path) -> Path:
-    """``src/`` of ``revision`` under ``into``; returns that ``src`` directory."""
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", "--format=tar", revision, "src"],
-        check=True,
-        capture_output=True,
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into / "src"
 
 
 def wagle_evaluate(src: Path, model: str, data: str, out: Path, reference: Path | None) -> dict:
@@ -283,7 +271,7 @@ def main() -> None:
     after_src = ROOT / "src"
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        before_src = extract(args.before, scratch / "before")
+        before_src = extract_src(args.before, scratch / "before")
         reference = scratch / "reference"
         wagle_evaluate(after_src, retain, data, reference, None)
         runs: dict[str, list[dict]] = {"before": [], "after": []}

@@ -65,6 +65,8 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
+from revisions import extract_src  # benchmarks/revisions.py (this script's folder)
+
 RESULTS = Path(__file__).parent / "results" / "masked_step.json"
 ROOT = Path(__file__).resolve().parent.parent
 BEFORE = "a555208"  # main before the hot-path rework (issue 19, item 2)
@@ -189,15 +191,6 @@ def worker(jobs: list[dict]) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         results = [time_run(job, scratch) for job in jobs]
     print(json.dumps({"wagle": wagle.__file__, "results": results}))
-
-
-def unpack(revision: str, into: Path) -> Path:
-    """``src/`` of ``revision`` under ``into`` (git archive)."""
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", revision, "src"], check=True, capture_output=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into / "src"
 
 
 def run_variant(src: Path, jobs: list[dict]) -> list[dict[str, list[float]]]:
@@ -433,7 +426,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         trees = {"after": ROOT / "src"}
         if "before" in variants:
-            trees["before"] = unpack(args.before, Path(tmp))
+            trees["before"] = extract_src(args.before, Path(tmp))
         for repeat in range(args.repeats):
             for variant in variants if repeat % 2 == 0 else variants[::-1]:
                 order = jobs if (repeat + (variant == "after")) % 2 == 0 else jobs[::-1]

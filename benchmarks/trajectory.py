@@ -24,14 +24,12 @@ times per method, and records both side by side.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from contextlib import contextmanager
@@ -39,6 +37,7 @@ from pathlib import Path
 
 from transformers.utils import logging as hf_logging
 
+from revisions import extract_src  # benchmarks/revisions.py (this script's folder)
 from wagle import config as cfg
 from wagle.attribution import AttributionConfig, attribute
 from wagle.attribution.masks import load_mask, save_mask
@@ -184,7 +183,7 @@ def compare(args, info: dict, overrides: dict) -> None:
     flags += [f for k, v in overrides.items() for f in (f"--{k.replace('_', '-')}", str(v))]
     with tempfile.TemporaryDirectory() as scratch:
         after = shutil.copytree(ROOT / "src", Path(scratch) / "after" / "src")  # as it is now
-        sources = {"before": extract(args.before, Path(scratch) / "before"), "after": after}
+        sources = {"before": extract_src(args.before, Path(scratch) / "before"), "after": after}
         for turn, method in enumerate(args.methods):
             runs: dict[str, list[dict]] = {"before": [], "after": []}
             for repeat in range(args.repeats):  # who goes first alternates
@@ -247,18 +246,6 @@ def relative(a: float | None, b: float | None) -> float:
     if a is None or b is None:
         return float("inf")
     return abs(a - b) / max(abs(a), abs(b))
-
-
-def extract(revision: str, into: Path) -> Path:
-    """``src/`` of ``revision`` under ``into``; returns that ``src`` directory."""
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", "--format=tar", revision, "src"],
-        check=True,
-        capture_output=True,
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into / "src"
 
 
 def record(key: str, figures: dict) -> None:

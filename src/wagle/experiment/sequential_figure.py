@@ -18,8 +18,8 @@ from wagle.report.frontier import log10
 def write_sequential_figure(
     path: Path, settings: dict[str, list[list[dict]]], labels: dict[str, str]
 ) -> Path | None:
-    """``settings``: setting → one list of request records per seed (finished requests)."""
-    settings = {s: runs for s, runs in settings.items() if runs and runs[0]}
+    """``settings``: setting → one non-empty list of request records per seed (``settings``
+    of the report)."""
     if not settings:
         return None
     import matplotlib

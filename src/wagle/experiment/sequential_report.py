@@ -58,8 +58,8 @@ def _request(directory: Path) -> dict[str, Any] | None:
     if record is not None and trajectory is not None:
         point, criterion = trajectory["selected"], trajectory["criterion"]
         record["kept"] = {
-            "step": point["step"], "eligible": criterion["met_floor"],
-            "degenerate": point["degenerate"], "repetition": point["repetition"],
+            "eligible": criterion["met_floor"], "degenerate": point["degenerate"],
+            "repetition": point["repetition"],
             "utility_below_floor": point["model_utility"] < criterion["utility_threshold"],
         }  # fmt: skip
     return record
@@ -89,8 +89,9 @@ def seeds_summary(sequences: dict[str, dict], requests: list[str]) -> list[str]:
     lines = ["", "## Over seeds", "",
              f"After request {len(requests)}: mean ± sd over the seeds of the utility and of each "
              f"set's log10 forget quality; the change of {first}'s since right after its own "
-             f"request, both against the retain model of {requests[-1]}; the requests whose trajectory had no eligible point (every point "
-             "degenerate or below the utility floor: the last was kept).", "",
+             f"request, both against the retain model of {requests[-1]}; the requests whose "
+             "trajectory had no eligible point (every point degenerate or below the utility "
+             "floor: the last was kept).", "",
              _row(head), _row(["---"] * len(head))]  # fmt: skip
     for group, runs in groups.items():
         last = [run[-1] for run in runs]

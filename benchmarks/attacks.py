@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 from pathlib import Path
+
+from machine import machine_note  # benchmarks/machine.py (this script's folder)
 
 RESULTS = Path(__file__).parent / "results" / "attacks.json"
 
@@ -77,7 +78,7 @@ def main() -> None:
     }
     print(cost)
     record = {
-        "machine": f"{os.cpu_count()} CPUs, shared with other jobs (timings are noisy)",
+        "machine": machine_note(),
         "playground": info["target"].replace(str(Path.home()), "~", 1),
         "forget": "forget10",
         "nonmembers": "holdout",

@@ -37,6 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import machine_note  # benchmarks/machine.py (this script's folder)
 from revisions import extract_src  # benchmarks/revisions.py (this script's folder)
 
 ROOT = Path(__file__).parents[1]
@@ -289,7 +290,7 @@ def main() -> None:
     total = sum(seconds.values())
     paths, rounding = likelihood_paths(target, data, args.repeats)
     figures = {
-        "machine": f"{os.cpu_count()} CPUs, shared with other jobs (timings are noisy)",
+        "machine": machine_note(),
         "threads": os.environ.get("OMP_NUM_THREADS", "default"),
         "data": data.replace(str(Path.home()), "~", 1),  # no machine paths in git
         "n_forget": runs["after"][-1]["sections"]["forget"]["n"],

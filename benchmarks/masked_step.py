@@ -54,7 +54,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -65,6 +64,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
+from machine import machine_note  # benchmarks/machine.py (this script's folder)
 from revisions import extract_src  # benchmarks/revisions.py (this script's folder)
 
 RESULTS = Path(__file__).parent / "results" / "masked_step.json"
@@ -407,7 +407,7 @@ def main() -> None:
         return worker(json.loads(args.worker))
     if args.profile:
         figures = {"optimizer": args.optimizer, "mask_ratio": args.ratios[0]} | profile(args)
-        figures["note"] = "shared 2-core machine: other jobs ran alongside; profiler times"
+        figures["note"] = f"{machine_note()}; profiler times"
         print(json.dumps(figures, indent=2))
         (RESULTS.parent / "masked_step_profile.json").write_text(
             json.dumps(figures, indent=2) + "\n"
@@ -415,7 +415,7 @@ def main() -> None:
         return None
     if args.zeros:
         figures = zeros(args) | {"clock": "process CPU time, one thread"}
-        figures["note"] = "shared 2-core machine: other jobs ran alongside; rounds alternate"
+        figures["note"] = f"{machine_note()}; rounds alternate"
         print(json.dumps(figures, indent=2))
         (RESULTS.parent / "masked_step_zeros.json").write_text(json.dumps(figures, indent=2) + "\n")
         return None
@@ -445,11 +445,10 @@ def main() -> None:
         "accumulation": sorted({1, *args.accumulation}),
         "model": {"hidden": args.hidden, "layers": args.layers, "vocab": args.vocab},
         "torch_threads": 1,
-        "machine": platform.machine(),
+        "machine": machine_note(),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "clock": "process CPU time, one thread",
-        "note": "shared 2-core machine: other jobs ran alongside"
-        + ("; before and after alternate" if "before" in variants else "; after only"),
+        "note": "before and after alternate" if "before" in variants else "after only",
     }
     for variant in variants:
         figures[variant] = figures_of(times[variant], ratios[variant], args)

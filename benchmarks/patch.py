@@ -28,7 +28,6 @@ import argparse
 import copy
 import json
 import math
-import platform
 import tempfile
 import time
 from collections import Counter
@@ -37,6 +36,7 @@ from pathlib import Path
 import torch
 from transformers.utils import logging as hf_logging
 
+from machine import machine_note  # benchmarks/machine.py (this script's folder)
 from wagle import config as cfg
 from wagle.patches import (
     apply_patch,
@@ -253,8 +253,8 @@ def main() -> None:
     torch.set_num_threads(1)
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     figures = previous | {
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread; shared with "
-        "other engineers' jobs (timings are noisy: compare ratios, not absolute seconds)",
+        "machine": f"{machine_note()}; {torch.get_num_threads()} torch thread (compare "
+        "ratios, not absolute seconds)",
         "ratios": args.ratios,
     }
     if not args.skip_playground:

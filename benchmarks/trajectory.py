@@ -37,6 +37,7 @@ from pathlib import Path
 
 from transformers.utils import logging as hf_logging
 
+from machine import machine_note  # benchmarks/machine.py (this script's folder)
 from revisions import extract_src  # benchmarks/revisions.py (this script's folder)
 from wagle import config as cfg
 from wagle.attribution import AttributionConfig, attribute
@@ -204,8 +205,9 @@ def compare(args, info: dict, overrides: dict) -> None:
 def side_by_side(runs: dict[str, list[dict]], before: str) -> dict:
     """Medians of the overheads of each version, their ratio, and every run."""
     figures: dict = {
-        "machine": f"{os.cpu_count()} CPUs, shared with other jobs (process CPU time is the "
-        "figure; wall time mostly measures the wait for a core)",
+        "machine": machine_note(),
+        "clock": "process CPU time is the figure (on a shared machine wall time mostly measures "
+        "the wait for a core)",
         "threads": os.environ.get("OMP_NUM_THREADS", "default"),
         "before_revision": before,
     }

@@ -37,14 +37,21 @@ def _old_mean_nll(model, tokenizer, records, key, batch_size):
     return out
 
 
-def _old_token_nlls(model, examples, pad_token_id, batch_size):
-    """Per-token NLLs from full logits, batches in length order (the old ``token_nlls``)."""
+def _full_logits_batches(model, examples, pad_token_id, batch_size):
+    """(example indices, batch, full [B, T, V] logits) of each batch, in length order (the old
+    paths' batching)."""
     order = length_order(examples)
-    out = [None] * len(examples)
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         batch = next(iter_batches([examples[i] for i in rows], batch_size, pad_token_id))
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        yield rows, batch, logits
+
+
+def _old_token_nlls(model, examples, pad_token_id, batch_size):
+    """Per-token NLLs from full logits, batches in length order (the old ``token_nlls``)."""
+    out = [None] * len(examples)
+    for rows, batch, logits in _full_logits_batches(model, examples, pad_token_id, batch_size):
         nll, keep = token_nll(logits, batch["labels"]), labelled(batch["labels"])
         for row, values, kept in zip(rows, nll, keep, strict=True):
             out[row] = values[kept]
@@ -218,12 +225,8 @@ def test_a_prompt_that_fills_max_length_is_refused(tokenizer, micro_splits):
 def _old_token_statistics(model, examples, pad_token_id, batch_size):
     """(NLL, μ, σ, hit) per example from full [B, T, V] logits, batches in length order (the
     old ``token_statistics``)."""
-    order = length_order(examples)
     out = [None] * len(examples)
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        batch = next(iter_batches([examples[i] for i in rows], batch_size, pad_token_id))
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    for rows, batch, logits in _full_logits_batches(model, examples, pad_token_id, batch_size):
         keep = labelled(batch["labels"])  # [B, T-1]
         for row, row_logits, kept, labels in zip(rows, logits, keep, batch["labels"], strict=True):
             log_p = torch.log_softmax(row_logits[:-1][kept], dim=-1)  # [n, V]

@@ -148,7 +148,7 @@ def counted_here(layout: Layout | None) -> bool:
     sharded one always; a whole (replicated) one only on the first process."""
     if layout is not None and isinstance(layout.placements[0], Shard):
         return True
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+    return is_main_process()
 
 
 def all_reduce_sum_(t: torch.Tensor, group: dist.ProcessGroup | None = None) -> torch.Tensor:
